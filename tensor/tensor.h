@@ -1,0 +1,313 @@
+// tensor.h: heed's strided tensor. Read this file first; it is a table of contents.
+//
+// A Tensor is a cheap handle (a shared pointer) to a TensorImpl: a shape, strides and an offset into a
+// reference-counted Storage. Copying a Tensor copies the handle, like a Python reference. Views share
+// the Storage; `contiguous()` and `clone()` are the ways to get fresh memory.
+//
+// The op functions declared here are *differentiable*: their definitions live in autograd/, each next to
+// its backward. The raw, graph-free kernels they call live in tensor/kernels.h.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tensor/dtype.h"
+#include "tensor/shape.h"
+
+namespace heed {
+
+struct Node;  // autograd/node.h: one recorded op in the graph
+class Tensor;
+class Generator;
+
+// Raw bytes, 64-byte aligned so that SIMD loads of contiguous data are cheap.
+// `version` counts in-place writes: autograd compares it with the version it saw when it saved a
+// tensor for backward, so an in-place change after saving is caught instead of giving a wrong gradient.
+struct Storage {
+  explicit Storage(size_t nbytes);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  void* data = nullptr;
+  size_t nbytes = 0;
+  uint64_t version = 0;
+  const char* last_inplace_op = "";  // for the error message when `version` does not match
+};
+
+/// Bytes held by live Storages: now, and the peak since the last reset (for memory tests and benchmarks).
+struct MemoryStats {
+  int64_t current = 0, peak = 0;
+};
+MemoryStats memory_stats();
+void reset_peak_memory();
+
+using Hook = std::function<Tensor(const Tensor&)>;
+
+struct TensorImpl {
+  std::shared_ptr<Storage> storage;
+  Shape shape, strides;
+  int64_t offset = 0;  // in elements, not bytes
+  DType dtype = DType::Float32;
+  // autograd state (see autograd/node.h): a leaf has no grad_fn; a result of a recorded op has one.
+  bool requires_grad = false;
+  std::shared_ptr<TensorImpl> grad;
+  std::shared_ptr<Node> grad_fn;
+  std::weak_ptr<Node> grad_accumulator;  // a leaf's AccumulateGrad node, shared by all its uses
+  std::vector<Hook> hooks;               // a leaf's hooks; a non-leaf keeps them on its grad_fn
+};
+
+class Tensor {
+ public:
+  Tensor() = default;  // undefined: no storage; used for "no gradient"
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+  // ---- metadata ---------------------------------------------------------------------------------
+  bool defined() const { return impl_ != nullptr; }
+  const Shape& shape() const { return impl_->shape; }
+  const Shape& strides() const { return impl_->strides; }
+  int64_t size(int64_t dim) const;    /// negative dims count from the end
+  int64_t stride(int64_t dim) const;
+  int64_t dim() const { return (int64_t)impl_->shape.size(); }
+  int64_t numel() const { return numel_of(impl_->shape); }
+  int64_t offset() const { return impl_->offset; }
+  DType dtype() const { return impl_->dtype; }
+  bool is_contiguous() const;
+  bool is_same(const Tensor& o) const { return impl_ == o.impl_; }
+  TensorImpl* impl() const { return impl_.get(); }
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+  const std::shared_ptr<Storage>& storage() const { return impl_->storage; }
+
+  // ---- element access ---------------------------------------------------------------------------
+  /// Pointer to element [0,...,0] (storage + offset); checks T against the dtype.
+  template <class T> T* data_ptr() const;
+  /// The value of a one-element tensor, converted to double.
+  double item() const;
+  template <class T> T item() const { return static_cast<T>(item()); }
+  /// Element at a full index, converted to double (for tests and printing; slow).
+  double at(const std::vector<int64_t>& index) const;
+  /// All elements in row-major order, converted to T.
+  template <class T> std::vector<T> to_vector() const;
+
+  // ---- views: no copy; the result shares storage -------------------------------------------------
+  Tensor view(const Shape& shape) const;     /// throws when the strides cannot be viewed as `shape`
+  Tensor reshape(const Shape& shape) const;  /// a view when possible, else a copy; one dim may be -1
+  Tensor permute(const std::vector<int64_t>& dims) const;
+  Tensor transpose(int64_t d0, int64_t d1) const;
+  Tensor mT() const { return transpose(-2, -1); }  /// the matrix transpose of the last two dims
+  Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
+  Tensor slice(int64_t dim, int64_t start, int64_t end, int64_t step = 1) const;  /// python's x[start:end:step]
+  Tensor select(int64_t dim, int64_t index) const;  /// removes `dim`
+  Tensor expand(const Shape& shape) const;          /// size-1 dims become stride-0; -1 keeps a size
+  Tensor squeeze() const;
+  Tensor squeeze(int64_t dim) const;
+  Tensor unsqueeze(int64_t dim) const;
+  Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
+  Tensor contiguous() const;  /// `*this` when already contiguous, else a copy
+  Tensor clone() const;       /// always a copy, differentiable
+  Tensor to(DType dtype) const;
+
+  // ---- autograd (autograd/engine.cpp) -------------------------------------------------------------
+  bool requires_grad() const { return impl_->requires_grad; }
+  Tensor& requires_grad_(bool on = true);  /// marks a leaf; throws on a non-leaf
+  bool is_leaf() const { return impl_->grad_fn == nullptr; }
+  Tensor grad() const { return Tensor(impl_->grad); }  /// undefined until a backward reaches it
+  void set_grad(const Tensor& g) { impl_->grad = g.impl_; }
+  const std::shared_ptr<Node>& grad_fn() const { return impl_->grad_fn; }
+  Tensor detach() const;  /// same storage, cut out of the graph
+  /// Seeds with 1 for a one-element tensor, else `seed` is required. Accumulates into leaves' grad.
+  void backward(const Tensor& seed = Tensor(), bool retain_graph = false, bool create_graph = false) const;
+  /// `fn` sees this tensor's gradient during backward and may return a replacement (or an undefined
+  /// Tensor to keep it).
+  void register_hook(Hook fn) const;
+
+  // ---- in-place (for optimizers and initialisers; they bump the storage version) --------------------
+  Tensor& add_(const Tensor& other, double alpha = 1.0);
+  Tensor& mul_(const Tensor& other);
+  Tensor& mul_(double s);
+  Tensor& zero_();
+  Tensor& fill_(double v);
+  Tensor& copy_(const Tensor& src);
+
+  // ---- ops as methods (same as the free functions below) -----------------------------------------
+  Tensor sum() const;
+  Tensor sum(int64_t dim, bool keepdim = false) const;
+  Tensor sum(const std::vector<int64_t>& dims, bool keepdim = false) const;
+  Tensor mean() const;
+  Tensor mean(int64_t dim, bool keepdim = false) const;
+  Tensor mean(const std::vector<int64_t>& dims, bool keepdim = false) const;
+  Tensor sum_to_size(const Shape& shape) const;
+  Tensor exp() const;
+  Tensor log() const;
+  Tensor sqrt() const;
+  Tensor tanh() const;
+  Tensor sigmoid() const;
+  Tensor relu() const;
+  Tensor abs() const;
+  Tensor pow(double p) const;
+  Tensor square() const;
+  Tensor matmul(const Tensor& other) const;
+  Tensor softmax(int64_t dim) const;
+  Tensor log_softmax(int64_t dim) const;
+  Tensor norm() const;
+
+ private:
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+// ---- creation (tensor/tensor.cpp) -------------------------------------------------------------------
+/// A new uninitialised contiguous tensor.
+Tensor empty(const Shape& shape, DType dtype = float32);
+Tensor zeros(const Shape& shape, DType dtype = float32);
+Tensor ones(const Shape& shape, DType dtype = float32);
+Tensor full(const Shape& shape, double value, DType dtype = float32);
+/// A 0-d tensor holding `value`.
+Tensor scalar_tensor(double value, DType dtype = float32);
+/// [start, start+step, ...) below `end`, like torch.arange.
+Tensor arange(double start, double end, double step = 1, DType dtype = int64);
+Tensor arange(int64_t end, DType dtype = int64);
+Tensor linspace(double start, double end, int64_t steps, DType dtype = float32);
+Tensor eye(int64_t n, DType dtype = float32);
+/// Uniform on [0,1), from `gen` or the global generator (tensor/random.h).
+Tensor rand(const Shape& shape, DType dtype = float32, Generator* gen = nullptr);
+/// Standard normal.
+Tensor randn(const Shape& shape, DType dtype = float32, Generator* gen = nullptr);
+/// Integers uniform in [low, high).
+Tensor randint(int64_t low, int64_t high, const Shape& shape, Generator* gen = nullptr);
+/// Copies `values` into a new tensor of `shape` (default: 1-d). T picks the dtype.
+template <class T> Tensor from_vector(const std::vector<T>& values, Shape shape = {});
+/// A 2-d tensor from nested braces: tensor({{1, 2}, {3, 4}}).
+Tensor tensor(std::initializer_list<std::initializer_list<double>> rows, DType dtype = float32);
+Tensor tensor(std::initializer_list<double> values, DType dtype = float32);
+Tensor empty_like(const Tensor& t);
+Tensor zeros_like(const Tensor& t);
+Tensor ones_like(const Tensor& t);
+Tensor full_like(const Tensor& t, double value);
+Tensor rand_like(const Tensor& t, Generator* gen = nullptr);
+Tensor randn_like(const Tensor& t, Generator* gen = nullptr);
+
+/// Prints like PyTorch: values (summarised past 1000 elements), then shape and dtype.
+std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+// ---- differentiable ops (defined in autograd/, each beside its backward) ---------------------------
+// unary, elementwise
+Tensor neg(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor rsqrt(const Tensor& x);
+Tensor abs(const Tensor& x);
+Tensor sign(const Tensor& x);  /// gradient 0 everywhere (as PyTorch)
+Tensor tanh(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);
+Tensor elu(const Tensor& x, double alpha = 1.0);
+/// GELU, exact (erf) form by default, or the tanh approximation.
+Tensor gelu(const Tensor& x, bool tanh_approx = false);
+Tensor silu(const Tensor& x);
+Tensor softplus(const Tensor& x);
+Tensor erf(const Tensor& x);
+Tensor pow(const Tensor& x, double p);
+Tensor square(const Tensor& x);
+Tensor clamp(const Tensor& x, double lo, double hi);  /// gradient 1 inside [lo,hi], 0 outside
+// binary, broadcasting
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor pow(const Tensor& a, const Tensor& b);
+Tensor maximum(const Tensor& a, const Tensor& b);  /// ties split the gradient half and half
+Tensor minimum(const Tensor& a, const Tensor& b);
+// comparisons: bool masks, not differentiable
+Tensor eq(const Tensor& a, const Tensor& b);
+Tensor ne(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, const Tensor& b);
+Tensor le(const Tensor& a, const Tensor& b);
+Tensor gt(const Tensor& a, const Tensor& b);
+Tensor ge(const Tensor& a, const Tensor& b);
+Tensor logical_not(const Tensor& mask);
+Tensor logical_and(const Tensor& a, const Tensor& b);
+Tensor logical_or(const Tensor& a, const Tensor& b);
+/// cond ? a : b elementwise, with broadcasting; cond is bool.
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
+// reductions
+Tensor sum(const Tensor& x);
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = false);
+Tensor mean(const Tensor& x);
+Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = false);
+/// Values and int64 indices of the max along `dim` (the first index on ties; the gradient goes there).
+std::pair<Tensor, Tensor> max(const Tensor& x, int64_t dim, bool keepdim = false);
+std::pair<Tensor, Tensor> min(const Tensor& x, int64_t dim, bool keepdim = false);
+/// The max of all elements; ties share the gradient equally.
+Tensor max(const Tensor& x);
+Tensor min(const Tensor& x);
+Tensor amax(const Tensor& x, int64_t dim, bool keepdim = false);  /// ties share the gradient
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor argmin(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor var(const Tensor& x, int64_t dim, int64_t correction = 1, bool keepdim = false);
+Tensor std(const Tensor& x, int64_t dim, int64_t correction = 1, bool keepdim = false);
+/// The variance of all elements (correction 1, as torch.var(x)).
+Tensor var(const Tensor& x);
+Tensor logsumexp(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor norm(const Tensor& x);  /// the 2-norm of all elements
+Tensor softmax(const Tensor& x, int64_t dim);
+Tensor log_softmax(const Tensor& x, int64_t dim);
+/// Sums broadcast dims away so the result has `shape` (the gradient of broadcasting).
+Tensor sum_to_size(const Tensor& x, const Shape& shape);
+// indexing and joining
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
+/// A copy of `x` with `src` added at `index` along dim (out[index[i][j]][j] += src[i][j] for dim 0).
+Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src);
+/// A copy of `x` with src's rows added at `index` along dim (the gradient of index_select).
+Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src);
+Tensor cat(const std::vector<Tensor>& xs, int64_t dim = 0);
+Tensor stack(const std::vector<Tensor>& xs, int64_t dim = 0);
+std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim = 0);
+std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
+// linear algebra
+/// PyTorch's matmul: 1-d @ 1-d is a dot; batched dims broadcast. Runs on OpenBLAS.
+Tensor matmul(const Tensor& a, const Tensor& b);
+/// x @ w^T + b, as nn.Linear: x (...,K), w (N,K), b (N) or undefined.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+
+// C++ operators; a double on either side becomes a 0-d tensor of the other side's dtype.
+Tensor operator+(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& a, const Tensor& b);
+Tensor operator*(const Tensor& a, const Tensor& b);
+Tensor operator/(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& a);
+Tensor operator+(const Tensor& a, double b);
+Tensor operator-(const Tensor& a, double b);
+Tensor operator*(const Tensor& a, double b);
+Tensor operator/(const Tensor& a, double b);
+Tensor operator+(double a, const Tensor& b);
+Tensor operator-(double a, const Tensor& b);
+Tensor operator*(double a, const Tensor& b);
+Tensor operator/(double a, const Tensor& b);
+Tensor operator<(const Tensor& a, const Tensor& b);
+Tensor operator<=(const Tensor& a, const Tensor& b);
+Tensor operator>(const Tensor& a, const Tensor& b);
+Tensor operator>=(const Tensor& a, const Tensor& b);
+Tensor operator<(const Tensor& a, double b);
+Tensor operator>(const Tensor& a, double b);
+
+/// True when the shapes match and every pair of elements satisfies |a-b| <= atol + rtol*|b|.
+bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-8);
+
+// ---- template definitions -------------------------------------------------------------------------
+template <class T>
+T* Tensor::data_ptr() const {
+  if (dtype_of<T>() != impl_->dtype)
+    throw Error(std::string("data_ptr: asked for ") + dtype_name(dtype_of<T>()) + " but the tensor is " +
+                dtype_name(impl_->dtype));
+  return static_cast<T*>(impl_->storage->data) + impl_->offset;
+}
+
+}  // namespace heed

@@ -1,0 +1,209 @@
+// The gradcheck table: every differentiable op, with sample inputs, checked against finite differences
+// in float64 (gradcheck), and its backward checked the same way (gradgradcheck) where it supports double
+// backward. A last test fails if an op is registered (autograd/node.h) but no case here exercises it.
+#include <doctest/doctest.h>
+
+#include <set>
+#include <unordered_set>
+
+#include "heed.h"
+#include "tensor/kernels.h"
+
+using namespace heed;
+
+namespace {
+
+Generator gen(2024);
+// A float64 leaf with standard normal values.
+Tensor R(const Shape& s) { return randn(s, float64, &gen).requires_grad_(); }
+// Values kept at least 0.2 away from 0, where relu, abs and friends have their kink.
+Tensor away(const Shape& s) {
+  NoGradGuard g;
+  Tensor r = randn(s, float64, &gen);
+  return (sign(r) * (abs(r) + 0.2)).detach().requires_grad_();
+}
+Tensor positive(const Shape& s) {
+  NoGradGuard g;
+  return (abs(randn(s, float64, &gen)) + 0.5).detach().requires_grad_();
+}
+// A non-contiguous leaf: the transpose of a (s[1], s[0]) tensor.
+Tensor NC(const Shape& s) {
+  Tensor t = randn({s[1], s[0]}, float64, &gen);
+  return t.transpose(0, 1).detach().requires_grad_();
+}
+// Distinct values 0.37·k in a scrambled order (no ties), so that max/min pick one element and finite
+// differences agree with the analytic gradient.
+Tensor distinct(const Shape& s, double shift = 0) {
+  int64_t n = numel_of(s);
+  std::vector<double> out(n);
+  for (int64_t i = 0; i < n; i++) out[i] = 0.37 * (double)((i * 7 + 3) % n) + shift;  // 7 is coprime to n here
+  return from_vector(out, s).requires_grad_();
+}
+
+struct Case {
+  std::string name;
+  std::function<std::vector<Tensor>()> inputs;
+  TensorFn f;
+  bool second_order = true;
+  GradcheckOptions opts = {};
+};
+
+Tensor I(std::vector<int64_t> v, Shape s = {}) { return from_vector<int64_t>(v, s); }
+
+std::vector<Case> table() {
+  using V = std::vector<Tensor>;
+  return {
+      // unary
+      {"neg", [] { return V{NC({3, 4})}; }, [](const V& x) { return -x[0]; }},
+      {"exp", [] { return V{R({2, 3})}; }, [](const V& x) { return exp(x[0]); }},
+      {"log", [] { return V{positive({5})}; }, [](const V& x) { return log(x[0]); }},
+      {"sqrt", [] { return V{positive({5})}; }, [](const V& x) { return sqrt(x[0]); }},
+      {"rsqrt", [] { return V{positive({5})}; }, [](const V& x) { return rsqrt(x[0]); }},
+      {"abs", [] { return V{away({2, 3})}; }, [](const V& x) { return abs(x[0]); }},
+      {"sign", [] { return V{away({4})}; }, [](const V& x) { return sign(x[0]) * x[0]; }},
+      {"tanh", [] { return V{NC({3, 2})}; }, [](const V& x) { return tanh(x[0]); }},
+      {"sigmoid", [] { return V{R({4})}; }, [](const V& x) { return sigmoid(x[0]); }},
+      {"relu", [] { return V{away({2, 3})}; }, [](const V& x) { return relu(x[0]); }},
+      {"leaky_relu", [] { return V{away({5})}; }, [](const V& x) { return leaky_relu(x[0], 0.2); }},
+      {"elu", [] { return V{away({5})}; }, [](const V& x) { return elu(x[0], 1.3); }},
+      {"gelu", [] { return V{R({5})}; }, [](const V& x) { return gelu(x[0]); }},
+      {"gelu_tanh", [] { return V{R({5})}; }, [](const V& x) { return gelu(x[0], true); }},
+      {"silu", [] { return V{R({5})}; }, [](const V& x) { return silu(x[0]); }},
+      {"softplus", [] { return V{R({5})}; }, [](const V& x) { return softplus(x[0]); }},
+      {"erf", [] { return V{R({5})}; }, [](const V& x) { return erf(x[0]); }},
+      {"pow_scalar", [] { return V{positive({4})}; }, [](const V& x) { return pow(x[0], 2.5) + pow(x[0], -1.5) + x[0].square(); }},
+      {"clamp", [] { return V{tensor({-2.0, -0.3, 0.1, 0.6, 3.0}, float64).requires_grad_()}; },
+       [](const V& x) { return clamp(x[0], -1.0, 1.0); }},
+      // binary, broadcasting
+      {"add", [] { return V{R({3, 1}), R({1, 4})}; }, [](const V& x) { return x[0] + x[1]; }},
+      {"sub", [] { return V{NC({3, 4}), R({4})}; }, [](const V& x) { return x[0] - x[1]; }},
+      {"mul", [] { return V{R({2, 3}), R({})}; }, [](const V& x) { return x[0] * x[1]; }},
+      {"div", [] { return V{R({2, 3}), away({3})}; }, [](const V& x) { return x[0] / x[1]; }},
+      {"pow", [] { return V{positive({2, 3}), R({3})}; }, [](const V& x) { return pow(x[0], x[1]); }},
+      {"maximum", [] { return V{distinct({2, 3}), full({1, 3}, 1.0, float64).requires_grad_()}; }, [](const V& x) { return maximum(x[0], x[1]); }},
+      {"minimum", [] { return V{distinct({6}), distinct({6}, -1.0)}; }, [](const V& x) { return minimum(x[0], x[1]); }},
+      {"where", [] { return V{R({2, 3}), R({3})}; },
+       [](const V& x) { return where(tensor({1.0, 0.0, 1.0}, float64) > 0.5, x[0], x[1]); }},
+      {"masked_fill", [] { return V{R({2, 3})}; },
+       [](const V& x) { return masked_fill(x[0], tensor({0.0, 1.0, 0.0}, float64) > 0.5, 2.0); }},
+      // reductions
+      {"sum", [] { return V{NC({3, 4})}; }, [](const V& x) { return sum(x[0], {1}, true) * sum(x[0]); }},
+      {"mean", [] { return V{R({2, 3, 4})}; }, [](const V& x) { return mean(x[0], {0, 2}); }},
+      {"max_dim", [] { return V{distinct({3, 4})}; }, [](const V& x) { return max(x[0], 1).first + min(x[0], 0, true).first.sum(); }},
+      {"max_all", [] { return V{distinct({3, 4})}; }, [](const V& x) { return max(x[0]) * min(x[0]); }},
+      {"max_all ties", [] { return V{tensor({1.0, 3.0, 3.0, 2.0}, float64).requires_grad_()}; },
+       [](const V& x) { return max(x[0]); }, false, {.eps = 1e-6, .atol = 1e-5, .rtol = 1e-3}},
+      {"amax", [] { return V{distinct({3, 4})}; }, [](const V& x) { return amax(x[0], 0, true); }},
+      {"var", [] { return V{R({3, 5})}; }, [](const V& x) { return var(x[0], 1).sum() * heed::std(x[0], 0, 0).sum() + var(x[0]); }},
+      {"logsumexp", [] { return V{R({3, 4})}; }, [](const V& x) { return logsumexp(x[0], 1); }},
+      {"softmax", [] { return V{NC({3, 4})}; }, [](const V& x) { return softmax(x[0], 1) * softmax(x[0], 0); }},
+      {"log_softmax", [] { return V{R({3, 4})}; }, [](const V& x) { return log_softmax(x[0], -1); }},
+      {"norm", [] { return V{R({3, 2})}; }, [](const V& x) { return norm(x[0]); }},
+      // views
+      {"view", [] { return V{R({2, 6})}; }, [](const V& x) { return x[0].view({3, 4}).reshape({4, 3}).flatten(); }},
+      {"permute", [] { return V{R({2, 3, 4})}; }, [](const V& x) { return x[0].permute({2, 0, 1}).contiguous() * 2.0; }},
+      {"transpose", [] { return V{R({2, 3})}; }, [](const V& x) { return matmul(x[0].transpose(0, 1), x[0]); }},
+      {"expand", [] { return V{R({3, 1})}; }, [](const V& x) { return x[0].expand({2, 3, 4}) * arange(0, 4, 1, float64); }},
+      {"slice", [] { return V{R({4, 6})}; }, [](const V& x) { return x[0].slice(0, 0, 4, 2).slice(1, 1, 6, 2) * x[0].narrow(0, 1, 2).slice(1, -3, 100); }},
+      {"select", [] { return V{R({4, 3})}; }, [](const V& x) { return x[0].select(0, 2) * x[0].select(1, -1).sum(); }},
+      {"squeeze", [] { return V{R({3, 1})}; }, [](const V& x) { return x[0].squeeze().unsqueeze(0).squeeze(0) * 3.0; }},
+      {"slice_backward", [] { return V{R({2, 3})}; },
+       [](const V& x) {
+         // The gradient of a slice, recorded with create_graph, is a slice_backward node.
+         Tensor base = ones({2, 6}, float64).requires_grad_();
+         return grad({(base.slice(1, 0, 6, 2) * x[0]).sum()}, {base}, {}, true)[0];
+       }},
+      {"contiguous", [] { return V{NC({3, 4})}; }, [](const V& x) { return x[0].contiguous(); }},
+      {"clone", [] { return V{R({3})}; }, [](const V& x) { return x[0].clone() * x[0]; }},
+      {"to", [] { return V{R({3})}; }, [](const V& x) { return x[0].to(float32).to(float64); }, true,
+       {.eps = 1e-2, .atol = 1e-5, .rtol = 1e-3}},
+      // indexing and joining
+      {"index_select", [] { return V{R({4, 3})}; }, [](const V& x) { return index_select(x[0], 0, I({3, 0, 3})); }},
+      {"index_add", [] { return V{R({4, 3}), R({2, 3})}; }, [](const V& x) { return index_add(x[0], 0, I({1, 1}), x[1]); }},
+      {"gather", [] { return V{R({3, 4})}; }, [](const V& x) { return gather(x[0], 1, I({0, 3, 3, 1, 2, 2}, {3, 2})); }},
+      {"scatter_add", [] { return V{R({3, 4}), R({3, 3})}; },
+       [](const V& x) { return scatter_add(x[0], 1, I({0, 3, 3, 1, 2, 2}, {3, 2}), x[1]); }},
+      {"cat", [] { return V{R({2, 3}), NC({1, 3})}; }, [](const V& x) { return cat({x[0], x[1], x[0]}, 0); }},
+      {"stack/split/chunk", [] { return V{R({2, 4})}; },
+       [](const V& x) {
+         auto p = split(x[0], 3, 1);
+         auto c = chunk(x[0], 2, 0);
+         return stack({c[0].squeeze(0), c[1].squeeze(0) * 2.0}, 1).sum() + p[1].sum() * p[0].sum();
+       }},
+      // linear algebra
+      {"matmul", [] { return V{R({2, 1, 3, 4}), NC({4, 2})}; }, [](const V& x) { return matmul(x[0], x[1]); }},
+      {"matmul batched", [] { return V{R({2, 3, 4}), R({2, 4, 2})}; }, [](const V& x) { return matmul(x[0], x[1]); }},
+      {"matmul vectors", [] { return V{R({3}), R({3, 2}), R({2})}; },
+       [](const V& x) { return matmul(x[0], x[1]) * matmul(x[1], x[2]).sum() + matmul(x[0], x[0]); }},
+      {"linear", [] { return V{R({2, 3, 4}), R({5, 4}), R({5})}; }, [](const V& x) { return linear(x[0], x[1], x[2]); }},
+      // convolution as matrix multiply
+      {"im2col", [] { return V{R({2, 2, 5, 4})}; },
+       [](const V& x) { return im2col(x[0], {.kh = 3, .kw = 2, .sh = 2, .sw = 1, .ph = 1, .pw = 0, .dh = 1, .dw = 2}); }},
+      {"col2im", [] { return V{R({1, 2 * 2 * 2, 3 * 5})}; },
+       [](const V& x) { return col2im(x[0], 2, 4, 4, {.kh = 2, .kw = 2, .sh = 1, .sw = 1, .ph = 0, .pw = 1}); }},
+      {"checkpoint", [] { return V{R({2, 3}), R({3, 3})}; },
+       [](const V& x) { return checkpoint([](const V& in) { return tanh(matmul(in[0], in[1])); }, x); }, false},
+  };
+}
+
+// Every op name in the graph behind t (iteratively, as the engine walks it).
+void collect_ops(const Tensor& t, std::set<std::string>& seen) {
+  if (!t.grad_fn()) return;
+  std::vector<Node*> stack{t.grad_fn().get()};
+  std::unordered_set<Node*> visited;
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    if (!visited.insert(n).second) continue;
+    if (!n->is_accumulate()) seen.insert(n->name);
+    for (auto& c : n->next)
+      if (c) stack.push_back(c.get());
+  }
+}
+
+}  // namespace
+
+TEST_CASE("gradcheck and gradgradcheck over the op table (float64)") {
+  int first = 0, second = 0;
+  for (const Case& c : table()) {
+    INFO("op case: ", c.name);
+    std::vector<Tensor> in = c.inputs();
+    CHECK_NOTHROW(gradcheck(c.f, in, c.opts));
+    first++;
+    if (c.second_order) {
+      CHECK_NOTHROW(gradgradcheck(c.f, in, c.opts));
+      second++;
+    }
+  }
+  MESSAGE("gradcheck cases: ", first, ", gradgradcheck cases: ", second);
+}
+
+TEST_CASE("every registered differentiable op is covered by the table") {
+  std::set<std::string> seen;
+  for (const Case& c : table()) {
+    std::vector<Tensor> in = c.inputs();
+    collect_ops(c.f(in), seen);
+  }
+  std::set<std::string> registered(registered_ops().begin(), registered_ops().end());
+  for (const std::string& op : registered) {
+    INFO("registered op with no gradcheck case: ", op);
+    CHECK(seen.count(op) == 1);
+  }
+  for (const std::string& op : seen) {
+    INFO("op in a graph but not registered: ", op);
+    CHECK(registered.count(op) == 1);
+  }
+  MESSAGE("registered differentiable ops: ", registered.size());
+}
+
+TEST_CASE("gradcheck reports the input, element and both values on a wrong backward") {
+  // A deliberately wrong op: forward x^2, backward claims 3x.
+  TensorFn wrong = [](const std::vector<Tensor>& x) {
+    Tensor out = x[0].detach() * x[0].detach();
+    return attach("sum", out, {x[0]}, [x0 = x[0]](const Tensor& d, const Tensor&) { return std::vector<Tensor>{d * x0 * 3.0}; }, {});
+  };
+  Tensor x = tensor({1.0, 2.0}, float64).requires_grad_();
+  CHECK_THROWS_WITH_AS(gradcheck(wrong, {x}), doctest::Contains("input 0 (shape (2)), element 0, output element 0"), GradcheckError);
+  CHECK_THROWS_WITH_AS(gradcheck(wrong, {x}), doctest::Contains("analytic 3 vs numeric 2"), GradcheckError);
+  CHECK_THROWS_AS(gradcheck([](const std::vector<Tensor>& v) { return v[0] * 2.0; }, {ones({2}).requires_grad_()}), GradcheckError);
+}

@@ -1,0 +1,172 @@
+// Tests for tensor/tensor.cpp: creation, views, printing, and the errors of bad input.
+#include <doctest/doctest.h>
+
+#include <sstream>
+
+#include "heed.h"
+#include "tensor/kernels.h"
+
+using namespace heed;
+
+TEST_CASE("creation: zeros, ones, full, arange, linspace, eye") {
+  CHECK(zeros({2, 3}).to_vector<float>() == std::vector<float>(6, 0.f));
+  CHECK(ones({2}, float64).to_vector<double>() == std::vector<double>{1, 1});
+  CHECK(full({3}, 2.5).to_vector<float>() == std::vector<float>{2.5f, 2.5f, 2.5f});
+  CHECK(arange(5).to_vector<int64_t>() == std::vector<int64_t>{0, 1, 2, 3, 4});
+  CHECK(arange(1, 2, 0.25, float64).to_vector<double>() == std::vector<double>{1, 1.25, 1.5, 1.75});
+  CHECK(linspace(0, 1, 5, float64).to_vector<double>() == std::vector<double>{0, 0.25, 0.5, 0.75, 1});
+  CHECK(eye(3).to_vector<float>() == std::vector<float>{1, 0, 0, 0, 1, 0, 0, 0, 1});
+  CHECK(zeros_like(ones({2, 2}, float64)).dtype() == float64);
+  CHECK(tensor({{1, 2}, {3, 4}}).shape() == Shape{2, 2});
+  CHECK(from_vector<int64_t>({1, 2, 3, 4}, {2, 2}).at({1, 0}) == 3);
+  CHECK_THROWS_AS(zeros({2, -1}), Error);
+  CHECK_THROWS_AS(from_vector<float>({1, 2, 3}, {2, 2}), Error);
+  CHECK_THROWS_AS(arange(0, 1, 0), Error);
+  CHECK_THROWS_AS(tensor({{1, 2}, {3}}), Error);
+}
+
+TEST_CASE("random: the same seed gives the same numbers") {
+  manual_seed(7);
+  Tensor a = randn({100});
+  Tensor u = rand({100}, float64);
+  manual_seed(7);
+  CHECK(randn({100}).to_vector<float>() == a.to_vector<float>());
+  CHECK(rand({100}, float64).to_vector<double>() == u.to_vector<double>());
+  Generator g(3), h(3);
+  CHECK(randint(0, 10, {50}, &g).to_vector<int64_t>() == randint(0, 10, {50}, &h).to_vector<int64_t>());
+  std::vector<double> r = rand({10000}, float64).to_vector<double>();
+  for (double v : r) REQUIRE((v >= 0 && v < 1));
+  Tensor n = randn({200000}, float64);
+  CHECK(n.mean().item() == doctest::Approx(0).epsilon(0.01).scale(1));
+  CHECK(var(n).item() == doctest::Approx(1).epsilon(0.02));
+  for (int64_t v : randint(-3, 4, {1000}).to_vector<int64_t>()) REQUIRE((v >= -3 && v < 4));
+  CHECK_THROWS_AS(randint(5, 5, {1}), Error);
+}
+
+TEST_CASE("views share storage and have the right strides") {
+  Tensor x = arange(0, 24, 1, float32).reshape({2, 3, 4});
+  CHECK(x.strides() == Shape{12, 4, 1});
+  Tensor t = x.transpose(0, 2);
+  CHECK(t.shape() == Shape{4, 3, 2});
+  CHECK(t.strides() == Shape{1, 4, 12});
+  CHECK(t.storage() == x.storage());
+  CHECK(!t.is_contiguous());
+  CHECK(t.at({3, 2, 1}) == x.at({1, 2, 3}));
+  Tensor p = x.permute({1, 0, 2});
+  CHECK(p.at({2, 1, 3}) == x.at({1, 2, 3}));
+  Tensor s = x.slice(2, 1, 4, 2);  // columns 1 and 3
+  CHECK(s.shape() == Shape{2, 3, 2});
+  CHECK(s.at({1, 1, 1}) == x.at({1, 1, 3}));
+  CHECK(x.slice(1, -2, 100).shape() == Shape{2, 2, 4});  // python clipping
+  CHECK(x.narrow(1, 1, 2).at({0, 0, 0}) == 4);
+  CHECK(x.select(0, 1).shape() == Shape{3, 4});
+  CHECK(x.select(-1, -1).at({1, 2}) == 23);
+  Tensor e = tensor({1, 2, 3}).reshape({3, 1}).expand({3, 4});
+  CHECK(e.strides() == Shape{1, 0});
+  CHECK(e.at({2, 3}) == 3);
+  CHECK(x.unsqueeze(1).shape() == Shape{2, 1, 3, 4});
+  CHECK(x.unsqueeze(-1).shape() == Shape{2, 3, 4, 1});
+  CHECK(x.unsqueeze(1).squeeze(1).shape() == Shape{2, 3, 4});
+  CHECK(ones({1, 3, 1}).squeeze().shape() == Shape{3});
+  CHECK(x.flatten(1).shape() == Shape{2, 12});
+  CHECK(x.flatten().shape() == Shape{24});
+  CHECK(x.view({6, -1}).shape() == Shape{6, 4});
+  // reshape of a transposed tensor cannot be a view: it copies, and the values are still right.
+  Tensor r = x.transpose(1, 2).reshape({2, 12});
+  CHECK(r.storage() != x.storage());
+  CHECK(r.at({0, 1}) == 4);
+  // ... but reshape that only splits a dim stays a view even on a sliced tensor.
+  Tensor sl = x.slice(0, 1, 2);
+  CHECK(sl.reshape({3, 4}).storage() == x.storage());
+  Tensor c = t.contiguous();
+  CHECK(c.is_contiguous());
+  CHECK(c.to_vector<float>() == t.to_vector<float>());
+  CHECK(x.contiguous().is_same(x));
+}
+
+TEST_CASE("bad views throw with the op name and shapes") {
+  Tensor x = zeros({2, 3});
+  auto msg = [](auto f) {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("no throw");
+  };
+  CHECK(msg([&] { x.transpose(0, 1).view({6}); }).find("view: a tensor of shape (3,2)") == 0);
+  CHECK(msg([&] { x.reshape({4, 2}); }).find("reshape: shape (4,2) is invalid for 6 elements") == 0);
+  CHECK(msg([&] { x.sum(2); }).find("sum: dim 2 out of range for a 2-d tensor") == 0);
+  CHECK_THROWS_AS(x.reshape({-1, -1}), Error);
+  CHECK_THROWS_AS(x.permute({0, 0}), Error);
+  CHECK_THROWS_AS(x.permute({0}), Error);
+  CHECK_THROWS_AS(x.narrow(1, 2, 2), Error);
+  CHECK_THROWS_AS(x.select(0, 2), Error);
+  CHECK_THROWS_AS(x.select(0, -3), Error);
+  CHECK_THROWS_AS(x.slice(0, 0, 1, 0), Error);
+  CHECK_THROWS_AS(x.expand({4, 3}), Error);
+  CHECK_THROWS_AS(x.expand({3}), Error);
+  CHECK_THROWS_AS(x.unsqueeze(4), Error);
+  CHECK_THROWS_AS(x.flatten(1, 0), Error);
+  CHECK_THROWS_AS(x.at({0, 3}), Error);
+  CHECK_THROWS_AS(x.at({0}), Error);
+  CHECK_THROWS_AS(x.item(), Error);
+  CHECK_THROWS_AS(x.data_ptr<double>(), Error);
+}
+
+TEST_CASE("dtype mismatches are errors, and to() converts") {
+  Tensor a = ones({2}), b = ones({2}, float64);
+  CHECK_THROWS_WITH_AS(a + b, doctest::Contains("add: dtype mismatch"), Error);
+  CHECK_THROWS_AS(matmul(ones({2, 2}), ones({2, 2}, float64)), Error);
+  CHECK_THROWS_AS(exp(arange(3)), Error);
+  CHECK((a.to(float64) + b).dtype() == float64);
+  CHECK(tensor({1.7, -2.2}).to(int64).to_vector<int64_t>() == std::vector<int64_t>{1, -2});
+  CHECK(a.to(float32).is_same(a));
+}
+
+TEST_CASE("printing looks like PyTorch") {
+  std::ostringstream os;
+  os << tensor({{1, 2}, {3, 4}});
+  CHECK(os.str() == "tensor([[1., 2.],\n        [3., 4.]], shape=(2,2), dtype=float32)");
+  std::ostringstream os2;
+  os2 << tensor({0.5, -1.25}, float64);
+  CHECK(os2.str() == "tensor([0.5000, -1.2500], shape=(2), dtype=float64)");
+  std::ostringstream os3;
+  os3 << arange(3);
+  CHECK(os3.str() == "tensor([0, 1, 2], shape=(3), dtype=int64)");
+  std::ostringstream os4;
+  os4 << (arange(3) < from_vector<int64_t>({1}));
+  CHECK(os4.str() == "tensor([True, False, False], shape=(3), dtype=bool)");
+  std::ostringstream os5;
+  os5 << zeros({2000});
+  CHECK(os5.str().find("...") != std::string::npos);
+  std::ostringstream os6;
+  os6 << scalar_tensor(3.5);
+  CHECK(os6.str() == "tensor(3.5000, shape=(), dtype=float32)");
+}
+
+TEST_CASE("in-place ops write through views") {
+  Tensor x = zeros({3, 4});
+  x.select(1, 2).fill_(5);
+  CHECK(x.sum().item() == 15);
+  x.slice(0, 0, 2).add_(ones({4}), 2.0);
+  CHECK(x.sum().item() == 15 + 16);
+  x.mul_(0.5);
+  CHECK(x.sum().item() == doctest::Approx(15.5));
+  x.zero_();
+  CHECK(x.sum().item() == 0);
+  x.copy_(arange(0, 4, 1, float32));
+  CHECK(x.at({2, 3}) == 3);
+  CHECK_THROWS_AS(x.add_(ones({5})), Error);
+  CHECK_THROWS_AS(x.copy_(ones({2, 4})), Error);
+}
+
+TEST_CASE("memory stats count live storage") {
+  MemoryStats before = memory_stats();
+  {
+    Tensor big = empty({1000, 1000});
+    CHECK(memory_stats().current >= before.current + 4000000);
+  }
+  CHECK(memory_stats().current == before.current);
+  CHECK(memory_stats().peak >= before.current + 4000000);
+}
