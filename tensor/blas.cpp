@@ -3,8 +3,8 @@
 // Why dlopen instead of linking -lopenblas:
 //   Debian's OpenBLAS (0.3.21) is built with DYNAMIC_ARCH: it carries kernels for many CPUs and picks one
 //   in a library constructor that runs when the library is loaded. It does not recognise newer CPUs such
-//   as Sapphire Rapids and falls back to its oldest x86-64 kernels ("Prescott"): about 31 GFLOP/s per
-//   core in sgemm instead of about 155. The fix is the environment variable OPENBLAS_CORETYPE, read by
+//   as Sapphire Rapids and falls back to its oldest x86-64 kernels ("Prescott"): measured there, about
+//   31 GFLOP/s per core in sgemm instead of about 155 with its SkylakeX kernels. The fix is the environment variable OPENBLAS_CORETYPE, read by
 //   that constructor. But when heed links libopenblas, the dynamic loader runs the constructor before
 //   main() and before any of heed's code, so heed cannot set the variable in time. Loading the library
 //   ourselves on first use moves the constructor after our setenv.

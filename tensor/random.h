@@ -24,11 +24,12 @@
 //                     r = sqrt(-2 log u1),  theta = 2 pi u2
 //                     z0 = r cos(theta),  z1 = r sin(theta)
 //                   computed in double (and rounded once to float for float output).
+//                   Counting draws from the fill's start:
 //                   float: element pair p = (2p, 2p+1) uses draws 2p (u1) and 2p+1 (u2).
 //                   double: pair p uses draws 4p, 4p+1 (u1: hi, lo) and 4p+2, 4p+3 (u2: hi, lo).
 //                   For an odd count the last pair's z1 is dropped, but its draws are still used up.
-//   The 32-bit draws are bit-identical everywhere. Normals go through log, sqrt, cos and sin, so they are
-//   bit-identical given the same C math library (glibc's are correctly rounded in practice).
+//   The 32-bit draws and the uniforms are bit-identical everywhere. Normals go through log, sqrt, cos and
+//   sin, so they are bit-identical given the same C math library; another libm may differ in the last bit.
 #pragma once
 #include <array>
 #include <atomic>

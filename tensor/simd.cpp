@@ -6,33 +6,39 @@
 //   3. the SIMD row loops that apply them (unary_simd, binary_simd);
 //   4. SIMD reductions and the fused softmax.
 //
-// Why not just call xsimd's math functions? We measured xsimd 8.1 against std:: (10^6 points per function,
-// tests/tensor/test_simd.cpp) and kept what is accurate, replacing what is not:
+// Why not just call xsimd's math functions? We measured xsimd 8.1 against std:: and kept what is
+// accurate, replacing what is not. The last column is what tests/tensor/test_simd.cpp measures for
+// heed's versions: the largest distance, in ulp, from std:: evaluated one type wider and rounded once,
+// over 10^6 points per function that include +-0, subnormals, huge values, +-inf, NaN and the
+// overflow/underflow edges. The test fails above 4 ulp.
 //
-//   function   xsimd 8.1, float32                          heed uses                          max ulp f32 / f64
-//   exp        0 below x = -87.3 (no subnormal results),    own: Cody-Waite reduction and a     1 / 1
-//              inf above 88.38 although exp(88.7) is finite Taylor polynomial
-//   log        1 ulp                                        xsimd::log                          1 / 1
-//   tanh       1 ulp                                        xsimd::tanh                         1 / 1
-//   erf        2 ulp (float64: 68 ulp)                      own: Taylor series near 0, erfc     1 / 2
-//                                                           further out
-//   erfc       355000 ulp for large x: exp(-x*x) is         own: exp(-x^2) with x^2 carried     (inside gelu_erf)
-//              evaluated on the rounded square              exactly, times a fitted polynomial
-//   sigmoid    (none)                                       e/(1+e) with e = exp(-|x|)          1 / 1
-//   gelu_erf   (none)                                       0.5 x erfc(-x/sqrt 2)               2 / 2
-//   gelu_tanh  (none)                                       x sigmoid(2u), u to double precision 2 / 2
-//   pow        14-30 ulp, pow(0,-1) is not inf              float: exp(a log|x|) in double      1 / 1
-//                                                           lanes; float64: std::pow
-//   fma        no AVX-512 kernel: x*y+z is fused only if    fma_exact(), which always fuses     -
-//              the compiler chooses to contract it
+//   function   xsimd 8.1                                     heed                                 ulp f32/f64
+//   exp        0 below x = -87.3 (no subnormal results);     own: Cody-Waite reduction, Taylor    1 / 1
+//              inf above 88.38, though exp(88.7) is finite   polynomial, two-step 2^n scaling
+//   log        1 ulp; float64 garbage for subnormal inputs   xsimd::log, subnormals prescaled     1 / 1
+//   tanh       1 ulp                                         xsimd::tanh                          1 / 1
+//   erf        2 ulp in float32, 68 ulp in float64           own: Taylor near 0, erfc beyond      2 / 2
+//   erfc       355000 ulp for large x: exp(-x*x) is taken    own: x^2 carried exactly into exp,   (in gelu)
+//              of the rounded square                         times a fitted polynomial
+//   sigmoid    (none)                                        e/(1+e), e = exp(-|x|)               2 / 2
+//   silu       (none)                                        x * sigmoid(x)                       3 / 3
+//   gelu_erf   (none)                                        0.5 x erfc(-x/sqrt2)                 3 / 3
+//   gelu_tanh  (none)                                        x sigmoid(2u), 2u in hi + lo         3 / 3
+//   softplus   (none)                                        xsimd::log1p(exp(x))                 1 / 1
+//   elu        (none)                                        xsimd::expm1                         2 / 2
+//   pow        14-30 ulp; pow(0, -1) is not inf              float32: exp(a log|x|) in double     1 / 1
+//                                                            lanes; float64: std::pow
 //
-// "max ulp" is the largest distance from the reference (std:: evaluated in a wider type and rounded
-// once) seen on the test's 10^6 points, which include +-0, subnormals, huge values, +-inf, NaN and the
-// overflow/underflow edges; the test enforces <= 4 ulp for every function in both dtypes.
+// Three more xsimd 8.1 surprises on AVX-512, each handled where it matters:
+//   - fma(x, y, z) has no AVX-512 kernel; the generic x*y + z is fused only if the compiler contracts
+//     it, and never when the product is reused. fma_exact() always fuses.
+//   - unary minus is 0 - x, so -(+0) is +0. negate() flips the sign bit instead.
+//   - x != y is an ordered compare, false when either side is NaN. NaN tests use xsimd::isnan.
+//   (And rsqrt is _mm512_rsqrt23_ps, which exists only on Xeon Phi; heed does not call it.)
 #include "tensor/simd.h"
 
 // GCC 12.2 reports -Wuninitialized inside its own avx512fintrin.h whenever an AVX-512 intrinsic that
-// starts from _mm512_undefined_*() is inlined (GCC bug 105593, fixed in 12.3). The pragmas cover
+// starts from _mm512_undefined_*() is inlined (GCC bug 105593). The pragmas cover
 // the intrinsic headers' lines only; heed's own code below keeps the warning.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -46,6 +52,7 @@
 #include <cmath>
 #include <limits>
 #include <type_traits>
+#include <utility>
 
 namespace heed::simd {
 
@@ -265,9 +272,9 @@ namespace {
 
 // x*y + z with a single rounding. xsimd 8.1 has no AVX-512 fma kernel: its generic one is `x*y + z`,
 // which the compiler fuses only when it decides to contract, and not at all when the product is reused
-// (as it is in two_prod below). The compensated tricks in this file need a guaranteed fused operation.
+// (as it is in product_error below). The compensated tricks in this file need a guaranteed fused operation.
 template <class T>
-inline Batch<T> fma_exact(const Batch<T>& x, const Batch<T>& y, const Batch<T>& z) {
+[[gnu::always_inline]] inline Batch<T> fma_exact(const Batch<T>& x, const Batch<T>& y, const Batch<T>& z) {
   constexpr size_t bytes = sizeof(T) * Batch<T>::size;
 #if defined(__AVX512F__)
   if constexpr (bytes == 64) {
@@ -297,29 +304,43 @@ inline Batch<T> fma_exact(const Batch<T>& x, const Batch<T>& y, const Batch<T>& 
 // -x by flipping the sign bit. xsimd 8.1's unary minus on AVX-512 is 0 - x, which turns -(+0) into +0
 // and so loses the sign of zero (pow(-0, 3) must be -0, neg(0) must be -0).
 template <class T>
-inline Batch<T> negate(const Batch<T>& x) {
+[[gnu::always_inline]] inline Batch<T> negate(const Batch<T>& x) {
   return x ^ Batch<T>(T(-0.0));
 }
 
 // The rounding error of a product: x*y = p + err exactly, where p = fl(x*y).
 template <class T>
-inline Batch<T> product_error(const Batch<T>& x, const Batch<T>& y, const Batch<T>& p) {
+[[gnu::always_inline]] inline Batch<T> product_error(const Batch<T>& x, const Batch<T>& y, const Batch<T>& p) {
   return fma_exact(x, y, negate(p));
 }
 
 // The rounding error of a sum: a + b = s + err exactly, where s = fl(a + b) (Knuth's TwoSum).
 template <class T>
-inline Batch<T> sum_error(const Batch<T>& a, const Batch<T>& b, const Batch<T>& s) {
+[[gnu::always_inline]] inline Batch<T> sum_error(const Batch<T>& a, const Batch<T>& b, const Batch<T>& s) {
   const Batch<T> bb = s - a;
   return (a - (s - bb)) + (b - bb);
 }
 
-// c[0] + c[1] x + c[2] x^2 + ... by Horner's rule.
-template <class T, size_t N>
-inline Batch<T> polynomial(const Batch<T>& x, const std::array<T, N>& c) {
+// c[0] + c[1] x + c[2] x^2 + ... by Horner's rule, unrolled at compile time (a loop would keep the
+// coefficients in memory and the chain of fmas opaque to the scheduler).
+template <class T, size_t N, size_t... K>
+[[gnu::always_inline]] inline Batch<T> horner(const Batch<T>& x, const std::array<T, N>& c,
+                                              std::index_sequence<K...>) {
   Batch<T> p(c[N - 1]);
-  for (size_t k = N - 1; k-- > 0;) p = fma_exact(p, x, Batch<T>(c[k]));
+  ((p = fma_exact(p, x, Batch<T>(c[N - 2 - K]))), ...);
   return p;
+}
+template <class T, size_t N>
+[[gnu::always_inline]] inline Batch<T> polynomial(const Batch<T>& x, const std::array<T, N>& c) {
+  return horner(x, c, std::make_index_sequence<N - 1>{});
+}
+
+// c[1], c[2], ...: the coefficients of (p(x) - c[0]) / x.
+template <class T, size_t N>
+constexpr std::array<T, N - 1> tail_of(const std::array<T, N>& c) {
+  std::array<T, N - 1> t{};
+  for (size_t k = 1; k < N; ++k) t[k - 1] = c[k];
+  return t;
 }
 
 // A constant as hi + lo, lo carrying the bits that do not fit in hi.
@@ -330,7 +351,7 @@ template <class T> struct Pair { Batch<T> hi, lo; };
 
 // (a.hi + a.lo) * (b.hi + b.lo), dropping only the lo*lo term.
 template <class T>
-inline Pair<T> mul(const Pair<T>& a, const Pair<T>& b) {
+[[gnu::always_inline]] inline Pair<T> mul(const Pair<T>& a, const Pair<T>& b) {
   const Batch<T> hi = a.hi * b.hi;
   return {hi, product_error(a.hi, b.hi, hi) + fma_exact(a.hi, b.lo, a.lo * b.hi)};
 }
@@ -365,7 +386,8 @@ template <class T> struct Consts;
 template <> struct Consts<float> {
   using Int = int32_t;
   static constexpr int mantissa_bits = 23, exponent_bias = 127;
-  // exp: ln 2 split so that n*ln2_hi is subtracted exactly; log2(e) only picks n and need not be exact.
+  // exp: ln 2 as hi + lo, so that with fused multiply-adds r = x - n hi - n lo keeps every bit that
+  // matters; log2(e) only picks n and need not be exact.
   static constexpr Split<float> ln2{0x1.62e43p-1f, -0x1.05c61p-29f};
   static constexpr float log2e = 0x1.715476p+0f;
   // exp(-104) is below half the smallest subnormal (rounds to 0) and exp(89) above FLT_MAX (inf).
@@ -386,8 +408,8 @@ template <> struct Consts<float> {
   static constexpr Split<float> minus_inv_sqrt2{-0x1.6a09e6p-1f, -0x1.9fcef4p-27f};
   static constexpr Split<float> gelu_c1{0x1.988454p+0f, -0x1.857936p-25f};
   static constexpr Split<float> gelu_c3{0x1.2444f2p-4f, 0x1.49b16ap-29f};
-  // Tiny tails are carried times 2^64 until their last multiply (see exp_core): exp(-104) * 2^64 is a
-  // normal float.
+  // Tiny tails are carried times 2^64 until their last multiply (see exp_core): exp(-110) * 2^64 is
+  // still a normal float, and nothing below exp(-110) survives that multiply.
   static constexpr int tail_scale = 64;
   static constexpr float tail_unscale = 0x1p-64f;
 };
@@ -415,7 +437,7 @@ template <> struct Consts<double> {
   static constexpr Split<double> minus_inv_sqrt2{-0x1.6a09e667f3bcdp-1, 0x1.bdd3413b26456p-55};
   static constexpr Split<double> gelu_c1{0x1.9884533d43651p+0, -0x1.cbc0d30ebfd15p-54};
   static constexpr Split<double> gelu_c3{0x1.2444f2a4d8b4bp-4, -0x1.6c843a29d1c70p-61};
-  static constexpr int tail_scale = 128;  // exp(-746) * 2^128 is a normal double
+  static constexpr int tail_scale = 128;  // exp(-750) * 2^128 is a normal double
   static constexpr double tail_unscale = 0x1p-128;
 };
 
@@ -432,11 +454,14 @@ template <> struct Consts<double> {
 // is not a float, but two factors of 2^-75 are. The last multiply then rounds once, straight into
 // the subnormal range, which is exactly what std::exp returns there and what xsimd's exp gets wrong.
 //
-// Scale > 0 returns the result multiplied by 2^Scale, still in one rounding. Callers that go on to
-// multiply a tiny exp by something else (x * sigmoid(x) at x = -100, say) use it to keep that product out
-// of the subnormal range, where each rounding would cost many ulps, and scale down once at the very end.
+// The result comes as a Pair: hi is exp rounded as usual (within 1 ulp), lo holds the rounding error of
+// the polynomial's last step, for callers that multiply exp by other factors and round only once.
+//
+// Scale > 0 returns the result multiplied by 2^Scale. Callers that go on to multiply a tiny exp by
+// something else (x * sigmoid(x) at x = -100, say) use it to keep the product out of the subnormal
+// range, where each rounding would cost many ulps, and scale down once at the very end.
 template <class T, bool WithLow = true, int Scale = 0>
-Batch<T> exp_core(const Batch<T>& h, Batch<T> l = Batch<T>(T(0))) {
+[[gnu::always_inline]] inline Pair<T> exp_core(const Batch<T>& h, Batch<T> l = Batch<T>(T(0))) {
   using C = Consts<T>;
   using V = Batch<T>;
   using I = xsimd::batch<typename C::Int>;
@@ -453,21 +478,25 @@ Batch<T> exp_core(const Batch<T>& h, Batch<T> l = Batch<T>(T(0))) {
     // when the caller's high part overflowed, or larger than r when h is huge.
     r += xsimd::select((h > V(lo)) & (h < V(C::exp_hi)), l, V(T(0)));
   }
-  const V p = polynomial(r, C::exp_poly);
+  // exp(r) = 1 + r q(r), with the last step's rounding error kept: 1 - p is exact since p is near 1.
+  static constexpr auto exp_tail = tail_of(C::exp_poly);
+  const V q = polynomial(r, exp_tail);
+  const V p = fma_exact(r, q, V(T(1)));
+  const V p_low = fma_exact(r, q, V(T(1)) - p);
   const I ni = xsimd::to_int(n) + I(Scale);
   const I n1 = ni >> 1;
   const I n2 = ni - n1;
   const V s1 = xsimd::bitwise_cast<V>((n1 + I(C::exponent_bias)) << C::mantissa_bits);
   const V s2 = xsimd::bitwise_cast<V>((n2 + I(C::exponent_bias)) << C::mantissa_bits);
   V result = p * s1 * s2;
-  // With a scale, the clamped exp(exp_lo) * 2^Scale is no longer 0 by itself.
+  // With a scale, the clamped exp(lo) * 2^Scale is not 0 by itself.
   if constexpr (Scale != 0) result = xsimd::select(h < V(lo), V(T(0)), result);
-  return xsimd::select(xsimd::isnan(h), h, result);
+  return {xsimd::select(xsimd::isnan(h), h, result), p_low * s1 * s2};
 }
 
 template <class T>
-inline Batch<T> exp_vec(const Batch<T>& x) {
-  return exp_core<T, false>(x);
+[[gnu::always_inline]] inline Batch<T> exp_vec(const Batch<T>& x) {
+  return exp_core<T, false>(x).hi;
 }
 
 // ---- log ---------------------------------------------------------------------------------------------
@@ -475,7 +504,7 @@ inline Batch<T> exp_vec(const Batch<T>& x) {
 // xsimd::log is accurate to 1 ulp, except that its float64 version returns garbage for subnormal
 // inputs. Those are scaled up by 2^54 first (exactly) and log(2^54) is subtracted afterwards.
 template <class T>
-Batch<T> log_vec(const Batch<T>& x) {
+[[gnu::always_inline]] inline Batch<T> log_vec(const Batch<T>& x) {
   using C = Consts<T>;
   using V = Batch<T>;
   constexpr int k = C::mantissa_bits + 2;
@@ -489,7 +518,8 @@ Batch<T> log_vec(const Batch<T>& x) {
 
 // ---- erf and erfc ------------------------------------------------------------------------------------
 
-// erfc(a) * 2^Scale for a >= 0.5, with a = ah + al carried to twice the working precision.
+// erfc(a) * 2^Scale for a >= 0.5, with a = ah + al carried to twice the working precision; the result
+// is a Pair so that callers can multiply it by something else and round once.
 //
 // For large a, erfc(a) ~ exp(-a^2) / (a sqrt(pi)) is tiny and falls steeply: a relative error d in a^2
 // becomes a relative error a^2 d in erfc. xsimd computes exp(-x*x) on the rounded square, which at
@@ -502,29 +532,43 @@ Batch<T> log_vec(const Batch<T>& x) {
 // with G a polynomial in v = (u - mid) / half_width, which maps the fitted range of u onto [-1, 1]. The
 // coefficients are the Chebyshev interpolant of G at degree+1 Chebyshev nodes (near-minimax), computed in
 // long double from erfcl and expl and converted to powers of v: degree 10 on a in [0.5, 10.5] for float,
-// degree 22 on [0.5, 27.5] for double. Evaluated in float (resp. double), G is within about 1 ulp.
+// degree 22 on [0.5, 27.5] for double; the fits are good to 1e-10 and 3e-16.
+//
+// Three factors, each rounded, would cost up to ~5 ulp together, so each keeps its rounding error:
+// exp as a Pair; u with the residual of its division, 1 - u d, and the rounding of d = 1 + a/2; and G
+// with the rounding of its last Horner step (c0 - G is exact because G stays within [c0/2, 2 c0]).
 template <class T, int Scale = 0>
-Batch<T> erfc_tail(const Batch<T>& ah, const Batch<T>& al) {
+[[gnu::always_inline]] inline Pair<T> erfc_tail(const Batch<T>& ah, const Batch<T>& al) {
   using C = Consts<T>;
   using V = Batch<T>;
   // The fitted interval in u, from a in [0.5, erfc_a_max].
   constexpr long double u_lo = 1 / (1 + (long double)C::erfc_a_max / 2), u_hi = 1 / (1 + 0.5L / 2);
   constexpr T mid = T((u_lo + u_hi) / 2), inv_half = T(2 / (u_hi - u_lo));
+  static constexpr auto tail = tail_of(C::erfcx_fit);
   // Outside [0.5, a_max], G is clamped to its end values: below, the caller does not use this branch;
   // above, exp(-a^2) is 0.
   const V a = xsimd::min(xsimd::max(ah, V(T(0.5))), V(C::erfc_a_max));
-  const V u = V(T(1)) / fma_exact(a, V(T(0.5)), V(T(1)));
-  const V g = polynomial((u - V(mid)) * V(inv_half), C::erfcx_fit) * u;
-  // a^2 = sq + sq_err exactly; the low part of a adds 2 ah al.
+  const V half_a = a * V(T(0.5));
+  const V d = V(T(1)) + half_a;
+  const V d_low = sum_error(V(T(1)), half_a, d);
+  const V u = V(T(1)) / d;
+  const V u_low = u * (fma_exact(negate(u), d, V(T(1))) - d_low * u);  // 1/(d + d_low) = u + u_low
+  const V v = (u - V(mid)) * V(inv_half);
+  const V q = polynomial(v, tail);  // G = c0 + v q
+  const V vq = v * q;
+  const V g = vq + V(C::erfcx_fit[0]);
+  const V g_low = sum_error(V(C::erfcx_fit[0]), vq, g) + product_error(v, q, vq);
+  const Pair<T> gu = mul(Pair<T>{g, g_low}, Pair<T>{u, u_low});
+  // a^2 = sq + sq_low exactly; the low part of a adds 2 ah al.
   const V sq = ah * ah;
   const V sq_low = product_error(ah, ah, sq) + V(T(2)) * ah * al;
-  return exp_core<T, true, Scale>(negate(sq), negate(sq_low)) * g;
+  return mul(exp_core<T, true, Scale>(negate(sq), negate(sq_low)), gu);
 }
 
 // erf(x). Near 0, erf(x) = x P(x^2) is a fast-converging Taylor series with no cancellation. From
 // |x| = 0.5 on, erf(x) = sign(x) (1 - erfc|x|), with erfc|x| <= 0.48, so the subtraction costs nothing.
 template <class T>
-Batch<T> erf_vec(const Batch<T>& x) {
+[[gnu::always_inline]] inline Batch<T> erf_vec(const Batch<T>& x) {
   using C = Consts<T>;
   using V = Batch<T>;
   const V a = xsimd::abs(x);
@@ -532,8 +576,10 @@ Batch<T> erf_vec(const Batch<T>& x) {
   V near(T(0)), far(T(0));
   if (xsimd::any(near_zero)) near = x * polynomial(x * x, C::erf_poly);
   if (!xsimd::all(near_zero)) {
-    const V ec = erfc_tail(a, V(T(0)));
-    far = xsimd::select(x < V(T(0)), ec - V(T(1)), V(T(1)) - ec);
+    const Pair<T> ec = erfc_tail(a, V(T(0)));
+    const V one_minus = V(T(1)) - ec.hi;
+    const V r = one_minus + (sum_error(V(T(1)), negate(ec.hi), one_minus) - ec.lo);
+    far = xsimd::select(x < V(T(0)), negate(r), r);
   }
   return xsimd::select(near_zero, near, far);
 }
@@ -542,15 +588,15 @@ Batch<T> erf_vec(const Batch<T>& x) {
 
 // m * sigmoid(z) for z = zh + zl. With e = exp(-|z|) <= 1 nothing overflows: sigmoid(z) = 1/(1+e) for
 // z >= 0 and e/(1+e) for z < 0. The second form keeps full relative accuracy far into the negative tail,
-// where 1 - 1/(1+e) would be all cancellation. There, e is carried scaled by 2^Tail (see exp_core), so
+// where 1 - 1/(1+e) would be all cancellation. There, e is carried times 2^tail_scale (see exp_core), so
 // that m * e / (1 + e) rounds into the subnormal range once, at the end, rather than once per factor.
 template <class T>
-Batch<T> sigmoid_times(const Batch<T>& m, const Batch<T>& zh, const Batch<T>& zl) {
+[[gnu::always_inline]] inline Batch<T> sigmoid_times(const Batch<T>& m, const Batch<T>& zh, const Batch<T>& zl) {
   using C = Consts<T>;
   using V = Batch<T>;
   const auto negative = zh < V(T(0));
   const V es = exp_core<T, true, C::tail_scale>(xsimd::select(negative, zh, negate(zh)),
-                                               xsimd::select(negative, zl, negate(zl)));
+                                               xsimd::select(negative, zl, negate(zl))).hi;
   const V one_plus_e = fma_exact(es, V(C::tail_unscale), V(T(1)));
   return xsimd::select(negative, (m * es / one_plus_e) * V(C::tail_unscale), m / one_plus_e);
 }
@@ -558,10 +604,10 @@ Batch<T> sigmoid_times(const Batch<T>& m, const Batch<T>& zh, const Batch<T>& zl
 // gelu_erf(x) = 0.5 x (1 + erf(x/sqrt2)) = 0.5 x erfc(t),  t = -x/sqrt2.
 // For x << 0, 1 + erf(...) cancels almost completely; erfc does not. t is carried as hi + lo because
 // erfc's steep tail would amplify the rounding of x/sqrt2 (by 2t^2, ~170x at x = -13). Near t = 0,
-// erfc(t) = 1 - t P(t^2) (see erf_vec); further out, erfc(t) = erfc|t| for t > 0 (kept scaled until the
-// final multiply, as in sigmoid_times) and 2 - erfc|t| for t < 0.
+// erfc(t) = 1 - t P(t^2) (see erf_vec); further out, erfc(t) = erfc|t| for t > 0 (kept times 2^tail_scale
+// until the final multiply, as in sigmoid_times) and 2 - erfc|t| for t < 0.
 template <class T>
-Batch<T> gelu_erf_vec(const Batch<T>& x) {
+[[gnu::always_inline]] inline Batch<T> gelu_erf_vec(const Batch<T>& x) {
   using C = Consts<T>;
   using V = Batch<T>;
   const V half_x = x * V(T(0.5));
@@ -570,12 +616,16 @@ Batch<T> gelu_erf_vec(const Batch<T>& x) {
   const V a = xsimd::abs(th);
   const auto near_zero = a < V(T(0.5));
   V near(T(0)), far(T(0));
-  if (xsimd::any(near_zero)) near = half_x * (V(T(1)) - th * polynomial(th * th, C::erf_poly));
+  if (xsimd::any(near_zero)) {
+    const V p = polynomial(th * th, C::erf_poly);
+    near = half_x * (V(T(1)) - fma_exact(th, p, tl * p));  // erf(th + tl) ~ (th + tl) P(th^2)
+  }
   if (!xsimd::all(near_zero)) {
     const auto t_positive = th > V(T(0));
-    const V ec_scaled = erfc_tail<T, C::tail_scale>(a, xsimd::select(t_positive, tl, negate(tl)));
-    far = xsimd::select(t_positive, (half_x * ec_scaled) * V(C::tail_unscale),
-                        half_x * fma_exact(negate(ec_scaled), V(C::tail_unscale), V(T(2))));
+    const Pair<T> ec = erfc_tail<T, C::tail_scale>(a, xsimd::select(t_positive, tl, negate(tl)));
+    const V small = fma_exact(half_x, ec.hi, half_x * ec.lo) * V(C::tail_unscale);  // x < 0
+    const V large = half_x * (V(T(2)) - (ec.hi + ec.lo) * V(C::tail_unscale));      // x > 0
+    far = xsimd::select(t_positive, small, large);
   }
   return xsimd::select(near_zero, near, far);
 }
@@ -587,7 +637,7 @@ Batch<T> gelu_erf_vec(const Batch<T>& x) {
 // is computed as hi + lo throughout (the error of every product and of the final sum is kept), with the
 // constants split likewise.
 template <class T>
-Batch<T> gelu_tanh_vec(const Batch<T>& x) {
+[[gnu::always_inline]] inline Batch<T> gelu_tanh_vec(const Batch<T>& x) {
   using C = Consts<T>;
   using V = Batch<T>;
   const V x2 = x * x;
@@ -609,8 +659,9 @@ Batch<T> gelu_tanh_vec(const Batch<T>& x) {
 // the rest repairs what that formula gets wrong: negative bases (the sign for odd integer e, NaN for
 // non-integer e), pow(1, anything) = pow(anything, 0) = 1 even for NaN, and pow(-1, +-inf) = 1.
 //
-// Used for float rows: e log|a| in double carries 2^-40 relative error at worst, so the float result
-// is correctly rounded except in a 10^-5 sliver of ties. For float64 rows a vector pow as accurate as
+// Used for float rows: wherever the float result is neither 0 nor inf, |e log|a|| < 104, and in double
+// the result then carries about 1e-14 relative error, so rounding it to float is correct except when
+// the exact value lies within 1e-14 of a tie. For float64 rows a vector pow as accurate as
 // std::pow would need log in double-double, so float64 rows call std::pow (see pow_row).
 Batch<double> pow_vec(const Batch<double>& a, const Batch<double>& e) {
   using V = Batch<double>;
@@ -631,8 +682,11 @@ Batch<double> pow_vec(const Batch<double>& a, const Batch<double>& e) {
 // y[i] = f(x[i]) batch by batch. The last n % L elements go through the same f on a zero-padded copy,
 // not through scalar code: an element's result then never depends on where it sits in the row, so a
 // tensor gives the same bits however the caller cuts it into rows.
+//
+// [[gnu::flatten]] inlines f and everything it calls into the loop. Without it GCC calls each op's
+// lambda once per batch, passing the 64-byte batch through memory, which halves the speed of exp.
 template <class T, class F>
-void map_unary(const T* x, T* y, int64_t n, F f) {
+[[gnu::flatten]] void map_unary(const T* x, T* y, int64_t n, F f) {
   constexpr int64_t L = Batch<T>::size;
   int64_t i = 0;
   for (; i + L <= n; i += L) f(Batch<T>::load_unaligned(x + i)).store_unaligned(y + i);
@@ -647,7 +701,7 @@ void map_unary(const T* x, T* y, int64_t n, F f) {
 // y[i] = f(a[i*sa], b[i*sb]) with each stride 0 (one value broadcast) or 1, as template flags so that the
 // loop has no branch in it. The broadcast values are read once up front, which keeps y == a correct.
 template <bool RowA, bool RowB, class T, class F>
-void map_binary_loop(const T* a, const T* b, T* y, int64_t n, F f) {
+[[gnu::flatten]] void map_binary_loop(const T* a, const T* b, T* y, int64_t n, F f) {
   using V = Batch<T>;
   constexpr int64_t L = V::size;
   const T a0 = a[0], b0 = b[0];
@@ -685,6 +739,7 @@ template <class E>
 void pow_row(const float* x, int64_t sx, const E* e, int64_t se, float* y, int64_t n) {
   using D = Batch<double>;
   constexpr int64_t L = D::size;
+  if (n == 0) return;
   const float x0 = x[0];
   const E e0 = e[0];
   if (sx == 0) x = &x0;  // read broadcast values once, so y == x stays correct
@@ -708,6 +763,7 @@ void pow_row(const float* x, int64_t sx, const E* e, int64_t se, float* y, int64
 // float64: std::pow per element (see pow_vec for why), with the same x*x for an exponent of 2.
 template <class E>
 void pow_row(const double* x, int64_t sx, const E* e, int64_t se, double* y, int64_t n) {
+  if (n == 0) return;
   const double x0 = x[0];
   const E e0 = e[0];
   if (sx == 0) x = &x0;
@@ -785,9 +841,7 @@ void binary_simd(Binary op, const T* a, int64_t sa, const T* b, int64_t sb, T* y
       return map_binary(a, sa, b, sb, y, n, [](V p, V q) { return xsimd::select((p > q) | xsimd::isnan(p), p, q); });
     case Binary::Minimum:
       return map_binary(a, sa, b, sb, y, n, [](V p, V q) { return xsimd::select((p < q) | xsimd::isnan(p), p, q); });
-    case Binary::Pow:
-      if (n == 0) return;
-      return pow_row(a, sa, b, sb, y, n);
+    case Binary::Pow: return pow_row(a, sa, b, sb, y, n);
   }
 }
 
