@@ -24,7 +24,7 @@ static void BM_autograd_overhead(benchmark::State& state) {
       benchmark::Counter(n_ops, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert,
                          benchmark::Counter::OneK::kIs1000);
 }
-BENCHMARK(BM_autograd_overhead)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_autograd_overhead)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 static void BM_forward_overhead_nograd(benchmark::State& state) {
   const int n_ops = 1000;
@@ -38,4 +38,4 @@ static void BM_forward_overhead_nograd(benchmark::State& state) {
       benchmark::Counter(n_ops, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert,
                          benchmark::Counter::OneK::kIs1000);
 }
-BENCHMARK(BM_forward_overhead_nograd)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_forward_overhead_nograd)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -247,3 +247,20 @@ TEST_CASE("checkpoint: same gradients, lower peak memory on a deep MLP") {
   Tensor y = checkpoint(block, {x, w}).sum();
   CHECK_THROWS_WITH_AS(grad({y}, {w}, {}, true), doctest::Contains("first-order-only"), AutogradError);
 }
+
+TEST_CASE("the fused softmax and log_softmax agree with their composite definitions, forward and backward") {
+  manual_seed(13);
+  for (int64_t dim : {0, 1, -1}) {
+    Tensor x = randn({5, 7}, float64).requires_grad_();
+    Tensor g = randn({5, 7}, float64);
+    // composites: softmax = exp(x - logsumexp(x)), log_softmax = x - logsumexp(x)
+    Tensor lse = logsumexp(x, dim, true);
+    Tensor comp_sm = exp(x - lse), comp_lsm = x - lse;
+    for (auto [fused, comp] : {std::pair{softmax(x, dim), comp_sm}, {log_softmax(x, dim), comp_lsm}}) {
+      CHECK(allclose(fused, comp, 1e-12, 1e-14));
+      Tensor gf = grad({fused}, {x}, {g}, true, false)[0];
+      Tensor gc = grad({comp}, {x}, {g}, true, false)[0];
+      CHECK(allclose(gf, gc, 1e-10, 1e-12));
+    }
+  }
+}
