@@ -512,14 +512,15 @@ KMeansResult kmeans(const Tensor& x, int k, int n_init, int max_iter, double tol
                 std::to_string(max_iter) + ", " + num(tol));
   std::vector<double> x_sq = row_sq_norms(X.data(), N, D);
   // sklearn's _tolerance: tol is relative to the data's scale, the mean over columns of their variance.
-  double sum_var = 0;  // of the columns' variances (divisor N, as np.var)
-  for (int64_t f = 0; f < D; ++f) {
-    double m = 0, v = 0;
-    for (int64_t i = 0; i < N; ++i) m += X[i * D + f];
-    m /= (double)N;
-    for (int64_t i = 0; i < N; ++i) v += (X[i * D + f] - m) * (X[i * D + f] - m);
-    sum_var += v / (double)N;
-  }
+  // Column means, then the columns' variances (divisor N, as np.var), in row-major passes over x.
+  std::vector<double> col_mean(D, 0.0), col_var(D, 0.0);
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t f = 0; f < D; ++f) col_mean[f] += X[i * D + f];
+  for (double& m : col_mean) m /= (double)N;
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t f = 0; f < D; ++f) col_var[f] += (X[i * D + f] - col_mean[f]) * (X[i * D + f] - col_mean[f]);
+  double sum_var = 0;
+  for (double v : col_var) sum_var += v / (double)N;
   const double tol_abs = tol * sum_var / (double)D;
 
   Generator gen(seed);

@@ -132,6 +132,15 @@ void Module::load_state_dict(const StateDict& dict, bool strict) {
   }
 }
 
+void Module::to(DType dtype) {
+  NoGradGuard no_grad;
+  for (auto& [name, t] : params_)
+    if (t->defined() && is_floating(t->dtype()) && t->dtype() != dtype) *t = t->detach().to(dtype).requires_grad_();
+  for (auto& [name, t] : buffers_)
+    if (t->defined() && is_floating(t->dtype()) && t->dtype() != dtype) *t = t->detach().to(dtype);
+  for (auto& [name, child] : children_) child->to(dtype);
+}
+
 int64_t Module::num_parameters() const {
   int64_t n = 0;
   for (const Tensor& p : parameters()) n += p.numel();

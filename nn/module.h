@@ -82,6 +82,10 @@ struct Module {
   /// strict, any missing or unexpected key is an error; a shape or dtype mismatch is always one.
   void load_state_dict(const StateDict& dict, bool strict = true);
 
+  /// Converts every floating parameter and buffer, here and below, to `dtype` (e.g. float64 for
+  /// gradcheck). Parameters stay leaves that require grad; optimizers built earlier must be rebuilt.
+  void to(DType dtype);
+
   /// The number of parameter elements.
   int64_t num_parameters() const;
 

@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <sstream>
 
 // stb is header-only: one translation unit defines the implementation. STATIC makes every stb function
@@ -65,14 +66,15 @@ std::optional<std::pair<double, double>> finite_range(const double* begin, const
   return std::make_pair(lo, hi);
 }
 
-// The values that map to the colormap's two ends: the user's vmin/vmax where given, else the data's.
-// If only one end is given and the data lies entirely beyond it, the other end meets it, so the picture
-// is one flat colour instead of an error about a range the user never asked for.
+// Maps values to the colormap's t: lo to 0, hi to 1. NaN stays NaN (colormap draws it magenta); a flat
+// range (lo == hi) maps everything to 0, as matplotlib does.
 struct Norm {
   double lo = 0, hi = 1;
-  // NaN stays NaN (colormap draws it magenta); a flat range maps everything to 0, as matplotlib.
   double operator()(double v) const { return hi > lo ? (v - lo) / (hi - lo) : (std::isnan(v) ? v : 0.0); }
 };
+// The values at the colormap's two ends: the user's vmin/vmax where given, else the data's min/max.
+// If only one end is given and the data lies entirely beyond it, the other end meets it, so the picture
+// is one flat colour instead of an error about a range the user never asked for.
 Norm make_norm(const char* op, const std::vector<double>& values, std::optional<double> vmin,
                std::optional<double> vmax) {
   auto data = finite_range(values.data(), values.data() + values.size());
@@ -99,6 +101,7 @@ void check_size(const char* op, int64_t width, int64_t height) {
                 std::to_string(height) + " pixels; choose a smaller scale");
 }
 
+// Pixel helpers for RGB images; anything outside the image is clipped.
 void put(Image& img, int x, int y, Rgb c) {
   if (x < 0 || y < 0 || x >= img.width || y >= img.height) return;
   uint8_t* p = img.at(x, y);
@@ -118,8 +121,7 @@ void frame(Image& img, int x, int y, int w, int h, Rgb c) {
   fill_rect(img, x + w, y, 1, h, c);
 }
 
-const Rgb kInk{34, 34, 34};      // text, ticks and frames
-const Rgb kPaper{255, 255, 255};  // the background of plots
+const Rgb kInk{34, 34, 34};  // text, ticks and frames, on white
 
 }  // namespace
 
@@ -152,7 +154,9 @@ void write_atomic(const char* op, const std::string& path, std::string_view byte
 
 }  // namespace
 
-void write_file_atomic(const std::string& path, std::string_view bytes) { write_atomic("write_file_atomic", path, bytes); }
+void write_file_atomic(const std::string& path, std::string_view bytes) {
+  write_atomic("write_file_atomic", path, bytes);
+}
 
 void save_png(const Image& image, const std::string& path) {
   if (image.width < 1 || image.height < 1)
@@ -177,11 +181,10 @@ void save_png(const Image& image, const std::string& path) {
 
 Image load_png(const std::string& path) {
   int w = 0, h = 0, c = 0;
-  unsigned char* data = stbi_load(path.c_str(), &w, &h, &c, 0);
+  std::unique_ptr<unsigned char, void (*)(void*)> data(stbi_load(path.c_str(), &w, &h, &c, 0), stbi_image_free);
   if (!data) throw Error("load_png: cannot read '" + path + "': " + stbi_failure_reason());
   Image img(w, h, c);
-  std::memcpy(img.pixels.data(), data, img.pixels.size());
-  stbi_image_free(data);
+  std::memcpy(img.pixels.data(), data.get(), img.pixels.size());
   return img;
 }
 
@@ -275,8 +278,9 @@ Rgb colormap(Colormap cmap, double t) {
 }
 
 // ---- a 5x7 bitmap font for tick labels and titles -----------------------------------------------------
-// Each glyph is 7 rows of 5 pixels, '#' drawn, drawn one pixel apart (6 pixels per character). Lower-case
-// letters are drawn as capitals; a character the table lacks is drawn as a box.
+// Each glyph is 7 rows of 5 pixels, '#' drawn, set one pixel apart (6 pixels per character): printable
+// ASCII, so that a character-level model's tokens can label its attention map. Any other byte (a newline,
+// a tab, a piece of a UTF-8 character) is drawn as a box.
 namespace {
 
 constexpr int kGlyphW = 5, kGlyphH = 7, kAdvance = kGlyphW + 1;
@@ -323,6 +327,43 @@ const Glyph kFont[] = {
     {'X', {"#...#", "#...#", ".#.#.", "..#..", ".#.#.", "#...#", "#...#"}},
     {'Y', {"#...#", "#...#", ".#.#.", "..#..", "..#..", "..#..", "..#.."}},
     {'Z', {"#####", "....#", "...#.", "..#..", ".#...", "#....", "#####"}},
+    {'a', {".....", ".....", ".###.", "....#", ".####", "#...#", ".####"}},
+    {'b', {"#....", "#....", "#.##.", "##..#", "#...#", "#...#", "####."}},
+    {'c', {".....", ".....", ".###.", "#....", "#....", "#...#", ".###."}},
+    {'d', {"....#", "....#", ".##.#", "#..##", "#...#", "#...#", ".####"}},
+    {'e', {".....", ".....", ".###.", "#...#", "#####", "#....", ".###."}},
+    {'f', {"..##.", ".#..#", ".#...", "###..", ".#...", ".#...", ".#..."}},
+    {'g', {".....", ".####", "#...#", "#...#", ".####", "....#", ".###."}},
+    {'h', {"#....", "#....", "#.##.", "##..#", "#...#", "#...#", "#...#"}},
+    {'i', {"..#..", ".....", ".##..", "..#..", "..#..", "..#..", ".###."}},
+    {'j', {"...#.", ".....", "..##.", "...#.", "...#.", "#..#.", ".##.."}},
+    {'k', {"#....", "#....", "#..#.", "#.#..", "##...", "#.#..", "#..#."}},
+    {'l', {".##..", "..#..", "..#..", "..#..", "..#..", "..#..", ".###."}},
+    {'m', {".....", ".....", "##.#.", "#.#.#", "#.#.#", "#...#", "#...#"}},
+    {'n', {".....", ".....", "#.##.", "##..#", "#...#", "#...#", "#...#"}},
+    {'o', {".....", ".....", ".###.", "#...#", "#...#", "#...#", ".###."}},
+    {'p', {".....", ".....", "####.", "#...#", "####.", "#....", "#...."}},
+    {'q', {".....", ".....", ".##.#", "#..##", ".####", "....#", "....#"}},
+    {'r', {".....", ".....", "#.##.", "##..#", "#....", "#....", "#...."}},
+    {'s', {".....", ".....", ".###.", "#....", ".###.", "....#", "####."}},
+    {'t', {".#...", ".#...", "###..", ".#...", ".#...", ".#..#", "..##."}},
+    {'u', {".....", ".....", "#...#", "#...#", "#...#", "#..##", ".##.#"}},
+    {'v', {".....", ".....", "#...#", "#...#", "#...#", ".#.#.", "..#.."}},
+    {'w', {".....", ".....", "#...#", "#...#", "#.#.#", "#.#.#", ".#.#."}},
+    {'x', {".....", ".....", "#...#", ".#.#.", "..#..", ".#.#.", "#...#"}},
+    {'y', {".....", ".....", "#...#", "#...#", ".####", "....#", ".###."}},
+    {'z', {".....", ".....", "#####", "...#.", "..#..", ".#...", "#####"}},
+    {';', {".....", ".##..", ".##..", ".....", ".##..", "..#..", ".#..."}},
+    {'|', {"..#..", "..#..", "..#..", "..#..", "..#..", "..#..", "..#.."}},
+    {'\\', {".....", "#....", ".#...", "..#..", "...#.", "....#", "....."}},
+    {'{', {"...#.", "..#..", "..#..", ".#...", "..#..", "..#..", "...#."}},
+    {'}', {".#...", "..#..", "..#..", "...#.", "..#..", "..#..", ".#..."}},
+    {'~', {".....", ".....", ".#...", "#.#.#", "...#.", ".....", "....."}},
+    {'`', {".#...", "..#..", "...#.", ".....", ".....", ".....", "....."}},
+    {'^', {"..#..", ".#.#.", "#...#", ".....", ".....", ".....", "....."}},
+    {'$', {"..#..", ".####", "#.#..", ".###.", "..#.#", "####.", "..#.."}},
+    {'&', {".##..", "#..#.", "#.#..", ".#...", "#.#.#", "#..#.", ".##.#"}},
+    {'@', {".###.", "#...#", "....#", ".##.#", "#.#.#", "#.#.#", ".###."}},
     {' ', {".....", ".....", ".....", ".....", ".....", ".....", "....."}},
     {'.', {".....", ".....", ".....", ".....", ".....", ".##..", ".##.."}},
     {',', {".....", ".....", ".....", ".....", ".##..", "..#..", ".#..."}},
@@ -349,9 +390,8 @@ const Glyph kFont[] = {
 const Glyph kBox = {'\0', {"#####", "#...#", "#...#", "#...#", "#...#", "#...#", "#####"}};
 
 const Glyph& glyph(char c) {
-  char up = (char)std::toupper((unsigned char)c);
   for (const Glyph& g : kFont)
-    if (g.c == up) return g;
+    if (g.c == c) return g;
   return kBox;
 }
 
@@ -422,7 +462,8 @@ Image make_grid(const Tensor& images, const GridOptions& o) {
     const int64_t x0 = (n % xmaps) * cell_w + o.padding, y0 = (n / xmaps) * cell_h + o.padding;
     for (int64_t c = 0; c < C; ++c)
       for (int64_t i = 0; i < H; ++i)
-        for (int64_t j = 0; j < W; ++j) grid.at((int)(x0 + j), (int)(y0 + i))[c] = to_byte(v[((n * C + c) * H + i) * W + j]);
+        for (int64_t j = 0; j < W; ++j)
+          grid.at((int)(x0 + j), (int)(y0 + i))[c] = to_byte(v[((n * C + c) * H + i) * W + j]);
   }
   return grid;
 }
@@ -445,7 +486,8 @@ Image render_heatmap(const Tensor& matrix, const HeatmapOptions& o) {
   check_size("heatmap", W * s, H * s);
   Image img((int)(W * s), (int)(H * s), 3);
   for (int64_t i = 0; i < H; ++i)
-    for (int64_t j = 0; j < W; ++j) fill_rect(img, (int)(j * s), (int)(i * s), s, s, colormap(o.cmap, norm(v[i * W + j])));
+    for (int64_t j = 0; j < W; ++j)
+      fill_rect(img, (int)(j * s), (int)(i * s), s, s, colormap(o.cmap, norm(v[i * W + j])));
   return img;
 }
 
@@ -512,7 +554,7 @@ Image render_matrices(const char* op, const Tensor& m, const MatrixPlotOptions& 
   int64_t col_step = 1;
   if (col_widest + 2 > cell) {
     if (o.col_labels.empty())
-      col_step = nice_step((col_widest + 4 + cell - 1) / cell);
+      col_step = nice_step((col_widest + 6 + cell - 1) / cell);  // a character's width of air between
     else
       upright = true, col_step = nice_step((kGlyphH + 1 + cell - 1) / cell);
   }
@@ -733,6 +775,8 @@ std::string preamble(const std::string& png_name, const PlotOptions& o, const st
   gp << "set xlabel " << gp_quote(o.xlabel.empty() ? xlabel : o.xlabel) << "\n";
   gp << "set ylabel " << gp_quote(o.ylabel) << "\n";
   gp << "set grid\n";
+  // A little air inside the frame, so points at the ends are not drawn on it.
+  gp << "set offsets graph 0.02, graph 0.02, graph 0.05, graph 0.05\n";
   if (o.log_y) gp << "set logscale y\n";
   return gp.str();
 }
@@ -765,12 +809,19 @@ bool run_gnuplot(const char* op, const std::string& png_path, const std::string&
   while (std::fgets(buf, sizeof buf, pipe)) output += buf;
   int status = ::pclose(pipe);
   if (status != 0 || !fs::exists(png)) {
-    // gnuplot's message spans lines (the script line, a caret, the error); fold it into one.
-    std::replace(output.begin(), output.end(), '\n', ' ');
-    while (!output.empty() && output.back() == ' ') output.pop_back();
+    // gnuplot's message spans lines (the script line, a caret under the error, the error) padded with
+    // spaces: fold each run of whitespace into one space, for one line.
+    std::string message;
+    for (char c : output) {
+      if (!std::isspace((unsigned char)c))
+        message += c;
+      else if (!message.empty() && message.back() != ' ')
+        message += ' ';
+    }
+    while (!message.empty() && message.back() == ' ') message.pop_back();
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : status;
     throw Error(std::string(op) + ": gnuplot failed on '" + gp_file.string() + "': " +
-                (output.empty() ? "exit status " + std::to_string(code) : output));
+                (message.empty() ? "exit status " + std::to_string(code) : message));
   }
   return true;
 }
@@ -810,6 +861,16 @@ bool plot_lines(const std::string& csv_path, const std::string& png_path, const 
 
   std::ostringstream gp;
   gp << preamble(fs::path(png_path).filename().string(), o, x_column);
+  // Whole-number x values over a short range (epochs) get a tic at each one, rather than at 1.5.
+  bool whole = true;
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  for (const auto& row : csv.rows) {
+    if ((int)row.size() < x || row[x - 1].empty()) continue;
+    double v = std::strtod(row[x - 1].c_str(), nullptr);
+    if (!is_number(row[x - 1]) || v != std::floor(v)) whole = false;
+    lo = std::min(lo, v), hi = std::max(hi, v);
+  }
+  if (whole && lo <= hi && hi - lo <= 20) gp << "set xtics 1\n";
   // Points mark each value while there are few; hundreds of rows (per-step logs) read better as lines.
   const char* style = csv.rows.size() <= 60 ? "linespoints pt 7 ps 0.6" : "lines";
   const std::string data = gp_quote(csv_for_script(csv_path, png_path));
@@ -834,9 +895,10 @@ bool plot_scatter(const std::string& csv_path, const std::string& png_path, cons
     if ((int)row.size() >= l && std::find(labels.begin(), labels.end(), row[l - 1]) == labels.end())
       labels.push_back(row[l - 1]);
   const bool numeric = std::all_of(labels.begin(), labels.end(), is_number);
-  if (numeric)
-    std::sort(labels.begin(), labels.end(),
-              [](const std::string& a, const std::string& b) { return std::strtod(a.c_str(), nullptr) < std::strtod(b.c_str(), nullptr); });
+  auto by_value = [](const std::string& a, const std::string& b) {
+    return std::strtod(a.c_str(), nullptr) < std::strtod(b.c_str(), nullptr);
+  };
+  if (numeric) std::sort(labels.begin(), labels.end(), by_value);
   if (labels.size() > 20 && !numeric)
     throw Error("plot_scatter: column '" + label_column + "' of '" + csv_path + "' has " +
                 std::to_string(labels.size()) + " distinct non-numeric labels; at most 20 can be told apart");

@@ -72,7 +72,7 @@ struct GridOptions {
   bool normalize = false;
   bool scale_each = false;
   /// Map this range to [0,1] instead, e.g. {-1, 1} for a tanh generator; implies normalize.
-  std::optional<std::pair<double, double>> value_range;
+  std::optional<std::pair<double, double>> value_range{};
 };
 /// Lays out images (N,C,H,W), C = 1 or 3, in rows of nrow: a gray image for C = 1, RGB for C = 3.
 Image make_grid(const Tensor& images, const GridOptions& options = {});
@@ -84,7 +84,7 @@ struct HeatmapOptions {
   Colormap cmap = Colormap::Viridis;
   int scale = 0;  /// pixels per cell; 0 picks one so that the longer side is about 512 pixels
   /// The values drawn as the colormap's two ends; by default the data's min and max (NaN and inf ignored).
-  std::optional<double> vmin, vmax;
+  std::optional<double> vmin{}, vmax{};
 };
 /// A matrix (H,W) as cells of colour, and nothing else: the image is exactly (W*scale) x (H*scale).
 Image render_heatmap(const Tensor& matrix, const HeatmapOptions& options = {});
@@ -94,17 +94,18 @@ void save_heatmap(const Tensor& matrix, const std::string& path, const HeatmapOp
 struct MatrixPlotOptions {
   /// Tick labels for rows (the y axis) and columns (the x axis); by default the indices 0, 1, 2, ...
   /// Where there is no room for every label, every 2nd, 5th, 10th, ... is drawn.
-  std::vector<std::string> row_labels, col_labels;
+  std::vector<std::string> row_labels{}, col_labels{};
   /// One title per panel, drawn above it; attention_heatmap defaults them to "head 0", "head 1", ...
-  std::vector<std::string> titles;
+  std::vector<std::string> titles{};
   Colormap cmap = Colormap::Viridis;
   int scale = 0;  /// pixels per cell; 0 picks one (panels of about 384 pixels, 192 for several)
   /// The colorbar's ends. Default: the min and max over all panels, so panels compare by colour.
-  std::optional<double> vmin, vmax;
+  std::optional<double> vmin{}, vmax{};
   bool colorbar = true;
 };
-/// Matrices (R,C), or a grid of panels (N,R,C), with ticks and labels (a tiny built-in 5x7 font: digits,
-/// letters, common punctuation) and a colorbar. Rows are drawn top to bottom, as a matrix is printed.
+/// Matrices (R,C), or a grid of panels (N,R,C), with ticks and labels (a tiny built-in 5x7 font of
+/// printable ASCII; labels are cut to 12 characters) and a colorbar. Rows are drawn top to bottom, as a
+/// matrix is printed.
 Image render_matrix_plot(const Tensor& matrices, const MatrixPlotOptions& options = {});
 void save_matrix_plot(const Tensor& matrices, const std::string& path, const MatrixPlotOptions& options = {});
 /// Attention weights (Tq,Tk) of one head, or (H,Tq,Tk) as a grid of heads: queries down, keys across.
@@ -115,7 +116,7 @@ struct OverlayOptions {
   double alpha = 0.5;  /// the map's weight: out = (1 - alpha) * image + alpha * colour
   Colormap cmap = Colormap::Viridis;
   bool bilinear = true;  /// upsample the map bilinearly (else nearest), as align_corners=False
-  std::optional<double> vmin, vmax;  /// the map's range; default its min and max
+  std::optional<double> vmin{}, vmax{};  /// the map's range; default its min and max
   int scale = 1;                      /// enlarge the result by this integer factor (28x28 is small)
 };
 /// An image (C,H,W), C = 1 or 3 with values in [0,1], with a map (h,w) upsampled to (H,W) and blended over
@@ -125,7 +126,7 @@ void overlay(const Tensor& image, const Tensor& map, const std::string& path, co
 
 // ---- charts from CSV files, drawn by gnuplot -----------------------------------------------------------
 struct PlotOptions {
-  std::string title, xlabel, ylabel;  /// xlabel defaults to the x column's name
+  std::string title{}, xlabel{}, ylabel{};  /// xlabel defaults to the x column's name
   bool log_y = false;
   int width = 800, height = 500;  /// the PNG's size in pixels
 };

@@ -26,10 +26,11 @@
 //   1  the run failed: a std::exception that is not heed::Error (out of memory, a file that could not be
 //      written, a diverged loss a model reports with std::runtime_error). Rerunning the same command
 //      will fail the same way; the message says where.
-//   2  the input is wrong: a bad command line (UsageError), or a heed::Error. heed::Error means "a caller
-//      passed something invalid", and in a finished model that is the input: a missing or damaged dataset
-//      (nn/data.h reports those as heed::Error), or options the model cannot run with. 2 is also what
-//      getopt-style programs and Python's argparse return for usage errors.
+//   2  the input is wrong: a bad command line (UsageError), or a heed::Error (or any other
+//      std::invalid_argument, such as nn::StateDictError). heed::Error means "a caller passed something
+//      invalid", and in a finished model that is the input: a missing or damaged dataset (nn/data.h
+//      reports those as heed::Error), a checkpoint that does not fit, or options the model cannot run
+//      with. 2 is also what getopt-style programs and Python's argparse return for usage errors.
 // Each failure prints exactly one line to stderr, "vae: <what went wrong>", never a stack trace.
 //
 // THE RUN DIRECTORY (--out, default runs/<model>/<YYYY-MM-DD_HH-MM-SS>) holds:
@@ -57,17 +58,21 @@
 
 #include "tensor/shape.h"
 
+namespace cxxopts {
+class Options;  // zoo.cpp parses with cxxopts; users of this header need not include it
+}
+
 namespace heed::zoo {
 
 /// The flags every zoo program takes. A model passes its own defaults to Cli; parse fills in the rest.
 struct RunConfig {
-  std::string model;     /// the program's name, set by Cli
+  std::string model{};   /// the program's name, set by Cli
   int epochs = 10;       /// --epochs, >= 1
   int batch_size = 64;   /// --batch-size, >= 1
   double lr = 1e-3;      /// --lr, > 0
   uint64_t seed = 0;     /// --seed
   int threads = 0;       /// --threads: OpenBLAS and OpenMP threads; 0 keeps the default (all cores)
-  std::string out;       /// --out: the run directory; parse creates it
+  std::string out{};     /// --out: the run directory; parse creates it
   bool quick = false;    /// --quick: a smoke-test run of a few seconds; the model decides what to shrink
 };
 
@@ -119,13 +124,15 @@ class Cli {
   struct Spec {
     std::string name, help;
     Kind kind;
-    Value value;
+    Value initial, value;  // the default, and the value after parse
     std::optional<double> min, max;
     bool given = false;
   };
   Cli& add(const std::string& name, const std::string& help, Kind kind, Value value, std::optional<double> min,
            std::optional<double> max);
   const Spec& spec(const std::string& name) const;
+  void declare(cxxopts::Options& options) const;  // every option, for parsing and for the help text
+  static Value convert(const Spec& spec, const std::string& text);  // checked: type and range
   [[noreturn]] void wrong_type(const std::string& name, const char* wanted) const;
 
   std::string model_, description_, command_;
@@ -133,7 +140,7 @@ class Cli {
 };
 
 /// Runs a model's body: returns its exit code, or catches what it throws, prints one line and returns
-/// 2 for UsageError and heed::Error, 1 for any other exception (see EXIT CODES above).
+/// 2 for UsageError, heed::Error and other std::invalid_argument, 1 for anything else (see EXIT CODES).
 int main_guard(const std::string& model, const std::function<int()>& body);
 
 /// "0.1.0" from the HEED_VERSION definition, and the commit from HEED_GIT_COMMIT, or "unknown".
@@ -150,8 +157,8 @@ class ProgressBar {
   /// After each batch: its loss, and how many items (samples, tokens) it held, for the rate and to weight
   /// the mean loss. With items = 0 the rate counts batches and every batch weighs the same.
   void update(double loss, int64_t items = 0);
-  /// Ends the bar: a terminal gets its line cleared (RunLog::epoch prints the summary), a log the 100% line
-  /// if it has not had it. Called by the destructor too.
+  /// Ends the bar: a terminal keeps its final state (with the time taken) and gets a newline; a log gets a
+  /// last line unless it has just had the 100% one. Called by the destructor too.
   void finish();
   ~ProgressBar();
   ProgressBar(const ProgressBar&) = delete;
@@ -215,7 +222,7 @@ class RunLog {
 
   RunConfig config_;
   std::vector<std::pair<std::string, Value>> values_;  // the "config" of metrics.json
-  std::string command_;
+  std::string command_, blas_core_, blas_summary_;
   std::FILE* console_;
   std::chrono::steady_clock::time_point start_;
   std::string started_at_;  // local time, ISO 8601

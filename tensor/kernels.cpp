@@ -458,7 +458,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     // This is nn.Linear on a (B, T, C) input, the most common matmul of all.
     Shape fold;
     if (bb.empty() && b.dim() == 2 && !ba.empty() && view::can_view(a, {numel_of(ba) * M, K}, fold) && fold.size() == 2 &&
-        fold[1] == 1) {
+        fold[1] == 1 && fold[0] >= K) {  // rows really stacked: not an expanded (stride-0) batch
       BlasView vb = blas_view(b);
       Tensor bc = vb.ok ? b : view::contiguous(b);
       if (!vb.ok) vb = blas_view(bc);

@@ -160,12 +160,10 @@ TEST_CASE_TEMPLATE("unary_simd matches unary_ref for every op, size and the stri
       unary_ref(op, x.data(), 1, y_ref.data(), 1, n, args);
       unary_simd(op, x.data(), y_simd.data(), n, args);
       const auto [ulp, at] = max_ulp(y_simd, y_ref);
-      CAPTURE(at);
-      if (at >= 0) {
-        CAPTURE(x[at]);
-        CAPTURE(y_simd[at]);
-        CAPTURE(y_ref[at]);
-      }
+      const T x_at = at >= 0 ? x[at] : T(0), simd_at = at >= 0 ? y_simd[at] : T(0), ref_at = at >= 0 ? y_ref[at] : T(0);
+      CAPTURE(x_at);
+      CAPTURE(simd_at);
+      CAPTURE(ref_at);
       if (is_exact(op)) CHECK(ulp == 0);
       else CHECK(ulp <= 4);
 

@@ -1,0 +1,414 @@
+// loss.cpp: the losses of loss.h. Each is a few lines of heed ops, so its backward is the primitives'.
+//
+// Reading order: the argument checks every loss shares; the regression losses; the two binary
+// cross-entropies; cross-entropy and nll_loss (composite, then the fused kernel); kl_div; the GAN hinges.
+#include "nn/loss.h"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "autograd/node.h"
+#include "tensor/kernels.h"
+#include "tensor/simd.h"
+
+namespace heed::nn {
+
+using Grads = std::vector<Tensor>;
+
+// ---- checks shared by every loss --------------------------------------------------------------------------
+namespace {
+
+std::string str(const char* loss) { return std::string(loss) + ": "; }
+
+void check_float(const char* loss, const char* what, const Tensor& t) {
+  if (!t.defined()) throw Error(str(loss) + what + " is an undefined tensor");
+  if (!is_floating(t.dtype()))
+    throw Error(str(loss) + what + " must be float32 or float64, got " + dtype_name(t.dtype()) + " " + shape_str(t.shape()));
+}
+
+// Regression losses and their kin compare two tensors element by element, so the shapes must match exactly.
+// PyTorch only warns and broadcasts, and then an output (N,1) against a target (N) quietly becomes an
+// (N,N) loss; here it is an error.
+void check_pair(const char* loss, const Tensor& input, const Tensor& target) {
+  check_float(loss, "input", input);
+  check_float(loss, "target", target);
+  if (input.shape() != target.shape())
+    throw Error(str(loss) + "input " + shape_str(input.shape()) + " and target " + shape_str(target.shape()) +
+                " must have the same shape");
+  if (input.dtype() != target.dtype())
+    throw Error(str(loss) + "input is " + dtype_name(input.dtype()) + " but target is " + dtype_name(target.dtype()));
+}
+
+// An optional weight must broadcast *to* the input's shape: it may repeat along dims, never add elements.
+void check_weight(const char* loss, const char* what, const Tensor& w, const Tensor& input) {
+  if (!w.defined()) return;
+  check_float(loss, what, w);
+  if (w.dtype() != input.dtype())
+    throw Error(str(loss) + what + " is " + dtype_name(w.dtype()) + " but input is " + dtype_name(input.dtype()));
+  const Shape& ws = w.shape();
+  const Shape& xs = input.shape();
+  bool fits = ws.size() <= xs.size();
+  for (size_t i = 0; fits && i < ws.size(); i++) {
+    int64_t have = ws[ws.size() - 1 - i], want = xs[xs.size() - 1 - i];  // aligned from the right
+    fits = have == want || have == 1;
+  }
+  if (!fits)
+    throw Error(str(loss) + what + " " + shape_str(w.shape()) + " does not broadcast to the input's shape " +
+                shape_str(input.shape()));
+}
+
+Tensor reduce(const Tensor& loss, Reduction r) {
+  switch (r) {
+    case Reduction::None: return loss;
+    case Reduction::Mean: return mean(loss);
+    case Reduction::Sum: break;
+  }
+  return sum(loss);
+}
+
+}  // namespace
+
+// ---- regression -----------------------------------------------------------------------------------------------
+// out = (x - y)²;  dx = 2(x - y), dy = -2(x - y)
+Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
+  check_pair("mse_loss", input, target);
+  Tensor d = input - target;
+  return reduce(d * d, reduction);
+}
+
+// out = |x - y|;  dx = sign(x - y), 0 where they are equal (as PyTorch)
+Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
+  check_pair("l1_loss", input, target);
+  return reduce(abs(input - target), reduction);
+}
+
+// out = ½d²/β where |d| < β, else |d| - ½β.  The two pieces meet with equal value and slope at |d| = β,
+// so the loss is quadratic near 0 (gentle on small errors) and linear far out (robust to outliers).
+Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction reduction, double beta) {
+  check_pair("smooth_l1_loss", input, target);
+  if (beta < 0) throw Error("smooth_l1_loss: beta must be >= 0, got " + std::to_string(beta));
+  Tensor d = input - target;
+  Tensor ad = abs(d);
+  if (beta == 0) return reduce(ad, reduction);
+  Tensor quadratic = ad < beta;  // a constant mask: where() routes the gradient
+  return reduce(where(quadratic, 0.5 * d * d / beta, ad - 0.5 * beta), reduction);
+}
+
+// ---- two classes ------------------------------------------------------------------------------------------------
+// log x clamped below at -100, PyTorch's guard in binary_cross_entropy. The "double where": log is only
+// evaluated where it is above -100, on 1 elsewhere, so its backward d/x never divides 0 by 0 at x = 0,
+// and the outer where sends no gradient to the clamped elements (their loss is the constant 100).
+static Tensor clamped_log(const Tensor& x) {
+  Tensor ok = x > std::exp(-100.0);
+  return where(ok, log(where(ok, x, ones_like(x))), full_like(x, -100.0));
+}
+
+// out = -w (y log p + (1-y) log(1-p));  dp = w (p - y) / (p (1-p)),  dy = -w (log p - log(1-p))
+Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, const BCEOptions& o) {
+  const char* name = "binary_cross_entropy";
+  check_pair(name, input, target);
+  check_weight(name, "weight", o.weight, input);
+  // Probabilities only: a logit passed by mistake would silently give nonsense, so say where to go.
+  std::vector<double> p = input.to_vector<double>();
+  for (size_t i = 0; i < p.size(); i++)
+    if (!(p[i] >= 0 && p[i] <= 1))
+      throw Error(str(name) + "input value " + std::to_string(p[i]) + " at index " + std::to_string(i) +
+                  " is not a probability in [0,1] (for logits use binary_cross_entropy_with_logits)");
+  Tensor loss = -(target * clamped_log(input) + (1.0 - target) * clamped_log(1.0 - input));
+  if (o.weight.defined()) loss = loss * o.weight;
+  return reduce(loss, o.reduction);
+}
+
+// out = (1-y) x + l softplus(-x),  l = 1 + (pos_weight - 1) y.
+// Why this form: with p = σ(x), -log p = softplus(-x) and -log(1-p) = x + softplus(-x), so the usual
+// -(y log p + (1-y) log(1-p)) is (1-y) x + softplus(-x). softplus(-x) = max(-x,0) + log(1 + e^-|x|)
+// (the log-sum-exp form) never exponentiates a positive number, so there is no overflow, and the softplus
+// kernel computes it accurately for every x. The gradient, dx = (1-y) - l σ(-x) (the familiar σ(x) - y
+// without pos_weight), comes from softplus's backward, σ, which is itself differentiable.
+Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& target, const BCEWithLogitsOptions& o) {
+  const char* name = "binary_cross_entropy_with_logits";
+  check_pair(name, input, target);
+  check_weight(name, "weight", o.weight, input);
+  check_weight(name, "pos_weight", o.pos_weight, input);
+  Tensor sp = softplus(-input);
+  Tensor loss = o.pos_weight.defined() ? (1.0 - target) * input + (1.0 + (o.pos_weight - 1.0) * target) * sp
+                                       : (1.0 - target) * input + sp;
+  if (o.weight.defined()) loss = loss * o.weight;
+  return reduce(loss, o.reduction);
+}
+
+// ---- many classes: the checks --------------------------------------------------------------------------------
+namespace {
+
+// Class-index targets for input (N,C,d1,...): the target is the input's shape without the class dim 1.
+// Every index must be a class or the ignore_index; a bad label is the classic data bug, so name it.
+void check_class_targets(const char* loss, const Tensor& input, const Tensor& target, const Tensor& weight,
+                         int64_t ignore_index) {
+  check_float(loss, "input", input);
+  if (input.dim() < 2)
+    throw Error(str(loss) + "input must be (N,C) or (N,C,d1,...), got " + shape_str(input.shape()));
+  Shape want = input.shape();
+  want.erase(want.begin() + 1);
+  if (target.shape() != want)
+    throw Error(str(loss) + "input " + shape_str(input.shape()) + " needs a target of shape " + shape_str(want) +
+                ", got " + shape_str(target.shape()));
+  int64_t C = input.shape()[1];
+  std::vector<int64_t> t = target.to_vector<int64_t>();
+  for (size_t i = 0; i < t.size(); i++)
+    if (t[i] != ignore_index && (t[i] < 0 || t[i] >= C))
+      throw Error(str(loss) + "target " + std::to_string(t[i]) + " at index " + std::to_string(i) +
+                  " is out of range for " + std::to_string(C) + " classes (input " + shape_str(input.shape()) +
+                  ", target " + shape_str(target.shape()) + ")");
+  if (weight.defined()) {
+    check_float(loss, "weight", weight);
+    if (weight.shape() != Shape{C})
+      throw Error(str(loss) + "weight " + shape_str(weight.shape()) + " must have one entry per class, (" +
+                  std::to_string(C) + ")");
+    if (weight.dtype() != input.dtype())
+      throw Error(str(loss) + "weight is " + dtype_name(weight.dtype()) + " but input is " + dtype_name(input.dtype()));
+  }
+}
+
+void check_target_dtype(const char* loss, const Tensor& target, bool allow_probabilities) {
+  if (!target.defined()) throw Error(str(loss) + "target is an undefined tensor");
+  if (target.dtype() == int64 || (allow_probabilities && is_floating(target.dtype()))) return;
+  throw Error(str(loss) + "target must be int64 class indices" + (allow_probabilities ? " or float class probabilities" : "") +
+              ", got " + dtype_name(target.dtype()) + " " + shape_str(target.shape()));
+}
+
+// (1,C,1,...,1): a per-class vector laid along dim 1 of an (N,C,d1,...) tensor.
+Tensor along_classes(const Tensor& w, int64_t ndim) {
+  Shape s(ndim, 1);
+  s[1] = w.shape()[0];
+  return w.reshape(s);
+}
+
+// The picked terms of nll_loss: loss = -w[t] logp[t] and its weight w[t], both 0 where t is ignored.
+struct NLLTerms {
+  Tensor loss, weight, keep;
+};
+NLLTerms nll_terms(const Tensor& logp, const Tensor& target, const Tensor& weight, int64_t ignore_index) {
+  Tensor keep = ne(target, scalar_tensor((double)ignore_index, int64));
+  Tensor safe = where(keep, target, zeros_like(target));  // an ignored target picks class 0, then is masked
+  Tensor picked = gather(logp, 1, safe.unsqueeze(1)).squeeze(1);
+  Tensor w = weight.defined() ? index_select(weight, 0, safe.flatten()).reshape(target.shape())
+                              : ones(target.shape(), logp.dtype());
+  Tensor zero = zeros_like(w);
+  // where, not a multiply by 0: an ignored row whose class 0 has log-probability -inf must give 0, not nan.
+  return {where(keep, -(picked * w), zero), where(keep, w, zero), keep};
+}
+
+// Mean is the weighted mean: Σ loss / Σ w[t] over the counted targets.
+Tensor reduce_nll(const NLLTerms& t, Reduction r) {
+  if (r == Reduction::Mean) return sum(t.loss) / sum(t.weight);
+  return reduce(t.loss, r);
+}
+
+}  // namespace
+
+// ---- many classes: the composite -----------------------------------------------------------------------------
+// out = -w[t] logp[t] over class dim 1
+Tensor nll_loss(const Tensor& input, const Tensor& target, const NLLOptions& o) {
+  check_target_dtype("nll_loss", target, false);
+  bool unbatched = input.dim() == 1;
+  Tensor x = unbatched ? input.unsqueeze(0) : input;
+  Tensor t = unbatched ? target.unsqueeze(0) : target;
+  check_class_targets("nll_loss", x, t, o.weight, o.ignore_index);
+  Tensor loss = reduce_nll(nll_terms(x, t, o.weight, o.ignore_index), o.reduction);
+  return unbatched && o.reduction == Reduction::None ? loss.squeeze(0) : loss;
+}
+
+// Probability targets: out = -Σ_c w_c q_c logp_c per row, with q = (1-ε) target + ε/C under label smoothing.
+static Tensor cross_entropy_probabilities(const Tensor& x, const Tensor& target, const CrossEntropyOptions& o) {
+  const char* name = "cross_entropy";
+  check_pair(name, x, target);
+  if (o.ignore_index >= 0)
+    throw Error(str(name) + "ignore_index " + std::to_string(o.ignore_index) + " is not supported with class-probability targets");
+  int64_t C = x.shape()[1];
+  if (o.weight.defined() && (o.weight.shape() != Shape{C} || o.weight.dtype() != x.dtype()))
+    throw Error(str(name) + "weight " + shape_str(o.weight.shape()) + " " + dtype_name(o.weight.dtype()) +
+                " must be (" + std::to_string(C) + ") " + dtype_name(x.dtype()));
+  Tensor q = o.label_smoothing > 0 ? target * (1.0 - o.label_smoothing) + o.label_smoothing / (double)C : target;
+  Tensor terms = log_softmax(x, 1) * q;
+  if (o.weight.defined()) terms = terms * along_classes(o.weight, x.dim());
+  return reduce(-sum(terms, {1}), o.reduction);  // Mean: over rows (and spatial positions), as PyTorch
+}
+
+// Class indices: out = (1-ε) nll + ε/C · Σ_c -w_c logp_c, the second term being the loss against the
+// uniform distribution (label smoothing, Szegedy et al. 2016). Both terms are reduced the same way.
+static Tensor cross_entropy_indices(const Tensor& x, const Tensor& target, const CrossEntropyOptions& o) {
+  Tensor logp = log_softmax(x, 1);
+  NLLTerms nll = nll_terms(logp, target, o.weight, o.ignore_index);
+  Tensor loss = reduce_nll(nll, o.reduction);
+  if (o.label_smoothing == 0) return loss;
+  int64_t C = x.shape()[1];
+  Tensor wl = o.weight.defined() ? logp * along_classes(o.weight, x.dim()) : logp;
+  Tensor smooth = where(nll.keep, -sum(wl, {1}), zeros_like(nll.loss));
+  Tensor s = o.reduction == Reduction::Mean ? sum(smooth) / sum(nll.weight) : reduce(smooth, o.reduction);
+  return loss * (1.0 - o.label_smoothing) + s * (o.label_smoothing / (double)C);
+}
+
+static void check_smoothing(double eps) {
+  if (!(eps >= 0 && eps <= 1))
+    throw Error("cross_entropy: label_smoothing must be in [0,1], got " + std::to_string(eps));
+}
+
+Tensor cross_entropy_composite(const Tensor& input, const Tensor& target, const CrossEntropyOptions& o) {
+  check_target_dtype("cross_entropy", target, true);
+  check_smoothing(o.label_smoothing);
+  bool unbatched = input.dim() == 1;
+  Tensor x = unbatched ? input.unsqueeze(0) : input;
+  Tensor t = unbatched ? target.unsqueeze(0) : target;
+  Tensor loss;
+  if (is_floating(t.dtype())) {
+    loss = cross_entropy_probabilities(x, t, o);
+  } else {
+    check_class_targets("cross_entropy", x, t, o.weight, o.ignore_index);
+    loss = cross_entropy_indices(x, t, o);
+  }
+  return unbatched && o.reduction == Reduction::None ? loss.squeeze(0) : loss;
+}
+
+// ---- many classes: the fused kernel -------------------------------------------------------------------------
+// For x (N,C) and class indices, one pass per row replaces log_softmax, gather, index_select and the masks.
+// With lse_i = log Σ_c e^x[i,c], logp = x - lse, and W = Σ_c w_c:
+//
+//   out[i] = (1-ε) w[t_i] (lse_i - x[i,t_i])  +  ε/C Σ_c w_c (lse_i - x[i,c])        (0 if t_i is ignored)
+//   dx[i,c] = dout[i] (softmax(x_i)_c a_i - b_i,c),   a_i = (1-ε) w[t_i] + ε W / C,
+//                                                     b_i,c = (1-ε) w[t_i] [c = t_i] + ε w_c / C
+//
+// (the derivative of lse is softmax, and Σ_c of each term's weight gives a_i). The backward is written
+// with softmax and scatter_add, heed ops, so a second derivative flows through softmax's own backward.
+// a, the one-hot coefficient c_i = (1-ε) w[t_i] and the mean's denominator Σ_i w[t_i] depend only on the
+// targets, so the forward computes them once as constants.
+namespace {
+
+struct FusedRows {
+  Tensor loss;            // (N)
+  double weight_sum = 0;  // Σ w[t_i] over the counted rows: the mean's denominator
+};
+
+// The per-row kernel. Each row's log-softmax goes to a scratch row that stays in L1 cache, so x is read
+// from memory once; the row kernel is simd::softmax_row (SIMD or its scalar reference, as the tensor
+// kernels are switched).
+template <class T>
+void cross_entropy_rows_kernel(const T* x, const int64_t* t, const T* w, int64_t N, int64_t C, int64_t ignore_index,
+                               double eps, T* loss) {
+  const bool fast = kernels::use_simd();
+#pragma omp parallel if (N * C >= 32768)
+  {
+    std::vector<T> logp(C);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < N; i++) {
+      const int64_t ti = t[i];
+      if (ti == ignore_index) {
+        loss[i] = 0;
+        continue;
+      }
+      if (fast) simd::softmax_row_simd(x + i * C, logp.data(), C, true);
+      else simd::softmax_row_ref(x + i * C, logp.data(), C, true);
+      const double wt = w ? (double)w[ti] : 1.0;
+      double out = -(1.0 - eps) * wt * (double)logp[ti];
+      if (eps > 0) {
+        double s = 0;
+        for (int64_t c = 0; c < C; c++) s += (w ? (double)w[c] : 1.0) * (double)logp[c];
+        out -= eps / (double)C * s;
+      }
+      loss[i] = (T)out;
+    }
+  }
+}
+
+FusedRows cross_entropy_rows(const Tensor& x_in, const Tensor& target, const Tensor& weight, int64_t ignore_index,
+                             double eps) {
+  Tensor x = x_in.contiguous();
+  Tensor t = target.contiguous();
+  Tensor w = weight.defined() ? weight.contiguous() : Tensor();
+  const int64_t N = x.shape()[0], C = x.shape()[1];
+  Tensor rows = empty({N}, x.dtype());
+  // The per-row constants of the backward, in double, then as tensors of x's dtype.
+  std::vector<double> wv = w.defined() ? w.to_vector<double>() : std::vector<double>(C, 1.0);
+  double W = 0;
+  for (double v : wv) W += v;
+  std::vector<int64_t> tv = t.to_vector<int64_t>();
+  std::vector<double> a(N), c(N), keep(N);
+  double weight_sum = 0;
+  for (int64_t i = 0; i < N; i++) {
+    if (tv[i] == ignore_index) continue;
+    keep[i] = 1;
+    c[i] = (1.0 - eps) * wv[tv[i]];
+    a[i] = c[i] + eps * W / (double)C;
+    weight_sum += wv[tv[i]];
+  }
+  dispatch_floating(x.dtype(), "cross_entropy", [&](auto zero) {
+    using T = decltype(zero);
+    cross_entropy_rows_kernel<T>(x.data_ptr<T>(), t.data_ptr<int64_t>(), w.defined() ? w.data_ptr<T>() : nullptr, N,
+                                 C, ignore_index, eps, rows.data_ptr<T>());
+  });
+  DType dt = x.dtype();
+  Tensor ta = from_vector(a).to(dt), tc = from_vector(c).to(dt), tkeep = from_vector(keep).to(dt);
+  Tensor safe = where(ne(t, scalar_tensor((double)ignore_index, int64)), t, zeros_like(t)).unsqueeze(1);
+  Tensor w_row = w.defined() ? w.reshape({1, C}) : ones({1, C}, dt);
+  Tensor out = record("cross_entropy", rows, {x_in},
+                      [sx = SavedTensor(x_in), ta, tc, tkeep, safe, w_row, eps, C](const Tensor& d, const Tensor&) {
+                        Tensor g = softmax(sx.get(), 1) * (d * ta).unsqueeze(1);
+                        g = scatter_add(g, 1, safe, (-(d * tc)).unsqueeze(1));  // the one-hot term
+                        if (eps > 0) g = g - (d * tkeep * (eps / (double)C)).unsqueeze(1) * w_row;
+                        return Grads{g};
+                      });
+  return {out, weight_sum};
+}
+
+}  // namespace
+
+Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntropyOptions& o) {
+  check_target_dtype("cross_entropy", target, true);
+  check_smoothing(o.label_smoothing);
+  // The fused kernel covers (N,C) or (C) logits with class indices and a constant weight; everything else
+  // (spatial dims, probabilities, a weight being trained) takes the composite.
+  bool fused = (input.dim() == 1 || input.dim() == 2) && target.dtype() == int64 &&
+               !(o.weight.defined() && o.weight.requires_grad());
+  if (!fused) return cross_entropy_composite(input, target, o);
+  bool unbatched = input.dim() == 1;
+  Tensor x = unbatched ? input.unsqueeze(0) : input;
+  Tensor t = unbatched ? target.unsqueeze(0) : target;
+  check_class_targets("cross_entropy", x, t, o.weight, o.ignore_index);
+  FusedRows r = cross_entropy_rows(x, t, o.weight, o.ignore_index, o.label_smoothing);
+  switch (o.reduction) {
+    case Reduction::None: return unbatched ? r.loss.squeeze(0) : r.loss;
+    case Reduction::Sum: return sum(r.loss);
+    case Reduction::Mean: break;
+  }
+  return sum(r.loss) / r.weight_sum;  // 0/0 = nan when every target is ignored, as PyTorch
+}
+
+// ---- distributions --------------------------------------------------------------------------------------------
+// out = t (log t - x), taken as 0 where t = 0 (the limit of t log t);  dx = -t,  dt = log t + 1 - x
+// out = e^t (t - x) with log_target;                                   dx = -e^t, dt = e^t (t - x + 1)
+Tensor kl_div(const Tensor& input, const Tensor& target, Reduction reduction, bool log_target) {
+  check_pair("kl_div", input, target);
+  if (log_target) return reduce(exp(target) * (target - input), reduction);
+  // t log t with the double where of clamped_log: log never sees 0, so no nan reaches the gradient.
+  Tensor pos = target > 0.0;
+  Tensor t_log_t = target * log(where(pos, target, ones_like(target)));
+  return reduce(t_log_t - target * input, reduction);
+}
+
+// ---- GANs -------------------------------------------------------------------------------------------------------
+// The critic wants real logits above +1 and fake ones below -1; only the samples inside the margin count.
+Tensor hinge_d(const Tensor& real_logits, const Tensor& fake_logits) {
+  check_float("hinge_d", "real_logits", real_logits);
+  check_float("hinge_d", "fake_logits", fake_logits);
+  if (real_logits.dtype() != fake_logits.dtype())
+    throw Error(std::string("hinge_d: real_logits are ") + dtype_name(real_logits.dtype()) + " but fake_logits are " +
+                dtype_name(fake_logits.dtype()));
+  return mean(relu(1.0 - real_logits)) + mean(relu(1.0 + fake_logits));
+}
+
+Tensor hinge_g(const Tensor& fake_logits) {
+  check_float("hinge_g", "fake_logits", fake_logits);
+  return -mean(fake_logits);
+}
+
+}  // namespace heed::nn
