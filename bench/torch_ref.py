@@ -181,6 +181,8 @@ if __name__ == "__main__":
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    with open("/proc/self/statm") as f:  # resident memory before any workload: the baseline
+        base_rss_mb = int(f.read().split()[1]) * 4096 / 1e6
     out = {"torch": torch.__version__, "threads": args.threads}
     if args.only in (None, "gemm"):
         for n in (128, 512, 1024):
@@ -193,4 +195,5 @@ if __name__ == "__main__":
             out[f"{name}_ms"] = round(f(), 3)
     if args.only == "attn_long":
         out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        out["peak_rss_above_base_mb"] = round(out["peak_rss_mb"] - base_rss_mb, 1)
     print(json.dumps(out) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))

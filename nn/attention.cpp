@@ -20,7 +20,6 @@
 #include <tuple>
 #include <vector>
 
-#include "autograd/node.h"
 #include "tensor/flash_attention.h"
 
 namespace heed::nn {

@@ -96,16 +96,18 @@ void Sha256::update(const void* data, size_t n) {
   buffered_ = n;
 }
 
-std::string Sha256::hex_digest() {
-  // Padding: 0x80, then zeros up to 56 bytes into a block, then the length in bits (big-endian).
+std::string Sha256::hex_digest() const {
+  // Padding, on a copy so that this hash can go on: 0x80, then zeros up to 56 bytes into a block, then
+  // the length in bits (big-endian).
+  Sha256 last = *this;
   uint64_t bits = total_bytes_ * 8;
   uint8_t pad[72] = {0x80};
   size_t pad_len = (buffered_ < 56 ? 56 - buffered_ : 120 - buffered_);
   for (int i = 0; i < 8; ++i) pad[pad_len + i] = (uint8_t)(bits >> (56 - 8 * i));
-  update(pad, pad_len + 8);
+  last.update(pad, pad_len + 8);
   static const char* hex = "0123456789abcdef";
   std::string out;
-  for (uint32_t word : state_)
+  for (uint32_t word : last.state_)
     for (int shift = 28; shift >= 0; shift -= 4) out += hex[(word >> shift) & 0xF];
   return out;
 }
@@ -162,14 +164,28 @@ size_t read_up_to(const std::string& op, const std::string& path, gzFile f, uint
     int errnum = Z_OK;
     const char* msg = gzerror(f, &errnum);
     if (r < 0 || (errnum != Z_OK && errnum != Z_BUF_ERROR)) {
-      std::string why = errnum == Z_ERRNO ? std::strerror(errno) : msg;
-      throw Error(op + ": '" + path + "': cannot read: " + why + " (after " + std::to_string(got) + " bytes of " +
-                  std::to_string(n) + " asked for)");
+      std::string why;
+      if (errnum == Z_ERRNO) {
+        why = std::strerror(errno);
+      } else {
+        // zlib's message is "path: what went wrong"; keep the second part.
+        why = msg;
+        if (why.rfind(path + ": ", 0) == 0) why = why.substr(path.size() + 2);
+        why += " (a damaged gzip file?)";
+      }
+      throw Error(op + ": '" + path + "': cannot read: " + why);
     }
     if (r == 0) break;  // end of file (or of a truncated gzip stream: Z_BUF_ERROR)
     got += (size_t)r;
   }
   return got;
+}
+
+// Appended to a "truncated" message when the file is gzipped and its stream stops mid-way.
+std::string gzip_cut_note(gzFile f) {
+  int errnum = Z_OK;
+  gzerror(f, &errnum);
+  return errnum == Z_BUF_ERROR ? " (the gzip stream itself is cut short)" : "";
 }
 
 IdxFile read_idx_impl(const std::string& op, const std::string& path, int64_t max_bytes) {
@@ -187,7 +203,7 @@ IdxFile read_idx_impl(const std::string& op, const std::string& path, int64_t ma
   size_t got = read_up_to(op, path, in.f, magic, 4);
   if (got < 4)
     throw Error(op + ": '" + path + "' is truncated: it holds " + std::to_string(got) +
-                " bytes, but an IDX header alone needs at least 4");
+                " bytes, but an IDX header alone needs at least 4" + gzip_cut_note(in.f));
   if (magic[0] != 0 || magic[1] != 0)
     throw Error(op + ": '" + path + "': bad magic " + hex_byte(magic[0]) + " " + hex_byte(magic[1]) +
                 ": an IDX file starts with two zero bytes (is this an IDX file?)");
@@ -205,7 +221,7 @@ IdxFile read_idx_impl(const std::string& op, const std::string& path, int64_t ma
   got = read_up_to(op, path, in.f, dims_be, 4 * (size_t)ndims);
   if (got < 4 * (size_t)ndims)
     throw Error(op + ": '" + path + "' is truncated inside its header: " + std::to_string(4 + got) + " bytes, but " +
-                std::to_string(ndims) + " dims need " + std::to_string(4 + 4 * ndims));
+                std::to_string(ndims) + " dims need " + std::to_string(4 + 4 * ndims) + gzip_cut_note(in.f));
   // The payload size, checked for overflow at every step and against max_bytes.
   int64_t payload = (int64_t)elem_size;
   bool overflow = false;
@@ -239,7 +255,7 @@ IdxFile read_idx_impl(const std::string& op, const std::string& path, int64_t ma
     if (r < chunk)
       throw Error(op + ": '" + path + "' is truncated: the header promises " + dims_text + " elements (" +
                   std::to_string(payload) + " bytes of data), but the file holds only " +
-                  std::to_string(have + r - header_size));
+                  std::to_string(have + r - header_size) + gzip_cut_note(in.f));
   }
   // Nothing may follow the promised bytes. Reading to the end also makes zlib check the gzip CRC.
   uint8_t extra[4096];

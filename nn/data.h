@@ -41,8 +41,8 @@ class Sha256 {
  public:
   Sha256();
   void update(const void* data, size_t n);
-  /// The 64 lowercase hex digits of the digest. Ends the computation: call once.
-  std::string hex_digest();
+  /// The 64 lowercase hex digits of the digest of everything so far (more updates may follow).
+  std::string hex_digest() const;
 
  private:
   void compress(const uint8_t* block);  // one 64-byte block into state_

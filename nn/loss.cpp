@@ -4,8 +4,11 @@
 // cross-entropies; cross-entropy and nll_loss (composite, then the fused kernel); kl_div; the GAN hinges.
 #include "nn/loss.h"
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "autograd/node.h"
@@ -278,86 +281,139 @@ Tensor cross_entropy_composite(const Tensor& input, const Tensor& target, const 
 //   dx[i,c] = dout[i] (softmax(x_i)_c a_i - b_i,c),   a_i = (1-ε) w[t_i] + ε W / C,
 //                                                     b_i,c = (1-ε) w[t_i] [c = t_i] + ε w_c / C
 //
-// (the derivative of lse is softmax, and Σ_c of each term's weight gives a_i). The backward is written
-// with softmax and scatter_add, heed ops, so a second derivative flows through softmax's own backward.
-// a, the one-hot coefficient c_i = (1-ε) w[t_i] and the mean's denominator Σ_i w[t_i] depend only on the
-// targets, so the forward computes them once as constants.
+// (the derivative of lse is softmax, and Σ_c of each term's weight gives a_i). a, the one-hot coefficient
+// c_i = (1-ε) w[t_i] and the mean's denominator Σ_i w[t_i] depend only on the targets, so the forward
+// computes them once.
+//
+// The backward has two forms of that one formula, picked when it runs. A plain backward (no graph being
+// recorded, the usual case) runs a raw kernel: one pass per row, softmax straight into dx, then the
+// corrections in place. Under create_graph it runs the formula in heed ops (softmax, scatter_add), so that
+// a second derivative flows through softmax's own backward. tests/nn/test_loss.cpp checks both against
+// the composite, and gradgradcheck checks the second.
 namespace {
 
-struct FusedRows {
-  Tensor loss;            // (N)
-  double weight_sum = 0;  // Σ w[t_i] over the counted rows: the mean's denominator
+struct CrossEntropyRows {
+  int64_t N = 0, C = 0;
+  double eps = 0;
+  std::vector<int64_t> target;     // (N); an ignored row holds class 0, and its a, c and keep are 0
+  std::vector<double> weight;      // (C); ones without a weight
+  std::vector<double> a, c, keep;  // (N)
+  double weight_sum = 0;           // Σ w[t_i] over the counted rows
 };
 
-// The per-row kernel. Each row's log-softmax goes to a scratch row that stays in L1 cache, so x is read
-// from memory once; the row kernel is simd::softmax_row (SIMD or its scalar reference, as the tensor
-// kernels are switched).
+CrossEntropyRows row_constants(const Tensor& target, const Tensor& weight, int64_t C, int64_t ignore_index, double eps) {
+  CrossEntropyRows r;
+  r.N = target.numel();
+  r.C = C;
+  r.eps = eps;
+  r.target = target.to_vector<int64_t>();
+  r.weight = weight.defined() ? weight.to_vector<double>() : std::vector<double>(C, 1.0);
+  double W = 0;
+  for (double v : r.weight) W += v;
+  r.a.assign(r.N, 0);
+  r.c.assign(r.N, 0);
+  r.keep.assign(r.N, 0);
+  for (int64_t i = 0; i < r.N; i++) {
+    if (r.target[i] == ignore_index) {
+      r.target[i] = 0;
+      continue;
+    }
+    r.keep[i] = 1;
+    r.c[i] = (1.0 - eps) * r.weight[r.target[i]];
+    r.a[i] = r.c[i] + eps * W / (double)C;
+    r.weight_sum += r.weight[r.target[i]];
+  }
+  return r;
+}
+
+// Each row's log-softmax goes to a scratch row that stays in L1 cache, so x is read from memory once. The
+// row kernel is simd::softmax_row, SIMD or its scalar reference as the tensor kernels are switched.
 template <class T>
-void cross_entropy_rows_kernel(const T* x, const int64_t* t, const T* w, int64_t N, int64_t C, int64_t ignore_index,
-                               double eps, T* loss) {
+void cross_entropy_forward_kernel(const T* x, const CrossEntropyRows& r, T* loss) {
   const bool fast = kernels::use_simd();
-#pragma omp parallel if (N * C >= 32768)
+  const int64_t C = r.C;
+#pragma omp parallel if (r.N * C >= 32768)
   {
     std::vector<T> logp(C);
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < N; i++) {
-      const int64_t ti = t[i];
-      if (ti == ignore_index) {
+    for (int64_t i = 0; i < r.N; i++) {
+      if (r.keep[i] == 0) {
         loss[i] = 0;
         continue;
       }
       if (fast) simd::softmax_row_simd(x + i * C, logp.data(), C, true);
       else simd::softmax_row_ref(x + i * C, logp.data(), C, true);
-      const double wt = w ? (double)w[ti] : 1.0;
-      double out = -(1.0 - eps) * wt * (double)logp[ti];
-      if (eps > 0) {
+      const int64_t t = r.target[i];
+      double out = -(1.0 - r.eps) * r.weight[t] * (double)logp[t];
+      if (r.eps > 0) {
         double s = 0;
-        for (int64_t c = 0; c < C; c++) s += (w ? (double)w[c] : 1.0) * (double)logp[c];
-        out -= eps / (double)C * s;
+        for (int64_t c = 0; c < C; c++) s += r.weight[c] * (double)logp[c];
+        out -= r.eps / (double)C * s;
       }
       loss[i] = (T)out;
     }
   }
 }
 
-FusedRows cross_entropy_rows(const Tensor& x_in, const Tensor& target, const Tensor& weight, int64_t ignore_index,
-                             double eps) {
-  Tensor x = x_in.contiguous();
-  Tensor t = target.contiguous();
-  Tensor w = weight.defined() ? weight.contiguous() : Tensor();
-  const int64_t N = x.shape()[0], C = x.shape()[1];
-  Tensor rows = empty({N}, x.dtype());
-  // The per-row constants of the backward, in double, then as tensors of x's dtype.
-  std::vector<double> wv = w.defined() ? w.to_vector<double>() : std::vector<double>(C, 1.0);
-  double W = 0;
-  for (double v : wv) W += v;
-  std::vector<int64_t> tv = t.to_vector<int64_t>();
-  std::vector<double> a(N), c(N), keep(N);
-  double weight_sum = 0;
-  for (int64_t i = 0; i < N; i++) {
-    if (tv[i] == ignore_index) continue;
-    keep[i] = 1;
-    c[i] = (1.0 - eps) * wv[tv[i]];
-    a[i] = c[i] + eps * W / (double)C;
-    weight_sum += wv[tv[i]];
+// dx = dout_i (a_i softmax(x_i) - b_i), first order: one pass per row.
+template <class T>
+void cross_entropy_backward_kernel(const T* x, const T* dout, const CrossEntropyRows& r, T* dx) {
+  const bool fast = kernels::use_simd();
+  const int64_t C = r.C;
+#pragma omp parallel for schedule(static) if (r.N * C >= 32768)
+  for (int64_t i = 0; i < r.N; i++) {
+    T* row = dx + i * C;
+    if (r.keep[i] == 0) {
+      std::fill(row, row + C, T(0));
+      continue;
+    }
+    if (fast) simd::softmax_row_simd(x + i * C, row, C, false);
+    else simd::softmax_row_ref(x + i * C, row, C, false);
+    const double d = (double)dout[i];
+    const T scale = (T)(d * r.a[i]);
+    for (int64_t c = 0; c < C; c++) row[c] *= scale;
+    row[r.target[i]] -= (T)(d * r.c[i]);  // the one-hot term
+    if (r.eps > 0) {
+      const double k = d * r.eps / (double)C;
+      for (int64_t c = 0; c < C; c++) row[c] -= (T)(k * r.weight[c]);
+    }
   }
+}
+
+// The same dx in heed ops, differentiable again (used under create_graph).
+Tensor cross_entropy_backward_ops(const Tensor& x, const Tensor& d, const CrossEntropyRows& r) {
+  const DType dt = x.dtype();
+  Tensor a = from_vector(r.a, {r.N}).to(dt), c = from_vector(r.c, {r.N}).to(dt);
+  Tensor g = softmax(x, 1) * (d * a).unsqueeze(1);
+  g = scatter_add(g, 1, from_vector(r.target, {r.N, 1}), (-(d * c)).unsqueeze(1));  // the one-hot term
+  if (r.eps > 0) {
+    Tensor keep = from_vector(r.keep, {r.N}).to(dt), w = from_vector(r.weight, {1, r.C}).to(dt);
+    g = g - (d * keep * (r.eps / (double)r.C)).unsqueeze(1) * w;
+  }
+  return g;
+}
+
+// The per-row losses (N), and the mean's denominator.
+std::pair<Tensor, double> cross_entropy_rows(const Tensor& x_in, const Tensor& target, const Tensor& weight,
+                                             int64_t ignore_index, double eps) {
+  Tensor x = x_in.contiguous();
+  auto r = std::make_shared<const CrossEntropyRows>(row_constants(target, weight, x.shape()[1], ignore_index, eps));
+  Tensor rows = empty({r->N}, x.dtype());
   dispatch_floating(x.dtype(), "cross_entropy", [&](auto zero) {
     using T = decltype(zero);
-    cross_entropy_rows_kernel<T>(x.data_ptr<T>(), t.data_ptr<int64_t>(), w.defined() ? w.data_ptr<T>() : nullptr, N,
-                                 C, ignore_index, eps, rows.data_ptr<T>());
+    cross_entropy_forward_kernel<T>(x.data_ptr<T>(), *r, rows.data_ptr<T>());
   });
-  DType dt = x.dtype();
-  Tensor ta = from_vector(a).to(dt), tc = from_vector(c).to(dt), tkeep = from_vector(keep).to(dt);
-  Tensor safe = where(ne(t, scalar_tensor((double)ignore_index, int64)), t, zeros_like(t)).unsqueeze(1);
-  Tensor w_row = w.defined() ? w.reshape({1, C}) : ones({1, C}, dt);
-  Tensor out = record("cross_entropy", rows, {x_in},
-                      [sx = SavedTensor(x_in), ta, tc, tkeep, safe, w_row, eps, C](const Tensor& d, const Tensor&) {
-                        Tensor g = softmax(sx.get(), 1) * (d * ta).unsqueeze(1);
-                        g = scatter_add(g, 1, safe, (-(d * tc)).unsqueeze(1));  // the one-hot term
-                        if (eps > 0) g = g - (d * tkeep * (eps / (double)C)).unsqueeze(1) * w_row;
-                        return Grads{g};
-                      });
-  return {out, weight_sum};
+  Tensor out = record("cross_entropy", rows, {x_in}, [sx = SavedTensor(x_in), r](const Tensor& d, const Tensor&) {
+    Tensor x = sx.get();
+    if (grad_enabled()) return Grads{cross_entropy_backward_ops(x, d, *r)};
+    Tensor xc = x.contiguous(), dc = d.contiguous(), dx = empty(x.shape(), x.dtype());
+    dispatch_floating(x.dtype(), "cross_entropy backward", [&](auto zero) {
+      using T = decltype(zero);
+      cross_entropy_backward_kernel<T>(xc.data_ptr<T>(), dc.data_ptr<T>(), *r, dx.data_ptr<T>());
+    });
+    return Grads{dx};
+  });
+  return {out, r->weight_sum};
 }
 
 }  // namespace
@@ -374,13 +430,13 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntro
   Tensor x = unbatched ? input.unsqueeze(0) : input;
   Tensor t = unbatched ? target.unsqueeze(0) : target;
   check_class_targets("cross_entropy", x, t, o.weight, o.ignore_index);
-  FusedRows r = cross_entropy_rows(x, t, o.weight, o.ignore_index, o.label_smoothing);
+  auto [rows, weight_sum] = cross_entropy_rows(x, t, o.weight, o.ignore_index, o.label_smoothing);
   switch (o.reduction) {
-    case Reduction::None: return unbatched ? r.loss.squeeze(0) : r.loss;
-    case Reduction::Sum: return sum(r.loss);
+    case Reduction::None: return unbatched ? rows.squeeze(0) : rows;
+    case Reduction::Sum: return sum(rows);
     case Reduction::Mean: break;
   }
-  return sum(r.loss) / r.weight_sum;  // 0/0 = nan when every target is ignored, as PyTorch
+  return sum(rows) / weight_sum;  // 0/0 = nan when every target is ignored, as PyTorch
 }
 
 // ---- distributions --------------------------------------------------------------------------------------------

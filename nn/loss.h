@@ -11,9 +11,9 @@
 // Every loss is composed from heed's differentiable primitives, so its gradient and its gradient's
 // gradient come from the primitives' backward formulas (WGAN-GP differentiates a loss twice). The one
 // exception is the common case of cross_entropy, logits (N,C) with class indices, which has a fused
-// kernel (log-softmax and the pick of the target's log-probability in one pass over each row); its
-// backward is written with heed ops, so it is differentiable twice as well, and tests/nn/test_loss.cpp
-// checks it against cross_entropy_composite.
+// kernel (log-softmax and the pick of the target's log-probability in one pass over each row). Its
+// backward is a raw row kernel too, except under create_graph, where the same formula runs in heed ops,
+// so it is differentiable twice as well; tests/nn/test_loss.cpp checks both against cross_entropy_composite.
 //
 // Shapes use N for the batch and C for classes; (N,C,d1,...) means any number of trailing spatial dims,
 // as in segmentation. A loss with one option takes it as an argument after the tensors (the order of

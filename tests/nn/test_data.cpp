@@ -89,6 +89,13 @@ TEST_CASE("data: sha256 matches the FIPS 180-2 test vectors") {
     pos += n;
   }
   CHECK(h.hex_digest() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  // hex_digest does not end the hash: asking twice, or asking midway and going on, is fine.
+  CHECK(h.hex_digest() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  Sha256 abc;
+  abc.update("ab", 2);
+  CHECK(abc.hex_digest() == sha256_hex("ab", 2));
+  abc.update("c", 1);
+  CHECK(abc.hex_digest() == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 TEST_CASE("data: sha256 in pieces equals sha256 in one call at every split point") {
@@ -204,11 +211,23 @@ TEST_CASE("data: read_idx rejects malformed files with a clear error before allo
   Bytes gz = read_raw(dir.file("full.gz"));
   REQUIRE(gz.size() > 40);
   write_raw(dir.file("cut.gz"), Bytes(gz.begin(), gz.begin() + (long)gz.size() / 2));
-  CHECK_THROWS_WITH_AS(read_idx(dir.file("cut.gz")), doctest::Contains("truncated"), Error);
+  CHECK_THROWS_WITH_AS(read_idx(dir.file("cut.gz")), doctest::Contains("(the gzip stream itself is cut short)"), Error);
   Bytes flipped = gz;
   flipped[gz.size() - 6] ^= 0xFF;  // inside the CRC-32 trailer: the data inflates, the check fails
   write_raw(dir.file("crc.gz"), flipped);
-  CHECK_THROWS_WITH_AS(read_idx(dir.file("crc.gz")), doctest::Contains("cannot read"), Error);
+  CHECK_THROWS_WITH_AS(read_idx(dir.file("crc.gz")), doctest::Contains("cannot read: incorrect data check (a damaged gzip file?)"), Error);
+  // Incompressible data cut at 60%: most of the payload inflates before the stream runs out.
+  Bytes noisy = idx_header(0x08, {100, 100});
+  Generator gen(9);
+  for (int i = 0; i < 10000; ++i) noisy.push_back((uint8_t)gen.next_u32());
+  write_gz(dir.file("noisy.gz"), noisy);
+  Bytes noisy_gz = read_raw(dir.file("noisy.gz"));
+  write_raw(dir.file("noisy_cut.gz"), Bytes(noisy_gz.begin(), noisy_gz.begin() + (long)noisy_gz.size() * 6 / 10));
+  CHECK_THROWS_WITH_AS(read_idx(dir.file("noisy_cut.gz")), doctest::Contains("but the file holds only"), Error);
+  CHECK_THROWS_WITH_AS(read_idx(dir.file("noisy_cut.gz")), doctest::Contains("(the gzip stream itself is cut short)"), Error);
+  noisy_gz[noisy_gz.size() / 2] ^= 0x01;  // one flipped bit in the middle of the data
+  write_raw(dir.file("noisy_bit.gz"), noisy_gz);
+  CHECK_THROWS_WITH_AS(read_idx(dir.file("noisy_bit.gz")), doctest::Contains("cannot read: "), Error);
 
   CHECK_THROWS_WITH_AS(read_idx(dir.file("missing.idx")), doctest::Contains("no such file"), Error);
   CHECK_THROWS_WITH_AS(read_idx(dir.path.string()), doctest::Contains("is a directory"), Error);

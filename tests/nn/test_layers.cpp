@@ -467,6 +467,7 @@ TEST_CASE("nn layers: wrong input shapes name the layer and show expected and ac
   CHECK_THROWS_AS(nn::MaxPool2d(2)(zeros({1, 4, 4})), Error);
   CHECK_THROWS_AS(nn::MaxPool2d(3)(zeros({1, 1, 2, 2})), Error);
   CHECK_THROWS_AS(nn::AvgPool2d(2)(zeros({1, 4, 4})), Error);
+  CHECK_THROWS_AS(nn::AvgPool2d(3)(zeros({1, 1, 2, 2})), Error);
   CHECK_THROWS_AS(nn::AdaptiveAvgPool2d(2)(zeros({4, 4})), Error);
   CHECK_THROWS_AS(nn::Upsample(2)(zeros({4, 4})), Error);
   CHECK_THROWS_AS(nn::BatchNorm1d(3)(zeros({2, 4})), Error);
@@ -481,6 +482,7 @@ TEST_CASE("nn layers: wrong input shapes name the layer and show expected and ac
   CHECK_THROWS_AS(sn(zeros({2, 4})), Error);
   // The functional forms check too.
   CHECK_THROWS_AS(nn::conv2d(zeros({1, 2, 5, 5}), zeros({3, 2, 3})), Error);            // 3-d weight
+  CHECK_THROWS_AS(nn::conv2d(zeros({1, 3, 5, 5}), zeros({3, 2, 3, 3})), Error);         // channels
   CHECK_THROWS_AS(nn::conv2d(zeros({1, 4, 5, 5}), zeros({3, 2, 3, 3}), Tensor(), {.groups = 2}), Error);  // 3 % 2
   CHECK_THROWS_AS(nn::conv2d(zeros({1, 2, 5, 5}), zeros({3, 2, 3, 3}), zeros({4})), Error);  // bias
   CHECK_THROWS_AS(nn::conv2d(zeros({1, 2, 5, 5}), zeros({3, 2, 3, 3}), Tensor(), {.stride = 0}), Error);

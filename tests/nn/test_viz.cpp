@@ -94,7 +94,7 @@ bool contains_colour(const viz::Image& img, viz::Rgb c) {
 
 }  // namespace
 
-TEST_CASE("viz: colormap endpoints are matplotlib's") {
+TEST_CASE("viz: colormap endpoints match matplotlib") {
   CHECK(viz::colormap(viz::Colormap::Viridis, 0.0) == viz::Rgb{68, 1, 84});
   CHECK(viz::colormap(viz::Colormap::Viridis, 1.0) == viz::Rgb{253, 231, 37});
   CHECK(viz::colormap(viz::Colormap::Viridis, 0.5) == viz::Rgb{33, 145, 140});  // entry 128
@@ -123,7 +123,7 @@ TEST_CASE("viz: viridis and magma get lighter along the whole table") {
   }
 }
 
-TEST_CASE("viz: an image grid round-trips through PNG with torchvision's layout") {
+TEST_CASE("viz: an image grid round-trips through PNG with the torchvision layout") {
   TempDir dir("grid");
   // Three 2x2 gray images, two per row, padding 1 of value 0.5: a 7x7 picture whose 4th slot is padding.
   Tensor x = tensor({0.0, 0.25, 0.5, 1.0, 0.1, 0.2, 0.3, 0.4, 0.9, 0.8, 0.7, 0.6}).reshape({3, 1, 2, 2});
@@ -146,7 +146,7 @@ TEST_CASE("viz: an image grid round-trips through PNG with torchvision's layout"
   CHECK((int)img.at(2, 2)[0] == 255);
 }
 
-TEST_CASE("viz: RGB grids keep channel order, clamp, and read strided tensors") {
+TEST_CASE("viz: RGB grids keep channel order and clamp and read strided tensors") {
   TempDir dir("rgb");
   // One 1x2 RGB image, built channels-last and permuted to (N,C,H,W): a non-contiguous view.
   Tensor hwc = tensor({{1.0, 0.0, 0.0}, {0.0, 1.5, -0.5}}).reshape({1, 1, 2, 3});
@@ -203,7 +203,7 @@ TEST_CASE("viz: image grid errors name the shapes and the path") {
   CHECK_THROWS_AS(viz::save_png(viz::Image(), dir / "empty.png"), Error);
 }
 
-TEST_CASE("viz: heatmap cells, colour endpoints, vmin and vmax") {
+TEST_CASE("viz: heatmap cells with colour endpoints and vmin and vmax") {
   TempDir dir("heatmap");
   Tensor m = arange(6, float64).reshape({2, 3});  // 0..5: the min is at (0,0), the max at (1,2)
   viz::save_heatmap(m, dir / "h.png", {.scale = 4});
@@ -233,7 +233,7 @@ TEST_CASE("viz: heatmap cells, colour endpoints, vmin and vmax") {
   CHECK_THROWS_AS(viz::render_heatmap(m, {.vmin = 2.0, .vmax = 1.0}), Error);
 }
 
-TEST_CASE("viz: matrix plots draw cells, labels and a colorbar") {
+TEST_CASE("viz: matrix plots draw cells and labels and a colorbar") {
   Tensor m = tensor({{0.0, 1.0}, {1.0, 0.0}});
   viz::Image img = viz::render_matrix_plot(m, {.row_labels = {"a", "b"}, .col_labels = {"x", "y"}, .scale = 20});
   CHECK(img.channels == 3);
@@ -276,7 +276,7 @@ TEST_CASE("viz: attention heatmap of one head and of a grid of heads") {
   CHECK(error_of([&] { viz::attention_heatmap(zeros({2}), dir / "bad.png"); }).find("attention_heatmap:") == 0);
 }
 
-TEST_CASE("viz: overlay is the image's size and blends by alpha") {
+TEST_CASE("viz: overlay has the image size and blends by alpha") {
   TempDir dir("overlay");
   Tensor image = rand({3, 8, 6});
   Tensor map = tensor({{0.0, 1.0}, {1.0, 0.0}});
@@ -307,7 +307,7 @@ TEST_CASE("viz: overlay is the image's size and blends by alpha") {
   CHECK_THROWS_AS(viz::render_overlay(image, map, {.alpha = 2.0}), Error);
 }
 
-TEST_CASE("viz: gnuplot line and scatter plots, when gnuplot is installed") {
+TEST_CASE("viz: gnuplot line and scatter plots when gnuplot is installed") {
   if (viz::gnuplot_program().empty()) {
     MESSAGE("gnuplot is not installed: only the absent path is tested");
     return;

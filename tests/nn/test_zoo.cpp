@@ -141,7 +141,7 @@ ChildResult run_child(const std::function<void()>& child) {
 
 }  // namespace
 
-TEST_CASE("zoo: Cli defaults come from the model, overrides from the command line") {
+TEST_CASE("zoo: Cli defaults come from the model and overrides from the command line") {
   TempDir dir("defaults");
   zoo::Cli cli = make_cli();
   Args args{"vae", "--out", dir / "run"};
@@ -198,7 +198,7 @@ TEST_CASE("zoo: Cli defaults come from the model, overrides from the command lin
   CHECK(std::get<std::string>(values[5].second) == dir / "run3");
 }
 
-TEST_CASE("zoo: --help is reported, not parsed, and the help lists every flag") {
+TEST_CASE("zoo: --help is reported and not parsed and the help lists every flag") {
   zoo::Cli cli = make_cli();
   Args args{"vae", "--help"};
   CHECK_FALSE(cli.try_parse(args.argc(), args.argv()));
@@ -244,7 +244,7 @@ TEST_CASE("zoo: every bad argument is one clear message") {
   CHECK(usage_error({"vae", "--epochs", "3", "--out", o}) == "(parsed)");
 }
 
-TEST_CASE("zoo: declaring options wrongly is the model's bug, caught at start") {
+TEST_CASE("zoo: declaring an option wrongly is a bug in the model caught at start") {
   zoo::Cli cli = make_cli();
   CHECK_THROWS_AS(cli.option("latent", "again", 3), Error);
   CHECK_THROWS_AS(cli.option("help", "reserved", 3), Error);
@@ -269,7 +269,7 @@ TEST_CASE("zoo: --threads sets the BLAS thread count") {
   set_num_threads(before);
 }
 
-TEST_CASE("zoo: the default --out is runs/<model>/<time>, made unique") {
+TEST_CASE("zoo: the default --out is runs/MODEL/TIME and unique") {
   TempDir dir("default_out");
   const fs::path cwd = fs::current_path();
   fs::current_path(dir.path);  // parse creates runs/ relative to the working directory
@@ -286,7 +286,7 @@ TEST_CASE("zoo: the default --out is runs/<model>/<time>, made unique") {
   CHECK(fs::is_directory(dir.path / a->out));
 }
 
-TEST_CASE("zoo: parse exits 2 with one line on a bad argument, 0 on --help") {
+TEST_CASE("zoo: parse exits 2 with one line on a bad argument and 0 on --help") {
   // The real exit paths, in a child process so that this one survives them.
   ChildResult bad = run_child([] {
     zoo::Cli cli = make_cli();
@@ -393,7 +393,7 @@ TEST_CASE("zoo: progress bar prints quarter lines when not on a terminal") {
   CHECK_THROWS_AS(zoo::ProgressBar("e", 0), Error);
 }
 
-TEST_CASE("zoo: a quick run through RunLog writes metrics.json, the CSV files and the plots") {
+TEST_CASE("zoo: a quick run through RunLog writes metrics.json and the CSV files and the plots") {
   TempDir dir("runlog");
   zoo::Cli cli("toy", "A toy model", {.epochs = 3});
   cli.option("hidden", "hidden units", 16, 1);

@@ -1,0 +1,102 @@
+"""heed against PyTorch in one run: `./run bench --compare` calls this.
+
+For each thread count (1, then 2) it runs heed's Google Benchmark workloads (build/heed_bench) and
+PyTorch's equivalents (bench/torch_ref.py, Debian's python3-torch) back to back, with the same
+OMP/OpenBLAS thread counts and the same OPENBLAS_CORETYPE (the one heed selects for this CPU, unless the
+caller set one), then prints one table: workload, heed ms, PyTorch ms, heed/PyTorch, and for GEMM the
+GFLOP/s and the share of the machine's peak.
+
+attn_long runs alone in its own processes on both sides, so that the process's peak RSS belongs to it.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODEL_WORKLOADS = ["mha_step", "vae_step", "gan_step", "gpt_step", "conv_ae_step"]
+
+
+def machine_peak_gflops(threads):
+    """Single-precision peak: cores x GHz x 64 flops/cycle (two AVX-512 FMA units, 16 lanes, 2 flops each)."""
+    with open("/proc/cpuinfo") as f:
+        info = f.read()
+    ghz = float(re.search(r"@ ([0-9.]+)GHz", info).group(1)) if "GHz" in info else 2.5
+    lanes = 16 if "avx512f" in info else 8
+    return threads * ghz * lanes * 2 * 2
+
+
+def run_heed(bench, env, filt):
+    out = subprocess.run([bench, f"--benchmark_filter={filt}", "--benchmark_format=json"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    summary, _, js = out.partition("\n")  # bench/main.cpp prints blas_summary() first
+    data = json.loads(js)
+    res = {}
+    for b in data["benchmarks"]:
+        res[b["name"]] = b
+        res.setdefault(b["name"].split("/")[0], b)  # "BM_vae_step/min_time:2.000/real_time" -> "BM_vae_step"
+    return summary, res
+
+
+def run_torch(threads, env, only=None):
+    cmd = ["/usr/bin/python3", os.path.join(HERE, "torch_ref.py"), "--threads", str(threads), "--json"]
+    if only:
+        cmd += ["--only", only]
+    return json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout)
+
+
+def ms(b):
+    unit = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
+    return b["real_time"] * unit
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench", default="build/heed_bench")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--json", help="also write the raw numbers here")
+    args = ap.parse_args()
+
+    # The kernel heed picks (or the user's), applied to both sides.
+    probe = subprocess.run([args.bench, "--benchmark_filter=^$"], capture_output=True, text=True).stdout
+    core = os.environ.get("OPENBLAS_CORETYPE") or re.search(r"core=(\S+)", probe).group(1)
+    rows, raw = [], {}
+    for threads in [int(t) for t in args.threads.split(",")]:
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+                   OPENBLAS_CORETYPE=core)
+        summary, heed = run_heed(args.bench, env, "BM_(mha_step|vae_step|gan_step|gpt_step|conv_ae_step|autograd_overhead)/|BM_sgemm")
+        _, heed_long = run_heed(args.bench, env, "^BM_attn_long/")
+        torch = run_torch(threads, env)
+        torch_long = run_torch(threads, env, "attn_long")
+        raw[threads] = {"heed": {**heed, **heed_long}, "torch": {**torch, **torch_long}, "blas": summary}
+        peak = machine_peak_gflops(threads)
+        for n in (128, 512, 1024):
+            name = next((k for k in heed if re.match(rf"BM_sgemm/n:{n}/threads:{threads}(/|$)", k)), None)
+            if name:
+                h = ms(heed[name])
+                gf = 2 * n ** 3 / (h * 1e-3) / 1e9
+                rows.append((threads, f"gemm {n}", h, torch[f"gemm_{n}_ms"], gf, 100 * gf / peak))
+        rows.append((threads, "per-op overhead (us/op)", ms(heed["BM_autograd_overhead"]) * 1e3 / 1000,
+                     torch["overhead_us_per_op"], None, None))
+        for w in MODEL_WORKLOADS:
+            rows.append((threads, w, ms(heed[f"BM_{w}"]), torch[f"{w}_ms"], None, None))
+        hl = heed_long["BM_attn_long"]
+        rows.append((threads, "attn_long", ms(hl), torch_long["attn_long_ms"], None, None))
+        rows.append((threads, "attn_long peak RSS above baseline (MB)", hl["peak_rss_above_base_MB"],
+                     torch_long["peak_rss_above_base_mb"], None, None))
+
+    print(f"{summary}; PyTorch {raw[list(raw)[0]]['torch']['torch']} with OPENBLAS_CORETYPE={core}")
+    print(f"{'threads':>7}  {'workload':<40} {'heed':>10} {'PyTorch':>10} {'ratio':>7} {'GFLOP/s':>8} {'% peak':>7}")
+    for t, w, h, p, gf, pct in rows:
+        extra = f"{gf:8.1f} {pct:6.1f}%" if gf is not None else ""
+        print(f"{t:>7}  {w:<40} {h:10.3f} {p:10.3f} {h / p:7.2f} {extra}")
+    print("ratio = heed / PyTorch (lower is better); times in ms unless the row says otherwise")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(raw, f, indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
