@@ -123,6 +123,12 @@ Tensor attach(const char* name, Tensor out, const std::vector<Tensor>& inputs, B
                        shapes_str(shapes) + ", output shape " + shape_str(out.shape()));
   }
   if (!backward) return out;
+#ifndef NDEBUG
+  // Debug builds (CI's sanitizer build) refuse an op that skipped register_ops, so that the gradcheck
+  // table's coverage test cannot be bypassed by forgetting to register.
+  if (std::find(registry().begin(), registry().end(), name) == registry().end())
+    throw AutogradError(std::string("record: op '") + name + "' is not registered; call register_ops in the file that defines it");
+#endif
   auto node = std::make_shared<Node>();
   node->name = name;
   node->backward = std::move(backward);

@@ -247,24 +247,33 @@ void Optimizer::zero_grad() {
   for (ParamState& s : state_) s.param.set_grad(Tensor());
 }
 
+void Optimizer::check_group(const char* what, size_t group) const {
+  if (group >= num_groups())
+    throw Error(std::string(name_) + "." + what + ": group " + std::to_string(group) + " out of range (" +
+                std::to_string(num_groups()) + " group" + (num_groups() == 1 ? "" : "s") + ")");
+}
+
+// options() hands out pointers so that set_lr and load_state_dict can write through them; the const
+// members below only read through them.
+Optimizer::OptionList Optimizer::options_for_reading(size_t group) const {
+  return const_cast<Optimizer*>(this)->options(group);
+}
+
 std::vector<Tensor> Optimizer::params(size_t group) const {
+  check_group("params", group);
   std::vector<Tensor> out;
-  for (size_t i : group_params_.at(group)) out.push_back(state_[i].param);
+  for (size_t i : group_params_[group]) out.push_back(state_[i].param);
   return out;
 }
 
 // `lr` is always the first option (optim.h asks every optimizer to list it first).
 double Optimizer::lr(size_t group) const {
-  if (group >= num_groups())
-    throw Error(std::string(name_) + ".lr: group " + std::to_string(group) + " out of range (" +
-                std::to_string(num_groups()) + " groups)");
-  return *std::get<double*>(const_cast<Optimizer*>(this)->options(group).front().second);
+  check_group("lr", group);
+  return *std::get<double*>(options_for_reading(group).front().second);
 }
 
 void Optimizer::set_lr(size_t group, double lr) {
-  if (group >= num_groups())
-    throw Error(std::string(name_) + ".set_lr: group " + std::to_string(group) + " out of range (" +
-                std::to_string(num_groups()) + " groups)");
+  check_group("set_lr", group);
   if (!(lr >= 0)) throw Error(std::string(name_) + ".set_lr: lr must be >= 0, got " + std::to_string(lr));
   *std::get<double*>(options(group).front().second) = lr;
 }
@@ -312,7 +321,7 @@ StateDict Optimizer::state_dict() const {
     const std::string key = "param_groups." + std::to_string(g) + ".";
     std::vector<int64_t> idx(group_params_[g].begin(), group_params_[g].end());
     d[key + "params"] = from_vector(idx, {(int64_t)idx.size()});
-    for (const auto& [name, ref] : const_cast<Optimizer*>(this)->options(g))
+    for (const auto& [name, ref] : options_for_reading(g))
       d[key + name] = scalar_tensor(option_value(ref), float64);
   }
   return d;

@@ -113,6 +113,9 @@ class Optimizer {
   Tensor& buffer(ParamState& s, const std::string& name);
   /// Marks an in-place write to s.param for autograd's saved-tensor check.
   static void bump_version(const Tensor& param, const char* op);
+  /// Throws "Adam.lr: group 2 out of range (2 groups)".
+  void check_group(const char* what, size_t group) const;
+  OptionList options_for_reading(size_t group) const;
 
   const char* name_;
   std::vector<ParamState> state_;                   // every parameter, numbered across groups

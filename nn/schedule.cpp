@@ -60,7 +60,8 @@ double LRScheduler::last_lr(size_t group) const { return lr_at(last_epoch_, base
 
 StateDict LRScheduler::state_dict() const {
   StateDict d{{"last_epoch", scalar_tensor((double)last_epoch_, float64)}};
-  for (size_t g = 0; g < base_lrs_.size(); g++) d["base_lrs." + std::to_string(g)] = scalar_tensor(base_lrs_[g], float64);
+  for (size_t g = 0; g < base_lrs_.size(); g++)
+    d["base_lrs." + std::to_string(g)] = scalar_tensor(base_lrs_[g], float64);
   return d;
 }
 
@@ -89,10 +90,13 @@ double StepLR::lr_at(int64_t t, double base) const { return base * std::pow(gamm
 
 // ---- WarmupCosineLR ---------------------------------------------------------------------------------------------
 WarmupCosineLR::WarmupCosineLR(Optimizer& optimizer, int64_t warmup_steps, int64_t total_steps, double min_lr)
-    : LRScheduler("WarmupCosineLR", optimizer), warmup_steps_(warmup_steps), total_steps_(total_steps), min_lr_(min_lr) {
+    : LRScheduler("WarmupCosineLR", optimizer),
+      warmup_steps_(warmup_steps),
+      total_steps_(total_steps),
+      min_lr_(min_lr) {
   if (warmup_steps < 0 || total_steps <= warmup_steps)
-    throw Error("WarmupCosineLR: needs 0 <= warmup_steps < total_steps, got warmup_steps " + std::to_string(warmup_steps) +
-                " and total_steps " + std::to_string(total_steps));
+    throw Error("WarmupCosineLR: needs 0 <= warmup_steps < total_steps, got warmup_steps " +
+                std::to_string(warmup_steps) + " and total_steps " + std::to_string(total_steps));
   if (min_lr < 0) throw Error("WarmupCosineLR: min_lr must be >= 0, got " + std::to_string(min_lr));
   apply();
 }

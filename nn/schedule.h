@@ -9,7 +9,8 @@
 //   WarmupCosineLR    linear warmup to base, then a half cosine down to min_lr       (as nanoGPT's get_lr)
 //   ReduceLROnPlateau lr *= factor when a metric stops improving                      (torch's, mode min or max)
 //
-// "base" is each group's lr when the schedule is built. A schedule sets the lr for t = 0 as soon as it is
+// A schedule keeps a reference to its optimizer, which must outlive it. "base" is each group's lr when
+// the schedule is built. A schedule sets the lr for t = 0 as soon as it is
 // built, as PyTorch's do; t then counts step() calls. State dicts are flat maps of 0-d float64 tensors,
 // like the optimizers' (nn/optim.h), so the two can be saved side by side.
 #pragma once

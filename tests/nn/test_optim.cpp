@@ -224,11 +224,12 @@ TEST_CASE("nn optim: every optimizer brings a regression loss down") {
   Generator g(11);
   Tensor x = randn({64, 5}, float32, &g), w_true = randn({5, 1}, float32, &g);
   Tensor y = matmul(x, w_true);
+  using Ps = std::vector<Tensor>;
   std::vector<std::function<std::unique_ptr<optim::Optimizer>(const Tensor&)>> makers = {
-      [](const Tensor& w) { return std::make_unique<optim::SGD>(std::vector<Tensor>{w}, optim::SGD::Options{.lr = 0.05, .momentum = 0.9}); },
-      [](const Tensor& w) { return std::make_unique<optim::Adam>(std::vector<Tensor>{w}, optim::Adam::Options{.lr = 0.05}); },
-      [](const Tensor& w) { return std::make_unique<optim::AdamW>(std::vector<Tensor>{w}, optim::AdamW::Options{.lr = 0.05}); },
-      [](const Tensor& w) { return std::make_unique<optim::RMSprop>(std::vector<Tensor>{w}, optim::RMSprop::Options{.lr = 0.01}); },
+      [](const Tensor& w) { return std::make_unique<optim::SGD>(Ps{w}, optim::SGD::Options{.lr = 0.05, .momentum = 0.9}); },
+      [](const Tensor& w) { return std::make_unique<optim::Adam>(Ps{w}, optim::Adam::Options{.lr = 0.05}); },
+      [](const Tensor& w) { return std::make_unique<optim::AdamW>(Ps{w}, optim::AdamW::Options{.lr = 0.05}); },
+      [](const Tensor& w) { return std::make_unique<optim::RMSprop>(Ps{w}, optim::RMSprop::Options{.lr = 0.01}); },
   };
   for (auto& make : makers) {
     Tensor w = zeros({5, 1}).requires_grad_();
@@ -389,11 +390,13 @@ TEST_CASE("nn optim: bad parameters and options are heed::Errors") {
   CHECK_THROWS_WITH_AS(optim::SGD({w, w}), doctest::Contains("SGD: parameter 1 (2) appears twice (in groups 0 and 0)"), Error);
   CHECK_THROWS_AS(optim::Adam(std::vector<optim::Adam::Group>{{{w}}, {{w}}}), Error);
   CHECK_THROWS_WITH_AS(optim::Adam({arange(3)}), doctest::Contains("Adam: parameter 0 is int64"), Error);
-  CHECK_THROWS_WITH_AS(optim::Adam({ones({3, 2}).transpose(0, 1).requires_grad_()}), doctest::Contains("is not contiguous"), Error);
+  Tensor transposed = ones({3, 2}).transpose(0, 1).requires_grad_();
+  CHECK_THROWS_WITH_AS(optim::Adam({transposed}), doctest::Contains("is not contiguous"), Error);
   CHECK_THROWS_WITH_AS(optim::Adam(std::vector<Tensor>{}), doctest::Contains("Adam: got no parameters"), Error);
   CHECK_THROWS_WITH_AS(optim::SGD({w}, {.lr = 0.1, .nesterov = true}), doctest::Contains("nesterov needs momentum > 0"), Error);
   CHECK_THROWS_AS(optim::SGD({w}, {.lr = -1}), Error);
-  CHECK_THROWS_WITH_AS(optim::Adam({w}, {.beta1 = 1.0}), doctest::Contains("Adam: group 0: beta1 must be in [0,1), got 1"), Error);
+  CHECK_THROWS_WITH_AS(optim::Adam({w}, {.beta1 = 1.0}), doctest::Contains("Adam: group 0: beta1 must be in [0,1), got 1"),
+                       Error);
   CHECK_THROWS_AS(optim::AdamW({w}, {.eps = -1}), Error);
   CHECK_THROWS_AS(optim::RMSprop({w}, {.alpha = -0.5}), Error);
   optim::SGD opt({w});
