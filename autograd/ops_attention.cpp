@@ -8,6 +8,8 @@ namespace heed {
 
 using Grads = std::vector<Tensor>;
 
+static const bool registered = register_ops({"flash_attention"});
+
 // out = softmax(scale · q kᵀ + masks) ∘ Z @ v   q: (..., Tq, D)  k: (..., Tk, D)  v: (..., Tk, Dv)  ->  (..., Tq, Dv)
 // dq, dk, dv = kernels::flash_attention_backward: P is rebuilt tile by tile from the saved row
 // logsumexp L (..., Tq), and the dropout scales Z are regenerated from (seed, offset). So besides q, k, v,

@@ -1,7 +1,7 @@
 // classifier: a small CNN for Fashion-MNIST (Xiao, Rasul and Vollgraf 2017), and the zoo's judge of
 // generated images.
 //
-// The network (nn/fmnist_judge.h) is two conv blocks (conv 3x3, BatchNorm, ReLU, max-pool), dropout and a
+// The network (nn/fmnist_judge.h) is two conv blocks (conv 3x3, max-pool, BatchNorm, ReLU), dropout and a
 // two-layer head; Adam at 1e-3 for 5 epochs brings it above 91% test accuracy. Its 128 penultimate
 // features are what FD-FMNIST compares (FID's recipe with a judge that knows clothes), so this program
 // also caches the weights where the generative models (vae, gan) look for them: zoo::judge_path(),
@@ -82,8 +82,8 @@ int main(int argc, char** argv) {
       std::vector<int64_t> labels = test.labels.to_vector<int64_t>();
       for (int64_t i = 0; i < 1000 && wrong.size() < 64; ++i)
         if (predicted[i] != labels[i]) wrong.push_back(i);
-      std::printf("classifier: mistakes.png, row by row (true -> predicted):");
-      for (int64_t i : wrong)
+      std::printf("classifier: mistakes.png, first row (true -> predicted):");
+      for (int64_t i : std::vector<int64_t>(wrong.begin(), wrong.begin() + std::min<size_t>(8, wrong.size())))
         std::printf(" %s->%s", data::fashion_mnist_classes[labels[i]], data::fashion_mnist_classes[predicted[i]]);
       std::printf("\n");
     }

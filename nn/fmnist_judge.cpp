@@ -36,8 +36,8 @@ FmnistClassifier::FmnistClassifier() {
 Tensor FmnistClassifier::features(const Tensor& x) {
   if (x.dim() != 4 || x.size(1) != 1 || x.size(2) != 28 || x.size(3) != 28)
     nn::shape_error("FmnistClassifier", "(B,1,28,28)", x.shape());
-  Tensor h = nn::max_pool2d(relu(bn1(conv1(x))), 2);  // (B,32,14,14)
-  h = nn::max_pool2d(relu(bn2(conv2(h))), 2);         // (B,64,7,7)
+  Tensor h = relu(bn1(nn::max_pool2d(conv1(x), 2)));  // (B,16,28,28) -> (B,16,14,14)
+  h = relu(bn2(nn::max_pool2d(conv2(h), 2)));         // (B,32,14,14) -> (B,32,7,7)
   return relu(fc1(drop1(h).flatten(1)));               // (B,128)
 }
 
@@ -132,12 +132,14 @@ FmnistClassifier& load_or_train_judge(const JudgeOptions& options) {
   data::FashionMNIST train = data::load_fashion_mnist(true, data::Scale::ZeroOne, options.data_dir);
   ClassifierTraining cfg;
   if (options.quick) {
-    say(options.out, "fmnist judge: no weights at " + path + "; --quick trains a throwaway judge (2000 images, 1 epoch, "
-                     "not cached), so this FD-FMNIST is only a smoke test. `./run classifier` trains the real one.");
-    cfg.epochs = 1, cfg.train_images = 2000;
+    say(options.out, "fmnist judge: no weights at " + path + "; --quick trains a throwaway judge (1000 images, "
+                     "1 epoch, not cached), so this FD-FMNIST is only a smoke test; `./run classifier` trains the "
+                     "real one.");
+    cfg.epochs = 1, cfg.train_images = 1000;
   } else {
     say(options.out, "fmnist judge: no weights at " + path + "; training the classifier first (" +
-                         std::to_string(cfg.epochs) + " epochs on 60000 images, once; `./run classifier` does the same)");
+                         std::to_string(cfg.epochs) + " epochs on 60000 images, once; `./run classifier` does the "
+                         "same)");
   }
   train_fmnist_classifier(*net, train, cfg, options.out);
   default_generator() = caller;
@@ -146,7 +148,8 @@ FmnistClassifier& load_or_train_judge(const JudgeOptions& options) {
     const double accuracy = fmnist_accuracy(*net, test);
     std::error_code ec;
     fs::create_directories(fs::path(path).parent_path(), ec);
-    save(path, net->state_dict(), {{"test_accuracy", std::to_string(accuracy)}, {"epochs", std::to_string(cfg.epochs)}});
+    save(path, net->state_dict(),
+         {{"test_accuracy", std::to_string(accuracy)}, {"epochs", std::to_string(cfg.epochs)}});
     say(options.out, "fmnist judge: test accuracy " + std::to_string(accuracy) + "; saved to " + path);
   }
   g_judge = std::move(net);
@@ -157,7 +160,8 @@ namespace {
 
 void check_images(const char* what, const Tensor& images) {
   if (images.dim() != 4 || images.size(0) < 2 || images.size(1) != 1 || images.size(2) != 28 || images.size(3) != 28)
-    throw Error(std::string("fd_fmnist: expected ") + what + " (N,1,28,28) with N >= 2, got " + shape_str(images.shape()));
+    throw Error(std::string("fd_fmnist: expected ") + what + " (N,1,28,28) with N >= 2, got " +
+                shape_str(images.shape()));
 }
 
 }  // namespace

@@ -188,6 +188,21 @@ Image load_png(const std::string& path) {
   return img;
 }
 
+Tensor to_tensor(const Image& image) {
+  const int64_t C = image.channels, H = image.height, W = image.width;
+  if (image.pixels.size() != (size_t)(C * H * W))
+    throw Error("to_tensor: the image holds " + std::to_string(image.pixels.size()) + " bytes, but " +
+                std::to_string(W) + "x" + std::to_string(H) + "x" + std::to_string(C) + " needs " +
+                std::to_string(C * H * W));
+  Tensor t = empty({C, H, W}, float32);
+  float* p = t.data_ptr<float>();
+  // Image is channels-last (HWC), the tensor channels-first (CHW).
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t y = 0; y < H; ++y)
+      for (int64_t x = 0; x < W; ++x) p[(c * H + y) * W + x] = image.at((int)x, (int)y)[c] / 255.0f;
+  return t;
+}
+
 // ---- colormaps ----------------------------------------------------------------------------------------
 // matplotlib's _viridis_data and _magma_data (lib/matplotlib/_cm_listed.py), 256 RGB entries each, times
 // 255 and rounded. Entry 0 is the colour of the low end, entry 255 of the high end.
@@ -518,11 +533,12 @@ int64_t nice_step(int64_t k) {
       if (m * base >= k) return m * base;
 }
 
+// The labels of n ticks: the given ones (cut to kMaxLabel characters), or 0, 1, 2, ...
 std::vector<std::string> tick_labels(const char* op, const std::vector<std::string>& given, int64_t n,
-                                     const char* what) {
+                                     const char* option, const char* things) {
   if (!given.empty() && (int64_t)given.size() != n)
-    throw Error(std::string(op) + ": " + std::to_string(given.size()) + " " + what + " for " + std::to_string(n) +
-                (std::string(what) == "row_labels" ? " rows" : " columns"));
+    throw Error(std::string(op) + ": " + std::to_string(given.size()) + " " + option + " for " + std::to_string(n) +
+                " " + things);
   std::vector<std::string> out;
   for (int64_t i = 0; i < n; ++i) out.push_back(given.empty() ? std::to_string(i) : given[i].substr(0, kMaxLabel));
   return out;
@@ -538,8 +554,8 @@ Image render_matrices(const char* op, const Tensor& m, const MatrixPlotOptions& 
     throw Error(std::string(op) + ": " + std::to_string(o.titles.size()) + " titles for " + std::to_string(N) +
                 " panels");
   if (o.scale < 0) throw Error(std::string(op) + ": scale must be >= 0 (0 picks one), got " + std::to_string(o.scale));
-  const std::vector<std::string> rows = tick_labels(op, o.row_labels, R, "row_labels");
-  const std::vector<std::string> cols = tick_labels(op, o.col_labels, C, "col_labels");
+  const std::vector<std::string> rows = tick_labels(op, o.row_labels, R, "row_labels", "rows");
+  const std::vector<std::string> cols = tick_labels(op, o.col_labels, C, "col_labels", "columns");
   std::vector<double> v = values_of(op, m);
   const Norm norm = make_norm(op, v, o.vmin, o.vmax);
   const int cell = o.scale > 0 ? o.scale : auto_cell(std::max(R, C), N == 1 ? 384 : 192, 48);
@@ -587,7 +603,8 @@ Image render_matrices(const char* op, const Tensor& m, const MatrixPlotOptions& 
   for (int64_t n = 0; n < N; ++n) {
     const int ox = (int)((n % ncols) * (panel_w + kPanelGap)), oy = (int)((n / ncols) * (panel_h + kPanelGap));
     const int mx = ox + left, my = oy + top;
-    if (!o.titles.empty()) draw_text(img, mx + (mw - text_width(o.titles[n])) / 2, oy + kPad, o.titles[n], kInk);
+    if (!o.titles.empty())  // centred over the cells, or from their left edge when wider than they are
+      draw_text(img, mx + std::max(0, (mw - text_width(o.titles[n])) / 2), oy + kPad, o.titles[n], kInk);
     const double* p = v.data() + n * R * C;
     for (int64_t r = 0; r < R; ++r)
       for (int64_t c = 0; c < C; ++c)

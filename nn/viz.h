@@ -47,6 +47,9 @@ struct Image {
 void save_png(const Image& image, const std::string& path);
 /// Reads a PNG (or any format stb_image reads) with its own channel count. Throws heed::Error on failure.
 Image load_png(const std::string& path);
+/// The image as a (C,H,W) float32 tensor in [0,1], as torchvision's ToTensor: for putting rendered pictures
+/// (overlays, heatmaps) into a make_grid, or reading an image file into a model.
+Tensor to_tensor(const Image& image);
 /// Writes `bytes` to `path` through a temporary file and a rename (atomic on one file system).
 void write_file_atomic(const std::string& path, std::string_view bytes);
 

@@ -40,7 +40,8 @@
 //   metrics.csv   one row per epoch: epoch, the metrics, time_s (seconds since the start)
 //   steps.csv     one row per RunLog::step call, if there were any
 //   loss.png      the *loss* columns of metrics.csv against epoch; metrics.png the other columns;
-//   steps.png     the columns of steps.csv (all three drawn by gnuplot when it is installed, see viz.h)
+//   steps.png     the columns of steps.csv. gnuplot draws all three when it is installed (see viz.h),
+//                 from the .gp scripts beside them, which can be edited and rerun by hand.
 // Every file is written to a temporary name and renamed, so none is ever seen half-written.
 #pragma once
 #include <chrono>

@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "heed.h"
+#include "tensor/flash_attention.h"
 #include "tensor/kernels.h"
 
 using namespace heed;
@@ -141,6 +142,9 @@ std::vector<Case> table() {
        [](const V& x) { return im2col(x[0], {.kh = 3, .kw = 2, .sh = 2, .sw = 1, .ph = 1, .pw = 0, .dh = 1, .dw = 2}); }},
       {"col2im", [] { return V{R({1, 2 * 2 * 2, 3 * 5})}; },
        [](const V& x) { return col2im(x[0], 2, 4, 4, {.kh = 2, .kw = 2, .sh = 1, .sw = 1, .ph = 0, .pw = 1}); }},
+      // the fused attention kernel (first order only: its backward is a raw kernel)
+      {"flash_attention", [] { return V{R({2, 3, 4}), R({2, 5, 4}), R({2, 5, 3})}; },
+       [](const V& x) { return flash_attention(x[0], x[1], x[2], {.scale = 0.5, .causal = true}); }, false},
       {"checkpoint", [] { return V{R({2, 3}), R({3, 3})}; },
        [](const V& x) { return checkpoint([](const V& in) { return tanh(matmul(in[0], in[1])); }, x); }, false},
   };

@@ -161,6 +161,24 @@ TEST_CASE("viz: RGB grids keep channel order and clamp and read strided tensors"
   CHECK(pixel(img, 1, 0) == viz::Rgb{0, 255, 0});  // 1.5 and -0.5 clamp to 1 and 0
 }
 
+TEST_CASE("viz: to_tensor turns a picture back into a CHW tensor") {
+  // An RGB overlay back to a tensor, and into a grid: the bytes survive the trip exactly.
+  viz::Image img = viz::render_overlay(rand({3, 4, 5}), tensor({{0.0, 1.0}}), {.scale = 2});
+  Tensor t = viz::to_tensor(img);
+  CHECK(t.shape() == Shape{3, 8, 10});
+  CHECK(t.dtype() == float32);
+  CHECK(t.at({1, 7, 9}) == doctest::Approx(img.at(9, 7)[1] / 255.0));
+  CHECK(t.at({2, 0, 3}) == doctest::Approx(img.at(3, 0)[2] / 255.0));
+  viz::Image back = viz::make_grid(stack({t, t}), {.nrow = 1, .padding = 0});
+  CHECK(std::equal(img.pixels.begin(), img.pixels.end(), back.pixels.begin()));
+  viz::Image gray(3, 2, 1, 51);
+  CHECK(viz::to_tensor(gray).shape() == Shape{1, 2, 3});
+  CHECK(viz::to_tensor(gray).at({0, 1, 2}) == doctest::Approx(0.2));
+  viz::Image broken(3, 2, 1);
+  broken.pixels.pop_back();
+  CHECK_THROWS_AS(viz::to_tensor(broken), Error);
+}
+
 TEST_CASE("viz: grid normalisation by value_range and by min and max") {
   Tensor x = tensor({-1.0, 0.0, 1.0, 3.0}).reshape({1, 1, 1, 4});
   viz::Image a = viz::make_grid(x, {.padding = 0, .value_range = std::make_pair(-1.0, 1.0)});

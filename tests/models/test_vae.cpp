@@ -1,0 +1,132 @@
+// Tests for models/vae.cpp, through the program itself (its modules live in that one file): resuming from
+// its checkpoint is bit-exact, the loss goes down, and bad input is one line and exit code 2.
+//
+// The zoo programs are built next to heed_tests (every target lands in the build folder), so the tests run
+// <folder of this executable>/vae. Without it (a build with HEED_BUILD_MODELS=OFF) they say so and pass.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "heed.h"
+#include "nn/safetensors.h"
+
+using namespace heed;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path zoo_program(const std::string& name) { return fs::read_symlink("/proc/self/exe").parent_path() / name; }
+
+// A fresh folder for one test's runs.
+fs::path scratch(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("heed_test_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+struct Result {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs `program args` with one OpenBLAS/OpenMP thread (the test must not fight ctest -j2 for cores).
+Result run(const fs::path& program, const std::string& args, const fs::path& dir) {
+  const fs::path log = dir / "output.txt";
+  const std::string cmd = program.string() + " " + args + " > " + log.string() + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  std::ifstream in(log);
+  std::stringstream text;
+  text << in.rdbuf();
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text.str()};
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+TEST_CASE("vae: N steps, save, --resume, N more == 2N steps, bit for bit, and the loss goes down") {
+  const fs::path vae = zoo_program("vae");
+  if (!fs::exists(vae)) {
+    MESSAGE("skipped: " << vae << " is not built (HEED_BUILD_MODELS=OFF?)");
+    return;
+  }
+  const fs::path dir = scratch("vae_resume");
+  // --quick has 512 images in batches of 128: 4 steps an epoch. 3 steps stop mid-epoch; 6 cross into epoch 2.
+  const std::string common = "--quick --eval=false --threads 1 ";
+  Result whole = run(vae, common + "--steps 6 --out " + (dir / "whole").string(), dir);
+  REQUIRE_MESSAGE(whole.exit_code == 0, whole.output);
+  Result first = run(vae, common + "--steps 3 --out " + (dir / "first").string(), dir);
+  REQUIRE_MESSAGE(first.exit_code == 0, first.output);
+  Result second = run(vae, common + "--steps 6 --resume " + (dir / "first" / "checkpoint.safetensors").string() +
+                               " --out " + (dir / "second").string(), dir);
+  REQUIRE_MESSAGE(second.exit_code == 0, second.output);
+  CHECK_MESSAGE(second.output.find("training from step 3 of 6") != std::string::npos, second.output);
+
+  // Everything: the model, Adam's moments and step counts, the generator's position, the step.
+  TensorMap a = load((dir / "whole" / "checkpoint.safetensors").string());
+  TensorMap b = load((dir / "second" / "checkpoint.safetensors").string());
+  REQUIRE(a.size() == b.size());
+  int64_t model_tensors = 0;
+  for (const auto& [name, t] : a) {
+    REQUIRE_MESSAGE(b.count(name), "the resumed checkpoint lacks ", name);
+    CHECK_MESSAGE(t.to_vector<double>() == b.at(name).to_vector<double>(), name, " differs after resuming");
+    model_tensors += name.rfind("model.", 0) == 0;
+  }
+  CHECK(model_tensors == 10);  // MlpVAE: fc1, fc21, fc22, fc3, fc4, each a weight and a bias
+
+  // metrics.csv of the whole run: epoch 1 (steps 1-4) and epoch 2 (steps 5-6); the second's mean is lower.
+  std::istringstream csv(read_text(dir / "whole" / "metrics.csv"));
+  std::string header, row1, row2;
+  std::getline(csv, header), std::getline(csv, row1), std::getline(csv, row2);
+  REQUIRE(header.rfind("epoch,train_loss", 0) == 0);
+  const double loss1 = std::stod(row1.substr(row1.find(',') + 1)), loss2 = std::stod(row2.substr(row2.find(',') + 1));
+  CHECK(loss2 < loss1);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("vae: bad input is one line on stderr and exit code 2") {
+  const fs::path vae = zoo_program("vae");
+  if (!fs::exists(vae)) {
+    MESSAGE("skipped: " << vae << " is not built (HEED_BUILD_MODELS=OFF?)");
+    return;
+  }
+  const fs::path dir = scratch("vae_errors");
+  const std::string out = " --out " + (dir / "run").string();
+  struct Case {
+    std::string args, expected;
+  };
+  const Case cases[] = {
+      {"--arch transformer" + out, "vae: --arch must be mlp, conv or attn, got 'transformer'"},
+      {"--latent 0" + out, "vae: --latent must be >= 1, got 0"},
+      {"--data " + (dir / "no_such_folder").string() + out, "vae: "},
+      {"--out /proc/heed_cannot_write_here", "vae: --out '/proc/heed_cannot_write_here' cannot be created"},
+      {"--resume " + (dir / "missing.safetensors").string() + out, "vae: "},
+  };
+  for (const Case& c : cases) {
+    Result r = run(vae, c.args, dir);
+    CHECK_MESSAGE(r.exit_code == 2, c.args, " -> ", r.output);
+    CHECK_MESSAGE(r.output.find(c.expected) != std::string::npos, c.args, " -> ", r.output);
+    CHECK_MESSAGE(r.output.find("terminate") == std::string::npos, r.output);
+  }
+
+  // A checkpoint of another architecture does not fit: the state dict error names the keys, exit code 2.
+  Result mlp = run(vae, "--quick --eval=false --threads 1 --steps 1" + out, dir);
+  REQUIRE_MESSAGE(mlp.exit_code == 0, mlp.output);
+  Result conv = run(vae, "--quick --eval=false --threads 1 --arch conv --resume " +
+                             (dir / "run" / "checkpoint.safetensors").string() + " --out " + (dir / "conv").string(), dir);
+  CHECK_MESSAGE(conv.exit_code == 2, conv.output);
+  CHECK_MESSAGE(conv.output.find("conv1") != std::string::npos, conv.output);
+  fs::remove_all(dir);
+}
