@@ -9,11 +9,11 @@
 // Decoders return logits, and the loss takes them: the BCE of sigmoid outputs without ever taking log(0).
 //
 // Per epoch the run prints the train and test loss (-ELBO per image); at the end the importance-weighted NLL
-// (Burda et al. 2016: -log (1/k) Σ p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), k = --iw-samples; it tightens as k
-// grows) and FD-FMNIST of 10000 samples (nn/fmnist_judge.h). It draws samples.png, reconstructions.png (rows of
-// test images, each above its reconstructions), traversal.png or with --latent 2 manifold.png, and for attn
-// attention.png (the pooling's weights over the patches, on test images). checkpoint.safetensors lets --resume
-// continue a run bit for bit. --quick: 512 training images, 1 epoch, smaller evaluations (it prints which).
+// (Burda et al. 2016: -log (1/k) Σ p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), k = --iw-samples) and FD-FMNIST of
+// 10000 samples (nn/fmnist_judge.h). It draws samples.png, reconstructions.png (rows of test images, each above
+// its reconstructions), traversal.png or with --latent 2 manifold.png, and for attn attention.png (the pooling's
+// weights over the patches). checkpoint.safetensors lets --resume continue a run bit for bit. --quick: 512
+// training images, 1 epoch, smaller evaluations (it prints which).
 #include "heed.h"
 #include "nn/distributions.h"
 #include "nn/fmnist_judge.h"  // nn/data.h, nn/layers.h
@@ -73,9 +73,8 @@ struct ConvVAE : VAE {
     Tensor h = relu(conv2(relu(conv1(x)))).flatten(1);  // (B,32,14,14) -> (B,64,7,7) -> (B,3136)
     return {fc21(h), fc22(h)};
   }
-  Tensor decode(const Tensor& z) override {
-    return up2(relu(up1(relu(fc3(z)).reshape({-1, 64, 7, 7}))));  // (B,64,7,7) -> (B,32,14,14) -> (B,1,28,28)
-  }
+  // z -> (B,3136) -> (B,64,7,7) -> (B,32,14,14) -> logits (B,1,28,28)
+  Tensor decode(const Tensor& z) override { return up2(relu(up1(relu(fc3(z)).reshape({-1, 64, 7, 7})))); }
 };
 
 // A transformer encoder over patches, and MlpVAE's decoder.

@@ -19,6 +19,9 @@ namespace heed::nn {
 
 using Grads = std::vector<Tensor>;
 
+// The one op recorded here (the fused cross-entropy); every other loss is composed of registered primitives.
+static const bool registered = register_ops({"cross_entropy"});
+
 // ---- checks shared by every loss --------------------------------------------------------------------------
 namespace {
 

@@ -145,6 +145,11 @@ std::vector<Case> table() {
       // the fused attention kernel (first order only: its backward is a raw kernel)
       {"flash_attention", [] { return V{R({2, 3, 4}), R({2, 5, 4}), R({2, 5, 3})}; },
        [](const V& x) { return flash_attention(x[0], x[1], x[2], {.scale = 0.5, .causal = true}); }, false},
+      // the fused cross-entropy of nn/loss.cpp (its create_graph backward is heed ops, so second order too)
+      {"cross_entropy", [] { return V{R({5, 4})}; },
+       [](const V& x) {
+         return nn::cross_entropy(x[0], I({0, 3, 1, -100, 2}), {.label_smoothing = 0.1, .reduction = nn::Reduction::None});
+       }},
       {"checkpoint", [] { return V{R({2, 3}), R({3, 3})}; },
        [](const V& x) { return checkpoint([](const V& in) { return tanh(matmul(in[0], in[1])); }, x); }, false},
   };
