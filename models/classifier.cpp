@@ -2,7 +2,7 @@
 // generated images.
 //
 // The network (nn/fmnist_judge.h) is two conv blocks (conv 3x3, max-pool, BatchNorm, ReLU), dropout and a
-// two-layer head; Adam at 1e-3, decayed to 0 along a half cosine, for 5 epochs. Its 128 penultimate features
+// two-layer head; Adam at 1e-3, decayed to 0 along a half cosine, for 8 epochs. Its 128 penultimate features
 // are what FD-FMNIST compares (FID's recipe with a judge that knows clothes), so this program also caches the
 // weights where the generative models (vae, gan) look for them: zoo::judge_path(), that is
 // ~/.cache/heed/fmnist_classifier.safetensors unless $HEED_CACHE or $XDG_CACHE_HOME say otherwise.
@@ -31,14 +31,14 @@ struct Config {
 
 int main(int argc, char** argv) {
   zoo::Cli cli("classifier", "A CNN Fashion-MNIST classifier, and the judge of FD-FMNIST",
-               {.epochs = 5, .batch_size = 128, .lr = 1e-3});
+               {.epochs = 8, .batch_size = 128, .lr = 1e-3});
   cli.option("data", "the Fashion-MNIST folder (IDX files)", std::string("/usr/share/datasets/fashion-mnist"));
   return zoo::main_guard("classifier", [&] {
     zoo::RunConfig run = cli.parse(argc, argv);
     Config cfg{.data_dir = cli.get<std::string>("data")};
     if (run.quick) {
       run.epochs = 1;
-      cfg = {cfg.data_dir, 1000, 1000, 1000, false};
+      cfg.train_images = cfg.test_images = cfg.fd_images = 1000, cfg.cache = false;
     }
     data::FashionMNIST train = data::load_fashion_mnist(true, data::Scale::ZeroOne, cfg.data_dir);
     data::FashionMNIST test = data::load_fashion_mnist(false, data::Scale::ZeroOne, cfg.data_dir);
@@ -83,11 +83,12 @@ int main(int argc, char** argv) {
       for (int64_t i = 0; i < 1000 && wrong.size() < 64; ++i)
         if (predicted[i] != labels[i]) wrong.push_back(i);
       std::printf("classifier: mistakes.png, first row (true -> predicted):");
-      for (int64_t i : std::vector<int64_t>(wrong.begin(), wrong.begin() + std::min<size_t>(8, wrong.size())))
-        std::printf(" %s->%s", data::fashion_mnist_classes[labels[i]], data::fashion_mnist_classes[predicted[i]]);
+      for (size_t j = 0; j < std::min<size_t>(8, wrong.size()); ++j)
+        std::printf(" %s->%s", data::fashion_mnist_classes[labels[wrong[j]]],
+                    data::fashion_mnist_classes[predicted[wrong[j]]]);
       std::printf("\n");
     }
-    if (wrong.size() >= 1)
+    if (!wrong.empty())
       viz::save_image_grid(index_select(test.images, 0, from_vector(wrong)), log.dir() + "/mistakes.png", {.nrow = 8});
     log.final({{"test_accuracy", accuracy}, {"fd_floor", fd_floor}});
     log.finish();

@@ -53,7 +53,7 @@ struct FmnistClassifier : nn::Module {
 /// How the classifier is trained: Adam on the cross-entropy, shuffled batches, the lr decayed from `lr` to 0
 /// along a half cosine.
 struct ClassifierTraining {
-  int epochs = 5;
+  int epochs = 8;  /// 5 reach 91.1%; 8 leave a margin above the 91% the zoo asks of its judge
   int batch_size = 128;
   double lr = 1e-3;
   uint64_t seed = 0;

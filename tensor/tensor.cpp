@@ -372,7 +372,8 @@ Tensor randint(int64_t low, int64_t high, const Shape& shape, Generator* gen) {
 
 template <class T>
 Tensor from_vector(const std::vector<T>& values, Shape shape) {
-  if (shape.empty() && values.size() != 1) shape = {(int64_t)values.size()};
+  // No shape means 1-d, even for one value (as torch.tensor([v])); scalar_tensor makes 0-d tensors.
+  if (shape.empty()) shape = {(int64_t)values.size()};
   if (numel_of(shape) != (int64_t)values.size())
     throw Error("from_vector: " + std::to_string(values.size()) + " values do not fill shape " + shape_str(shape));
   Tensor t = empty(shape, dtype_of<T>());

@@ -178,7 +178,7 @@ Tensor rand(const Shape& shape, DType dtype = float32, Generator* gen = nullptr)
 Tensor randn(const Shape& shape, DType dtype = float32, Generator* gen = nullptr);
 /// Integers uniform in [low, high).
 Tensor randint(int64_t low, int64_t high, const Shape& shape, Generator* gen = nullptr);
-/// Copies `values` into a new tensor of `shape` (default: 1-d). T picks the dtype.
+/// Copies `values` into a new tensor of `shape` (default: 1-d, even for one value). T picks the dtype.
 template <class T> Tensor from_vector(const std::vector<T>& values, Shape shape = {});
 /// A 2-d tensor from nested braces: tensor({{1, 2}, {3, 4}}).
 Tensor tensor(std::initializer_list<std::initializer_list<double>> rows, DType dtype = float32);
