@@ -65,9 +65,11 @@ struct ConvVAE : VAE {
   nn::Conv2d conv1{1, 32, 4, {.stride = 2, .padding = 1}}, conv2{32, 64, 4, {.stride = 2, .padding = 1}};
   nn::Linear fc21, fc22, fc3;
   nn::ConvTranspose2d up1{64, 32, 4, {.stride = 2, .padding = 1}}, up2{32, 1, 4, {.stride = 2, .padding = 1}};
-  explicit ConvVAE(const Config& c) : fc21(64 * 7 * 7, c.latent), fc22(64 * 7 * 7, c.latent), fc3(c.latent, 64 * 7 * 7) {
+  explicit ConvVAE(const Config& c)
+      : fc21(64 * 7 * 7, c.latent), fc22(64 * 7 * 7, c.latent), fc3(c.latent, 64 * 7 * 7) {
     register_module("conv1", conv1), register_module("conv2", conv2), register_module("fc21", fc21);
-    register_module("fc22", fc22), register_module("fc3", fc3), register_module("up1", up1), register_module("up2", up2);
+    register_module("fc22", fc22), register_module("fc3", fc3), register_module("up1", up1);
+    register_module("up2", up2);
   }
   Posterior encode(const Tensor& x) override {
     Tensor h = relu(conv2(relu(conv1(x)))).flatten(1);  // (B,32,14,14) -> (B,64,7,7) -> (B,3136)
@@ -220,7 +222,8 @@ int main(int argc, char** argv) {
     }
     Tensor train = data::load_fashion_mnist(true, data::Scale::ZeroOne, c.data_dir).images.narrow(0, 0, c.train_images);
     Tensor test = data::load_fashion_mnist(false, data::Scale::ZeroOne, c.data_dir).images.narrow(0, 0, c.test_images);
-    data::DataLoader loader(data::TensorDataset{{train}}, {.batch_size = run.batch_size, .shuffle = true, .seed = run.seed});
+    data::DataLoader loader(data::TensorDataset{{train}},
+                            {.batch_size = run.batch_size, .shuffle = true, .seed = run.seed});
     const int64_t per_epoch = loader.size();
     const int64_t steps = cli.get<int64_t>("steps") > 0 ? cli.get<int64_t>("steps") : run.epochs * per_epoch;
     run.epochs = (int)((steps + per_epoch - 1) / per_epoch);

@@ -124,8 +124,9 @@ TEST_CASE("vae: bad input is one line on stderr and exit code 2") {
   // A checkpoint of another architecture does not fit: the state dict error names the keys, exit code 2.
   Result mlp = run(vae, "--quick --eval=false --threads 1 --steps 1" + out, dir);
   REQUIRE_MESSAGE(mlp.exit_code == 0, mlp.output);
-  Result conv = run(vae, "--quick --eval=false --threads 1 --arch conv --resume " +
-                             (dir / "run" / "checkpoint.safetensors").string() + " --out " + (dir / "conv").string(), dir);
+  const fs::path checkpoint = dir / "run" / "checkpoint.safetensors";
+  Result conv = run(vae, "--quick --eval=false --threads 1 --arch conv --resume " + checkpoint.string() + " --out " +
+                             (dir / "conv").string(), dir);
   CHECK_MESSAGE(conv.exit_code == 2, conv.output);
   CHECK_MESSAGE(conv.output.find("conv1") != std::string::npos, conv.output);
   fs::remove_all(dir);
