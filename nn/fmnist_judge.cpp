@@ -128,7 +128,11 @@ FmnistClassifier& load_or_train_judge(const JudgeOptions& options) {
   manual_seed(0);
   auto net = std::make_unique<FmnistClassifier>();
   if (fs::exists(path)) {
-    net->load_state_dict(load(path));  // a damaged or mismatched file throws, naming the file and the keys
+    try {
+      net->load_state_dict(load(path));
+    } catch (const std::exception& e) {  // a damaged file, or weights of an older network
+      throw Error("fmnist judge: cannot use " + path + " (" + e.what() + "); `./run classifier` writes it anew");
+    }
     default_generator() = caller;
     net->eval();
     g_judge = std::move(net);
