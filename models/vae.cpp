@@ -12,8 +12,9 @@
 // (Burda et al. 2016: -log (1/k) Σ p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), k = --iw-samples) and FD-FMNIST of
 // 10000 samples (nn/fmnist_judge.h). It draws samples.png, reconstructions.png (rows of test images, each above
 // its reconstructions), traversal.png or with --latent 2 manifold.png, and for attn attention.png (the pooling's
-// weights over the patches). checkpoint.safetensors lets --resume continue a run bit for bit. --quick: 512
-// training images, 1 epoch, smaller evaluations (it prints which).
+// weights over the patches) and self_attention.png (the first layer's heads, patch to patch).
+// checkpoint.safetensors lets --resume continue a run bit for bit. --quick: 512 training images, 1 epoch,
+// smaller evaluations (it prints which).
 #include "heed.h"
 #include "nn/distributions.h"
 #include "nn/fmnist_judge.h"  // nn/data.h, nn/layers.h
@@ -95,12 +96,21 @@ struct AttnVAE : VAE {
     register_module("pool", pool), register_module("fc21", fc21), register_module("fc22", fc22);
     register_module("fc3", fc3), register_module("fc4", fc4);
   }
-  Posterior encode(const Tensor& x) override {
+  // (B,1,28,28) -> (B, 7 rows, 4, 7 columns, 4) -> (B,7,7,4,4) -> 49 tokens of 16 pixels, row by row -> (B,49,E)
+  Tensor embed_patches(const Tensor& x) {
     const int64_t B = x.size(0);
-    // (B,1,28,28) -> (B, 7 rows, 4, 7 columns, 4) -> (B,7,7,4,4) -> 49 tokens of 16 pixels, row by row
-    Tensor tokens = x.reshape({B, 7, 4, 7, 4}).permute({0, 1, 3, 2, 4}).reshape({B, 49, 16});
-    auto [pooled, weights] = pool.forward(transformer(pos(embed(tokens))));  // (B,49,64) -> (B,64), (B,49)
+    return pos(embed(x.reshape({B, 7, 4, 7, 4}).permute({0, 1, 3, 2, 4}).reshape({B, 49, 16})));
+  }
+  Posterior encode(const Tensor& x) override {
+    auto [pooled, weights] = pool.forward(transformer(embed_patches(x)));  // (B,49,E) -> (B,E), (B,49)
     return {fc21(pooled), fc22(pooled), weights};
+  }
+  // The first layer's self-attention per head (B,NH,49,49): what each patch looks at. The layer is pre-LN, so
+  // its attention sees norm1 of the embedded patches, as in TransformerEncoderLayer::forward.
+  Tensor first_layer_attention(const Tensor& x) {
+    auto& layer = transformer.layers.at<nn::TransformerEncoderLayer>(0);
+    Tensor h = layer.norm1(embed_patches(x));
+    return layer.self_attn.forward(h, h, h, {.need_weights = true, .average_attn_weights = false}).weights;
   }
   Tensor decode(const Tensor& z) override { return fc4(relu(fc3(z))).reshape({-1, 1, 28, 28}); }
 };
@@ -194,6 +204,12 @@ void save_pictures(VAE& vae, const Config& c, const Tensor& test_images, const s
     tiles.push_back(from_vector(std::vector<float>(im.pixels.begin(), im.pixels.end()), {56, 56, 3}) / 255.0);
   }
   viz::save_image_grid(stack(tiles).permute({0, 3, 1, 2}), dir + "/attention.png");
+  // The first test image's patch-to-patch attention, a panel per head; patches labelled "row,column".
+  std::vector<std::string> labels;
+  for (int r = 0; r < 7; ++r)
+    for (int col = 0; col < 7; ++col) labels.push_back(std::to_string(r) + "," + std::to_string(col));
+  Tensor heads = dynamic_cast<AttnVAE&>(vae).first_layer_attention(x.narrow(0, 0, 1)).select(0, 0);  // (NH,49,49)
+  viz::attention_heatmap(heads, dir + "/self_attention.png", {.row_labels = labels, .col_labels = labels});
 }
 
 // ---- main -------------------------------------------------------------------------------------------------------

@@ -7,11 +7,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "heed.h"
 #include "nn/safetensors.h"
@@ -93,6 +96,40 @@ TEST_CASE("vae: N steps, save, --resume, N more == 2N steps, bit for bit, and th
   REQUIRE(header.rfind("epoch,train_loss", 0) == 0);
   const double loss1 = std::stod(row1.substr(row1.find(',') + 1)), loss2 = std::stod(row2.substr(row2.find(',') + 1));
   CHECK(loss2 < loss1);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("vae: each arch trains (the loss goes down) and writes metrics.json and its pictures") {
+  const fs::path vae = zoo_program("vae");
+  if (!fs::exists(vae)) {
+    MESSAGE("skipped: " << vae << " is not built (HEED_BUILD_MODELS=OFF?)");
+    return;
+  }
+  const fs::path dir = scratch("vae_archs");
+  for (std::string arch : {"conv", "attn"}) {  // mlp: the resume test above and the zoo_vae_quick ctest entry
+    INFO("--arch ", arch);
+    // --quick's 512 images are 4 steps an epoch: 8 steps are two epochs, whose mean losses must fall.
+    const fs::path out = dir / arch;
+    Result r = run(vae, "--quick --threads 1 --steps 8 --arch " + arch + " --out " + out.string(), dir);
+    REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+    const nlohmann::json m = nlohmann::json::parse(read_text(out / "metrics.json"));
+    CHECK(m["status"] == "finished");
+    REQUIRE(m["epochs"].size() == 2);
+    CHECK(m["epochs"][1]["train_loss"].get<double>() < m["epochs"][0]["train_loss"].get<double>());
+    CHECK(m["epochs"][1]["test_loss"].get<double>() < m["epochs"][0]["test_loss"].get<double>());
+    // The bounds: 0 < IW-NLL <= neg-ELBO (k samples tighten the one-sample bound), and a finite FD.
+    const double elbo = m["final"]["neg_elbo"], iw = m["final"]["iw_nll"], fd = m["final"]["fd_fmnist"];
+    CHECK(iw > 0);
+    CHECK(iw <= elbo);
+    CHECK(std::isfinite(fd));
+    CHECK(fd > 0);
+    std::vector<std::string> pictures = {"samples.png", "reconstructions.png", "traversal.png"};
+    if (arch == "attn") pictures.insert(pictures.end(), {"attention.png", "self_attention.png"});
+    for (const std::string& png : pictures) {
+      CHECK_MESSAGE(fs::exists(out / png), png, " was not written");
+      if (fs::exists(out / png)) CHECK(fs::file_size(out / png) > 100);
+    }
+  }
   fs::remove_all(dir);
 }
 
