@@ -497,7 +497,8 @@ Tensor gradient_penalty(const std::function<Tensor(const Tensor&)>& critic, cons
   if (scores.numel() != B)
     throw Error("gradient_penalty: the critic gave " + shape_str(scores.shape()) + " for a batch of " +
                 std::to_string(B) + "; expected one score per sample, (B) or (B,1)");
-  Tensor dx = grad({scores.sum()}, {x_hat}, {}, /*create_graph=*/true)[0];  // (B, ...)
+  Tensor dx;
+  if (scores.requires_grad()) dx = grad({scores.sum()}, {x_hat}, {}, /*create_graph=*/true)[0];  // (B, ...)
   if (!dx.defined()) throw Error("gradient_penalty: the critic's output does not depend on its input");
   Tensor norms = sqrt(dx.reshape({B, -1}).square().sum({1}) + 1e-12);  // (B)
   return mean((norms - 1.0).square());
