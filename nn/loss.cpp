@@ -1,7 +1,8 @@
 // loss.cpp: the losses of loss.h. Each is a few lines of heed ops, so its backward is the primitives'.
 //
 // Reading order: the argument checks every loss shares; the regression losses; the two binary
-// cross-entropies; cross-entropy and nll_loss (composite, then the fused kernel); kl_div; the GAN hinges.
+// cross-entropies; cross-entropy and nll_loss (composite, then the fused kernel); kl_div; the GAN hinges and
+// WGAN-GP's gradient penalty.
 #include "nn/loss.h"
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "autograd/engine.h"
 #include "autograd/node.h"
 #include "tensor/kernels.h"
 #include "tensor/simd.h"
@@ -468,6 +470,38 @@ Tensor hinge_d(const Tensor& real_logits, const Tensor& fake_logits) {
 Tensor hinge_g(const Tensor& fake_logits) {
   check_float("hinge_g", "fake_logits", fake_logits);
   return -mean(fake_logits);
+}
+
+// x̂ = α real + (1-α) fake   real, fake: (B, ...)  α: (B, 1, ..., 1);  penalty = mean_b (‖dcritic/dx̂_b‖ - 1)²
+// x̂ is a fresh leaf, so grad() gives ∂critic/∂x̂ alone; with create_graph that gradient is a graph over the
+// critic's weights, and the penalty's backward is the critic's double backward.
+Tensor gradient_penalty(const std::function<Tensor(const Tensor&)>& critic, const Tensor& real, const Tensor& fake,
+                        Generator* gen) {
+  check_float("gradient_penalty", "real", real);
+  check_float("gradient_penalty", "fake", fake);
+  if (real.shape() != fake.shape() || real.dtype() != fake.dtype() || real.dim() < 2)
+    throw Error("gradient_penalty: real " + shape_str(real.shape()) + " " + dtype_name(real.dtype()) + " and fake " +
+                shape_str(fake.shape()) + " " + dtype_name(fake.dtype()) +
+                " must be batches (B, ...) of one shape and dtype");
+  const int64_t B = real.size(0);
+  Shape alpha_shape(real.dim(), 1);
+  alpha_shape[0] = B;
+  Tensor x_hat;
+  {
+    NoGradGuard no_grad;
+    Tensor alpha = rand(alpha_shape, real.dtype(), gen);
+    x_hat = (alpha * real.detach() + (1.0 - alpha) * fake.detach()).detach();
+  }
+  x_hat.requires_grad_();
+  Tensor scores = critic(x_hat);
+  if (scores.numel() != B)
+    throw Error("gradient_penalty: the critic gave " + shape_str(scores.shape()) + " for a batch of " +
+                std::to_string(B) + "; expected one score per sample, (B) or (B,1)");
+  Tensor dx;
+  if (scores.requires_grad()) dx = grad({scores.sum()}, {x_hat}, {}, /*create_graph=*/true)[0];  // (B, ...)
+  if (!dx.defined()) throw Error("gradient_penalty: the critic's output does not depend on its input");
+  Tensor norms = sqrt(dx.reshape({B, -1}).square().sum({1}) + 1e-12);  // (B)
+  return mean((norms - 1.0).square());
 }
 
 }  // namespace heed::nn

@@ -4,7 +4,7 @@
 //   two classes         binary_cross_entropy (on probabilities), binary_cross_entropy_with_logits
 //   many classes        cross_entropy (on logits), nll_loss (on log-probabilities)
 //   distributions       kl_div
-//   GANs                hinge_d, hinge_g
+//   GANs                hinge_d, hinge_g, gradient_penalty (WGAN-GP)
 //
 // They are free functions in heed::nn (torch.nn.functional's, without the `functional`).
 //
@@ -25,6 +25,7 @@
 // with a message that starts with the loss's name and shows the shapes or the bad value.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 #include "tensor/tensor.h"
 
@@ -99,5 +100,17 @@ Tensor kl_div(const Tensor& input, const Tensor& target, Reduction reduction = R
 Tensor hinge_d(const Tensor& real_logits, const Tensor& fake_logits);
 /// The generator's loss: -mean(fake).
 Tensor hinge_g(const Tensor& fake_logits);
+
+// ---- GANs: WGAN-GP (Gulrajani et al. 2017, "Improved Training of Wasserstein GANs") ---------------------
+/// The critic's gradient penalty, without λ: mean over the batch of (‖∇x̂ critic(x̂)‖ - 1)², at the
+/// interpolates x̂ = α·real + (1-α)·fake, α ~ U(0,1) drawn per sample from `gen` (nullptr: the global
+/// generator). real and fake have one shape (B, ...); fake is detached (the penalty trains the critic only);
+/// critic maps (B, ...) to (B) or (B,1) scores. The gradient is taken with heed::grad(..., create_graph=true),
+/// so the penalty is itself differentiable in the critic's weights: its backward is a double backward
+/// through every op of the critic. The critic's loss is mean(critic(fake)) - mean(critic(real)) + λ·penalty,
+/// λ = 10 in the paper. ‖·‖ is √(Σ g² + 1e-12) per sample: the 1e-12 keeps the gradient of √ finite where
+/// g = 0, and moves the norm by at most 1e-6.
+Tensor gradient_penalty(const std::function<Tensor(const Tensor&)>& critic, const Tensor& real, const Tensor& fake,
+                        Generator* gen = nullptr);
 
 }  // namespace heed::nn

@@ -250,37 +250,44 @@ MhaOutput AttentionPooling::forward(const Tensor& x, const Tensor& key_padding_m
 }
 
 // ---- SelfAttention2d -------------------------------------------------------------------------------------------
-SelfAttention2d::SelfAttention2d(int64_t C, bool pool_keys)
-    : f(C, std::max<int64_t>(1, C / 8), 1), g(C, std::max<int64_t>(1, C / 8), 1), h(C, std::max<int64_t>(1, C / 2), 1),
-      out(std::max<int64_t>(1, C / 2), C, 1), pool(pool_keys) {
+SelfAttention2d::Conv1x1::Conv1x1(int64_t in_channels, int64_t out_channels, bool spectral_norm) {
+  if (spectral_norm) sn = std::make_unique<SpectralNorm<Conv2d>>(in_channels, out_channels, 1);
+  else plain = std::make_unique<Conv2d>(in_channels, out_channels, 1);
+}
+
+SelfAttention2d::SelfAttention2d(int64_t C, Config cfg)
+    : f(C, std::max<int64_t>(1, C / 8), cfg.spectral_norm), g(C, std::max<int64_t>(1, C / 8), cfg.spectral_norm),
+      h(C, std::max<int64_t>(1, C / 2), cfg.spectral_norm), out(std::max<int64_t>(1, C / 2), C, cfg.spectral_norm),
+      config(cfg) {
   gamma = zeros({1});
-  register_module("f", f);
-  register_module("g", g);
-  register_module("h", h);
-  register_module("out", out);
+  register_module("f", f.module());
+  register_module("g", g.module());
+  register_module("h", h.module());
+  register_module("out", out.module());
   register_parameter("gamma", gamma);
 }
 
 std::pair<Tensor, Tensor> SelfAttention2d::forward_with_attention(const Tensor& x) {
-  if (x.dim() != 4 || x.size(1) != f.in_channels)
-    throw Error("SelfAttention2d: expected input (B, " + std::to_string(f.in_channels) + ", H, W), got " + shape_str(x.shape()));
-  int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t C = f.conv().in_channels;
+  if (x.dim() != 4 || x.size(1) != C)
+    throw Error("SelfAttention2d: expected input (B, " + std::to_string(C) + ", H, W), got " + shape_str(x.shape()));
+  int64_t B = x.size(0), H = x.size(2), W = x.size(3);
   Tensor q = f(x).flatten(2).transpose(1, 2);  // (B, HW, C/8): one query per pixel
   Tensor k = g(x), v = h(x);                   // (B, C/8, H, W), (B, C/2, H, W)
-  if (pool && H % 2 == 0 && W % 2 == 0) {      // keys and values on a 2x2-pooled grid: 4x less attention
+  if (config.pool_keys && H % 2 == 0 && W % 2 == 0) {  // keys and values on a 2x2-pooled grid: 4x less attention
     k = max_pool2d(k, 2);
     v = max_pool2d(v, 2);
   }
   k = k.flatten(2).transpose(1, 2);  // (B, HW', C/8)
   v = v.flatten(2).transpose(1, 2);  // (B, HW', C/2)
-  // SAGAN uses plain dot products (no 1/sqrt(d) scale).
+  // SAGAN uses plain dot products (no 1/sqrt(d) scale). Composite: the weights are returned, and double
+  // backward (a gradient penalty through a critic that holds this block) needs heed ops, not the fused kernel.
   AttentionOptions opts;
   opts.scale = 1.0;
   opts.need_weights = true;
   opts.impl = AttentionImpl::Composite;
   AttentionResult r = scaled_dot_product_attention(q, k, v, opts);  // out (B, HW, C/2), weights (B, HW, HW')
   Tensor o = r.out.transpose(1, 2).reshape({B, v.size(2), H, W});
-  (void)C;
   return {x + gamma * out(o), r.weights};
 }
 

@@ -18,6 +18,7 @@
 #include "nn/conv.h"
 #include "nn/linear.h"
 #include "nn/norm.h"
+#include "nn/spectral_norm.h"
 
 namespace heed::nn {
 
@@ -149,14 +150,36 @@ struct AttentionPooling : Module {
 /// and keys, h (1x1 conv to C/2) gives values, keys and values optionally 2x2 max-pooled; the attended
 /// values go through an output 1x1 conv to C, and y = x + gamma * o with gamma starting at 0, so the block
 /// starts as the identity and learns how much attention to mix in.
+///
+/// SAGAN puts spectral norm on every layer of G and D, these four convs included: with Config::spectral_norm
+/// each is a SpectralNorm<Conv2d>, and the state dict holds f.weight_orig, f.weight_u, f.weight_v, f.bias
+/// (torch.nn.utils.spectral_norm's names) where the plain block has f.weight, f.bias. The attention runs on
+/// the composite path, so double backward (a WGAN-GP critic) goes through the block.
 struct SelfAttention2d : Module {
-  Conv2d f, g, h, out;
+  struct Config {
+    bool pool_keys = true;       // keys and values on the 2x2 max-pooled grid (H and W even): 4x less attention
+    bool spectral_norm = false;  // wrap f, g, h and out in SpectralNorm
+  };
+  /// One 1x1 conv, plain or spectrally normalised: exactly one of the two is held.
+  struct Conv1x1 {
+    std::unique_ptr<Conv2d> plain;
+    std::unique_ptr<SpectralNorm<Conv2d>> sn;
+    Conv1x1(int64_t in_channels, int64_t out_channels, bool spectral_norm);
+    Tensor operator()(const Tensor& x) { return sn ? sn->forward(x) : plain->forward(x); }
+    Module& module() { return sn ? (Module&)*sn : (Module&)*plain; }
+    /// The Conv2d that runs: its weight is the parameter, or with spectral norm the W / σ of the last forward.
+    Conv2d& conv() { return sn ? sn->layer : *plain; }
+  };
+  Conv1x1 f, g, h, out;
   Tensor gamma;
-  bool pool;
-  SelfAttention2d(int64_t channels, bool pool_keys = true);
-  /// x (B, C, H, W) -> y (B, C, H, W); attention (B, HW, HW') when `need_attention`.
+  Config config;
+  SelfAttention2d(int64_t channels, Config config);
+  explicit SelfAttention2d(int64_t channels, bool pool_keys = true)
+      : SelfAttention2d(channels, Config{.pool_keys = pool_keys}) {}
+  /// x (B, C, H, W) -> y (B, C, H, W)
   Tensor forward(const Tensor& x);
   Tensor operator()(const Tensor& x) { return forward(x); }
+  /// x (B, C, H, W) -> y (B, C, H, W) and the attention (B, HW, HW'), HW' = HW/4 with pooled keys.
   std::pair<Tensor, Tensor> forward_with_attention(const Tensor& x);
   std::string type_name() const override { return "SelfAttention2d"; }
 };

@@ -386,3 +386,69 @@ TEST_CASE("nn loss: bad input is a heed::Error naming the loss and the shapes or
   CHECK_THROWS_AS(nn::hinge_d(zeros({2}), zeros({2}, float64)), Error);
   CHECK_THROWS_AS(nn::hinge_g(arange(3)), Error);
 }
+
+// ---- WGAN-GP's gradient penalty ----------------------------------------------------------------------------
+
+TEST_CASE("nn gradient_penalty: a linear critic by hand, finite and non-zero on a conv critic, reaching its weights") {
+  // critic(x) = x·w + b has the gradient w at every x, so the penalty is (‖w‖ - 1)² whatever α is, and its
+  // gradient is 2 (‖w‖ - 1) w / ‖w‖:  w = (3, 4): penalty 16, dw = 2·4·(0.6, 0.8) = (4.8, 6.4), db = 0.
+  Tensor w = tensor({3.0, 4.0}, float64).requires_grad_(), b = tensor({0.5}, float64).requires_grad_();
+  auto linear_critic = [&](const Tensor& x) { return matmul(x, w) + b; };
+  Tensor real = randn({5, 2}, float64), fake = randn({5, 2}, float64);
+  Tensor penalty = nn::gradient_penalty(linear_critic, real, fake);
+  CHECK(penalty.item() == doctest::Approx(16.0).epsilon(1e-9));
+  penalty.backward();
+  CHECK(w.grad().to_vector<double>()[0] == doctest::Approx(4.8).epsilon(1e-9));
+  CHECK(w.grad().to_vector<double>()[1] == doctest::Approx(6.4).epsilon(1e-9));
+  CHECK((!b.grad().defined() || b.grad().item() == 0.0));
+
+  // A small convolutional critic as gan.cpp's: the penalty is finite and non-zero, and its backward (a double
+  // backward through conv2d, leaky_relu and linear) leaves a finite, non-zero gradient on both weights.
+  manual_seed(5);
+  nn::Conv2d conv(1, 4, 4, {.stride = 2, .padding = 1});
+  nn::Linear fc(4 * 4 * 4, 1);
+  auto conv_critic = [&](const Tensor& x) { return fc(leaky_relu(conv(x), 0.2).flatten(1)).reshape({-1}); };
+  Tensor p = nn::gradient_penalty(conv_critic, randn({6, 1, 8, 8}), randn({6, 1, 8, 8}));
+  CHECK(std::isfinite(p.item()));
+  CHECK(p.item() > 0);
+  p.backward();
+  for (Tensor* t : {&conv.weight, &fc.weight}) {
+    REQUIRE(t->grad().defined());
+    CHECK(std::isfinite(t->grad().abs().sum().item()));
+    CHECK(t->grad().abs().sum().item() > 0);
+  }
+  // This critic is piecewise linear in x, and its biases only move it along a linear piece (leaky_relu's slope
+  // is 0.2 or 1, constant on each side of the kink): the input gradient, and so the penalty, ignores them.
+  for (Tensor* t : {&conv.bias, &fc.bias}) CHECK((!t->grad().defined() || t->grad().abs().sum().item() == 0.0));
+}
+
+TEST_CASE("nn gradient_penalty: its gradient in the critic's weights matches finite differences (float64)") {
+  // A tiny SAGAN critic: spectrally normalised conv, leaky_relu, the self-attention block with spectral norm,
+  // a linear head. Eval mode keeps spectral norm's u and v fixed, so the penalty is a function of the weights.
+  manual_seed(6);
+  nn::SpectralNorm<nn::Conv2d> conv(1, 8, 4, nn::Conv2d::Config{.stride = 2, .padding = 1});
+  nn::SelfAttention2d attn(8, {.spectral_norm = true});
+  nn::Linear fc(8 * 4 * 4, 1);
+  for (nn::Module* m : std::initializer_list<nn::Module*>{&conv, &attn, &fc}) m->to(float64), m->eval();
+  { NoGradGuard g; attn.gamma.fill_(0.7); }  // at 0 the attention would not reach the output
+  Tensor real = randn({3, 1, 8, 8}, float64), fake = randn({3, 1, 8, 8}, float64);
+  auto critic = [&](const Tensor& x) { return fc(attn(leaky_relu(conv(x), 0.2)).flatten(1)).reshape({-1}); };
+  auto penalty = [&](const std::vector<Tensor>&) {
+    Generator gen(11);  // the same interpolates α at every evaluation
+    return nn::gradient_penalty(critic, real, fake, &gen);
+  };
+  CHECK(gradcheck(penalty, {conv.weight_orig, conv.layer.bias, attn.f.sn->weight_orig, attn.h.sn->weight_orig,
+                            attn.out.sn->weight_orig, attn.gamma, fc.weight}));
+}
+
+TEST_CASE("nn gradient_penalty: bad input is a heed::Error naming the shapes") {
+  auto critic = [](const Tensor& x) { return x.flatten(1).sum({1}); };
+  CHECK_THROWS_WITH_AS(nn::gradient_penalty(critic, zeros({4, 1, 8, 8}), zeros({4, 1, 8, 7})),
+                       doctest::Contains("(4,1,8,8)"), Error);
+  CHECK_THROWS_AS(nn::gradient_penalty(critic, zeros({4, 2}), zeros({4, 2}, float64)), Error);
+  CHECK_THROWS_AS(nn::gradient_penalty(critic, arange(4), arange(4)), Error);
+  CHECK_THROWS_WITH_AS(nn::gradient_penalty([](const Tensor& x) { return x; }, zeros({4, 2}), zeros({4, 2})),
+                       doctest::Contains("one score per sample"), Error);
+  CHECK_THROWS_WITH_AS(nn::gradient_penalty([](const Tensor& x) { return zeros({4}); }, zeros({4, 2}), zeros({4, 2})),
+                       doctest::Contains("does not depend on its input"), Error);
+}

@@ -152,7 +152,7 @@ TEST_CASE("nn attention modules pass gradcheck and gradgradcheck in float64") {
     { NoGradGuard g; m.gamma.fill_(0.5); }  // at 0 the attention path would get no gradient to check
     Tensor x = randn({1, 8, 4, 4}, float64).requires_grad_();
     auto f = [&](const std::vector<Tensor>& in) { return m(in[0]); };
-    CHECK(gradcheck(f, {x, m.gamma, m.f.weight}));
+    CHECK(gradcheck(f, {x, m.gamma, m.f.conv().weight}));
   }
 }
 
@@ -220,4 +220,42 @@ TEST_CASE("nn attention modules reject bad shapes with clear errors") {
   CHECK_THROWS_AS(pool.forward(zeros({2, 8})), Error);
   SelfAttention2d sa(16);
   CHECK_THROWS_AS(sa(zeros({2, 8, 4, 4})), Error);
+}
+
+TEST_CASE("nn SelfAttention2d: spectral norm option, PyTorch's names, gradcheck and gradgradcheck in float64") {
+  manual_seed(23);
+  // Plain: the block's second derivative, which WGAN-GP takes through a SAGAN critic.
+  {
+    SelfAttention2d m(8, true);
+    m.to(float64);
+    { NoGradGuard g; m.gamma.fill_(0.5); }
+    Tensor x = randn({1, 8, 4, 4}, float64).requires_grad_();
+    CHECK(gradgradcheck([&](const std::vector<Tensor>& in) { return m(in[0]); }, {x, m.f.conv().weight}));
+  }
+  // Spectral norm on f, g, h and out: torch.nn.utils.spectral_norm's state dict keys in its order.
+  SelfAttention2d sn(8, {.pool_keys = true, .spectral_norm = true});
+  std::vector<std::string> keys;
+  for (auto& [name, t] : sn.state_dict()) keys.push_back(name);
+  CHECK(keys == std::vector<std::string>{"f.bias", "f.weight_orig", "f.weight_u", "f.weight_v", "g.bias",
+                                         "g.weight_orig", "g.weight_u", "g.weight_v", "gamma", "h.bias",
+                                         "h.weight_orig", "h.weight_u", "h.weight_v", "out.bias", "out.weight_orig",
+                                         "out.weight_u", "out.weight_v"});
+  CHECK(sn.parameters().size() == 9);  // 4 x (bias, weight_orig) + gamma; u and v are buffers
+  // In training mode every forward runs one power iteration; the conv that runs has W / σ, σ = u^T W v.
+  Tensor x32 = randn({2, 8, 4, 4});
+  sn(x32);
+  Conv2d& f = sn.f.conv();
+  Tensor w = sn.f.sn->weight_orig.reshape({1, 8});
+  double sigma = matmul(sn.f.sn->weight_u, matmul(w, sn.f.sn->weight_v)).item();
+  CHECK(allclose(f.weight.detach(), sn.f.sn->weight_orig.detach() / sigma, 1e-6, 1e-6));
+  CHECK(sn(x32).shape() == Shape{2, 8, 4, 4});
+
+  // Eval mode keeps u and v fixed, so the block is a function of x and the weights that can be checked.
+  sn.to(float64);
+  sn.eval();
+  { NoGradGuard g; sn.gamma.fill_(0.5); }
+  Tensor x = randn({1, 8, 4, 4}, float64).requires_grad_();
+  auto fn = [&](const std::vector<Tensor>& in) { return sn(in[0]); };
+  CHECK(gradcheck(fn, {x, sn.gamma, sn.f.sn->weight_orig, sn.h.sn->weight_orig, sn.out.sn->weight_orig}));
+  CHECK(gradgradcheck(fn, {x, sn.g.sn->weight_orig}));
 }

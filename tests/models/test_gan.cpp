@@ -1,0 +1,208 @@
+// Tests for models/gan.cpp, through the program itself (its modules live in that one file): each recipe's
+// --quick run trains (D's loss goes down) and leaves metrics.json, the checkpoint and the pictures; resuming
+// is bit-exact; bad input is one line and exit code 2. The gradient penalty itself is tested in
+// tests/nn/test_loss.cpp, beside nn::gradient_penalty's other losses.
+//
+// The zoo programs are built next to heed_tests, so the tests run <folder of this executable>/gan. Without it
+// (a build with HEED_BUILD_MODELS=OFF) they say so and pass.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "heed.h"
+#include "nn/safetensors.h"
+#include "nn/viz.h"
+
+using namespace heed;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path zoo_program(const std::string& name) { return fs::read_symlink("/proc/self/exe").parent_path() / name; }
+
+// A fresh folder for one test's runs.
+fs::path scratch(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("heed_test_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+struct Result {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+Result run(const fs::path& program, const std::string& args, const fs::path& dir) {
+  const fs::path log = dir / "output.txt";
+  const std::string cmd = program.string() + " " + args + " > " + log.string() + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  std::ifstream in(log);
+  std::stringstream text;
+  text << in.rdbuf();
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text.str()};
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// One column of a CSV file with a header line, by name; empty cells are NaN.
+std::vector<double> csv_column(const fs::path& path, const std::string& column) {
+  std::istringstream csv(read_text(path));
+  std::string line, cell;
+  std::getline(csv, line);
+  std::istringstream header(line);
+  int index = -1;
+  for (int i = 0; std::getline(header, cell, ','); ++i)
+    if (cell == column) index = i;
+  REQUIRE_MESSAGE(index >= 0, path, " has no column ", column);
+  std::vector<double> values;
+  while (std::getline(csv, line)) {
+    std::istringstream row(line);
+    for (int i = 0; std::getline(row, cell, ',') && i <= index; ++i)
+      if (i == index) values.push_back(cell.empty() ? NAN : std::stod(cell));
+  }
+  return values;
+}
+
+// A --quick run of `gan args`, and what every recipe must leave behind.
+void check_quick_run(const std::string& name, const std::string& args, const std::string& loss) {
+  const fs::path gan = zoo_program("gan");
+  if (!fs::exists(gan)) {
+    MESSAGE("skipped: " << gan << " is not built (HEED_BUILD_MODELS=OFF?)");
+    return;
+  }
+  const fs::path dir = scratch(name), out = dir / "run";
+  Result r = run(gan, "--quick --threads 1 " + args + " --out " + out.string(), dir);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+
+  // metrics.json: the recipe, one epoch with both losses, and a finite FD-FMNIST at the end.
+  nlohmann::json j = nlohmann::json::parse(read_text(out / "metrics.json"));
+  CHECK(j["model"] == "gan");
+  CHECK(j["status"] == "finished");
+  CHECK(j["config"]["loss"] == loss);
+  REQUIRE(j["epochs"].size() == 1);
+  CHECK(std::isfinite(j["epochs"][0]["d_loss"].get<double>()));
+  CHECK(std::isfinite(j["epochs"][0]["g_loss"].get<double>()));
+  REQUIRE(j["final"]["fd_fmnist"].is_number());
+  CHECK(j["final"]["fd_fmnist"].get<double>() > 0);
+
+  // D's loss, averaged over every 2 steps (steps.csv under --quick), is lower at the end than at the start:
+  // 16 steps of a fresh D against a fresh G are enough for D to start winning, under every loss.
+  std::vector<double> d = csv_column(out / "steps.csv", "d_loss");
+  REQUIRE(d.size() == 8);
+  CHECK_MESSAGE(d.back() < d.front(), "d_loss went from ", d.front(), " to ", d.back());
+
+  // The pictures: 64 samples from the fixed noise, 8 x 8 tiles of 28 + 2 padding pixels, after the epoch and at
+  // the end; the loss curves when gnuplot is installed.
+  for (const char* png : {"samples_epoch_01.png", "samples.png"}) {
+    viz::Image im = viz::load_png((out / png).string());
+    CHECK(im.width == 8 * 30 + 2);
+    CHECK(im.height == 8 * 30 + 2);
+  }
+  if (!viz::gnuplot_program().empty()) {
+    CHECK(fs::exists(out / "loss.png"));
+    CHECK(fs::exists(out / "steps.png"));
+  }
+  CHECK(fs::exists(out / "checkpoint.safetensors"));
+  if (args.find("sagan") != std::string::npos) {  // 8 rows: the image and four overlays, 56x56 each
+    viz::Image im = viz::load_png((out / "attention.png").string());
+    CHECK(im.width == 5 * 58 + 2);
+    CHECK(im.height == 8 * 58 + 2);
+  } else {
+    CHECK(!fs::exists(out / "attention.png"));
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+
+TEST_CASE("gan: --quick dcgan trains, and writes metrics.json, the checkpoint and the pictures") {
+  check_quick_run("gan_dcgan", "--arch dcgan", "bce");
+}
+
+TEST_CASE("gan: --quick sagan trains, and writes metrics.json, the checkpoint and the pictures") {
+  check_quick_run("gan_sagan", "--arch sagan", "hinge");
+}
+
+TEST_CASE("gan: --quick --loss wgan-gp trains the critic through the penalty's double backward") {
+  check_quick_run("gan_wgan_gp", "--loss wgan-gp", "wgan-gp");
+}
+
+TEST_CASE("gan: N steps, save, --resume, N more == 2N steps, bit for bit") {
+  const fs::path gan = zoo_program("gan");
+  if (!fs::exists(gan)) {
+    MESSAGE("skipped: " << gan << " is not built (HEED_BUILD_MODELS=OFF?)");
+    return;
+  }
+  const fs::path dir = scratch("gan_resume");
+  // sagan: G and D, their BatchNorm and spectral-norm buffers, Adam's two groups, and the generator's position.
+  // --quick has 16 batches an epoch: 3 steps stop mid-epoch.
+  const std::string common = "--quick --threads 1 --arch sagan --fd-every 0 ";
+  Result whole = run(gan, common + "--steps 6 --out " + (dir / "whole").string(), dir);
+  REQUIRE_MESSAGE(whole.exit_code == 0, whole.output);
+  Result first = run(gan, common + "--steps 3 --out " + (dir / "first").string(), dir);
+  REQUIRE_MESSAGE(first.exit_code == 0, first.output);
+  Result second = run(gan, common + "--steps 6 --resume " + (dir / "first" / "checkpoint.safetensors").string() +
+                               " --out " + (dir / "second").string(), dir);
+  REQUIRE_MESSAGE(second.exit_code == 0, second.output);
+  CHECK_MESSAGE(second.output.find("training from step 3 of 6") != std::string::npos, second.output);
+
+  TensorMap a = load((dir / "whole" / "checkpoint.safetensors").string());
+  TensorMap b = load((dir / "second" / "checkpoint.safetensors").string());
+  REQUIRE(a.size() == b.size());
+  int64_t g_tensors = 0, d_tensors = 0;
+  for (const auto& [name, t] : a) {
+    REQUIRE_MESSAGE(b.count(name), "the resumed checkpoint lacks ", name);
+    CHECK_MESSAGE(t.to_vector<double>() == b.at(name).to_vector<double>(), name, " differs after resuming");
+    g_tensors += name.rfind("model.G.", 0) == 0;
+    d_tensors += name.rfind("model.D.", 0) == 0;
+  }
+  CHECK(a.count("model.D.attn.f.weight_u") == 1);
+  CHECK(a.count("model.G.bn1.running_mean") == 1);
+  CHECK(g_tensors > 0);
+  CHECK(d_tensors > 0);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("gan: bad input is one line on stderr and exit code 2") {
+  const fs::path gan = zoo_program("gan");
+  if (!fs::exists(gan)) {
+    MESSAGE("skipped: " << gan << " is not built (HEED_BUILD_MODELS=OFF?)");
+    return;
+  }
+  const fs::path dir = scratch("gan_errors");
+  const std::string out = " --out " + (dir / "run").string();
+  { std::ofstream(dir / "garbage.safetensors") << "this is not a safetensors file"; }
+  struct Case {
+    std::string args, expected;
+  };
+  const Case cases[] = {
+      {"--arch biggan" + out, "gan: --arch must be dcgan or sagan, got 'biggan'"},
+      {"--loss wgan" + out, "gan: --loss must be bce, hinge or wgan-gp, got 'wgan'"},
+      {"--data " + (dir / "no_such_folder").string() + out, "gan: "},
+      {"--out /proc/heed_cannot_write_here", "gan: --out '/proc/heed_cannot_write_here' cannot be created"},
+      {"--quick --resume " + (dir / "missing.safetensors").string() + out, "missing.safetensors"},
+      {"--quick --resume " + (dir / "garbage.safetensors").string() + out, "garbage.safetensors"},
+  };
+  for (const Case& c : cases) {
+    Result r = run(gan, c.args, dir);
+    CHECK_MESSAGE(r.exit_code == 2, c.args, " -> ", r.output);
+    CHECK_MESSAGE(r.output.find(c.expected) != std::string::npos, c.args, " -> ", r.output);
+    CHECK_MESSAGE(r.output.find("terminate") == std::string::npos, r.output);
+  }
+  fs::remove_all(dir);
+}
