@@ -8,9 +8,20 @@ using Grads = std::vector<Tensor>;
 
 static const bool registered = register_ops({"matmul"});
 
+// A 2-d matrix stored column by column: a transposed view of a contiguous matrix, like linear's w.mT().
+static bool is_transposed_matrix(const Tensor& t) {
+  return t.dim() == 2 && t.size(0) > 1 && t.size(1) > 1 && t.stride(0) == 1 && t.stride(1) == t.size(0);
+}
+
 // out = a @ b   a: (..., M, K)  b: (..., K, N)  ->  out: (..., M, N), batch dims broadcast;
 // da = d @ b^T,  db = a^T @ d  (each summed over the batch dims its input was broadcast along).
 // The transposes are views, which the kernel hands to BLAS as a flag: backward copies nothing.
+//
+// Each gradient comes out in the memory layout of its input, as PyTorch's mm backward does. The case that
+// matters is nn.Linear: b = w.mT() is column-major, and db = (d^T a)^T computed that way lands in memory
+// exactly as w, so the transpose's backward gives w.grad contiguous. Computed as a^T d instead, w.grad
+// would be a transposed view, and every later add of two such gradients (a weight used twice, as the GAN's
+// discriminator is) and the optimizer's contiguous() would walk it element by element (bench/README.md).
 static Tensor matmul_nd(const Tensor& a, const Tensor& b) {
   Tensor out = kernels::matmul(a, b);
   OpFlags f{.reduces_broadcast = a.dim() != b.dim() || a.shape()[0] != b.shape()[0]};
@@ -18,13 +29,17 @@ static Tensor matmul_nd(const Tensor& a, const Tensor& b) {
                                            const Tensor& d, const Tensor&) {
     Tensor a = sa.get(), b = sb.get();
     Tensor da, db;
-    if (ra) da = sum_to_size(matmul(d, b.mT()), a.shape());
+    if (ra) {
+      if (is_transposed_matrix(a) && d.dim() == 2) da = matmul(b, d.mT()).mT();
+      else da = sum_to_size(matmul(d, b.mT()), a.shape());
+    }
     if (rb) {
-      if (b.dim() == 2 && a.dim() > 2) {
+      if (b.dim() == 2) {
         // A shared weight under a batch of inputs (nn.Linear on (B,T,C)): fold the batch into the rows,
         // one (K, B*M) @ (B*M, N) GEMM instead of B GEMMs followed by a reduction.
         int64_t K = a.size(-1), N = d.size(-1);
-        db = matmul(a.reshape({-1, K}).mT(), d.reshape({-1, N}));
+        Tensor a2 = a.reshape({-1, K}), d2 = d.reshape({-1, N});
+        db = is_transposed_matrix(b) ? matmul(d2.mT(), a2).mT() : matmul(a2.mT(), d2);
       } else {
         db = sum_to_size(matmul(a.mT(), d), b.shape());
       }

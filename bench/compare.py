@@ -66,7 +66,8 @@ def main():
     for threads in [int(t) for t in args.threads.split(",")]:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                    OPENBLAS_CORETYPE=core)
-        summary, heed = run_heed(args.bench, env, "BM_(mha_step|vae_step|gan_step|gpt_step|conv_ae_step|autograd_overhead)/|BM_sgemm")
+        summary, heed = run_heed(args.bench, env, "BM_(mha_step|vae_step|gan_step|gpt_step|conv_ae_step|autograd_overhead)/"
+                                 f"|BM_sgemm/n:[0-9]+/threads:{threads}/")
         _, heed_long = run_heed(args.bench, env, "^BM_attn_long/")
         torch = run_torch(threads, env)
         torch_long = run_torch(threads, env, "attn_long")

@@ -51,6 +51,19 @@ TEST_CASE("broadcast gradients are summed back to the input's shape") {
   CHECK(b.grad().at({2, 3}) == 3);
 }
 
+TEST_CASE("matmul backward gives each gradient its input's layout: linear's weight gradient is contiguous") {
+  // y = x @ w^T, as nn.Linear: w.mT() is column-major, and its gradient must reach w as a plain row-major
+  // array (a transposed one would be added and copied element by element later; see ops_linalg.cpp).
+  Tensor x = randn({5, 4}, float64), w = randn({3, 4}, float64).requires_grad_();
+  Tensor x3 = randn({2, 5, 4}, float64);
+  (matmul(x, w.mT()).square().sum() + matmul(x3, w.mT()).sum()).backward();
+  CHECK(w.grad().is_contiguous());
+  // The values are the usual a^T d, summed over both uses.
+  Tensor expect = (2.0 * matmul(x, w.mT())).mT().contiguous();
+  Tensor dw = matmul(expect, x) + ones({3, 10}, float64).matmul(x3.reshape({10, 4}));
+  CHECK(allclose(w.grad(), dw));
+}
+
 TEST_CASE("views send their gradient back to the base") {
   Tensor x = arange(0, 12, 1, float64).reshape({3, 4}).detach().requires_grad_();
   Tensor y = x.slice(1, 1, 4, 2).sum() + 10.0 * x.transpose(0, 1).select(0, 0).sum();
