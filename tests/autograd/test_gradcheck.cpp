@@ -134,6 +134,8 @@ std::vector<Case> table() {
       // linear algebra
       {"matmul", [] { return V{R({2, 1, 3, 4}), NC({4, 2})}; }, [](const V& x) { return matmul(x[0], x[1]); }},
       {"matmul transposed", [] { return V{NC({3, 4}), NC({4, 2})}; }, [](const V& x) { return matmul(x[0], x[1]); }},
+      {"matmul shared left", [] { return V{R({1, 3, 4}), R({2, 4, 5}), R({4, 3})}; },
+       [](const V& x) { return matmul(x[0], x[1]) + matmul(x[2].mT(), x[1]); }},  // row- and column-major
       {"matmul batched", [] { return V{R({2, 3, 4}), R({2, 4, 2})}; }, [](const V& x) { return matmul(x[0], x[1]); }},
       {"matmul vectors", [] { return V{R({3}), R({3, 2}), R({2})}; },
        [](const V& x) { return matmul(x[0], x[1]) * matmul(x[1], x[2]).sum() + matmul(x[0], x[0]); }},
