@@ -149,6 +149,10 @@ std::vector<Case> table() {
       {"flash_attention", [] { return V{R({2, 3, 4}), R({2, 5, 4}), R({2, 5, 3})}; },
        [](const V& x) { return flash_attention(x[0], x[1], x[2], {.scale = 0.5, .causal = true}); }, false},
       // the fused cross-entropy of nn/loss.cpp (its create_graph backward is heed ops, so second order too)
+      {"binary_cross_entropy", [] { return V{sigmoid(R({3, 4})).detach().requires_grad_(), sigmoid(R({3, 4})).detach().requires_grad_()}; },
+       [](const V& x) { return nn::binary_cross_entropy(x[0], x[1], {.reduction = nn::Reduction::None}); }},
+      {"binary_cross_entropy (constant target)", [] { return V{sigmoid(R({7})).detach().requires_grad_()}; },
+       [](const V& x) { return nn::binary_cross_entropy(x[0], tensor({0, 1, 0.25, 1, 0, 0.5, 1}, float64)); }},
       {"cross_entropy", [] { return V{R({5, 4})}; },
        [](const V& x) {
          return nn::cross_entropy(x[0], I({0, 3, 1, -100, 2}), {.label_smoothing = 0.1, .reduction = nn::Reduction::None});
