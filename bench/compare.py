@@ -88,7 +88,9 @@ def main():
         rows.append((threads, "attn_long peak RSS above baseline (MB)", hl["peak_rss_above_base_MB"],
                      torch_long["peak_rss_above_base_mb"], None, None))
 
-    print(f"{summary}; PyTorch {raw[list(raw)[0]]['torch']['torch']} with OPENBLAS_CORETYPE={core}")
+    spin = {k: os.environ[k] for k in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY") if k in os.environ}
+    print(f"{summary}; PyTorch {raw[list(raw)[0]]['torch']['torch']} with OPENBLAS_CORETYPE={core}"
+          + "".join(f" {k}={v}" for k, v in spin.items()) + " on both sides")
     print(f"{'threads':>7}  {'workload':<40} {'heed':>10} {'PyTorch':>10} {'ratio':>7} {'GFLOP/s':>8} {'% peak':>7}")
     for t, w, h, p, gf, pct in rows:
         extra = f"{gf:8.1f} {pct:6.1f}%" if gf is not None else ""
