@@ -85,6 +85,31 @@ TEST_CASE("the fused first-order backwards of relu, leaky_relu and gelu agree wi
     }
 }
 
+TEST_CASE("the fused LayerNorm equals its composite definition, forward and backward") {
+  // nn/norm.cpp: one-pass kernels for a plain backward, heed ops under create_graph; both against the
+  // composite (x - mean) / sqrt(var + eps) * w + b written out here.
+  for (DType dt : {float32, float64})
+    for (Shape s : {Shape{1, 7}, Shape{32, 64, 128}, Shape{3, 1023}}) {
+      int64_t C = s.back();
+      Tensor x = (randn(s, dt) * 3.0 + 1.0).requires_grad_(), d = randn(s, dt);
+      nn::LayerNorm ln(C);
+      ln.weight = randn({C}, dt).requires_grad_(), ln.bias = randn({C}, dt).requires_grad_();
+      Tensor w = ln.weight, b = ln.bias;
+      Tensor mu = x.mean(-1, true), xc = x - mu;
+      Tensor ref = xc * rsqrt((xc * xc).mean(-1, true) + 1e-5) * w + b;
+      const double tol = dt == float32 ? 2e-5 : 1e-10;
+      CHECK(allclose(ln(x), ref, tol, tol));
+      std::vector<Tensor> want = grad({ref}, {x, w, b}, {d}, false);
+      std::vector<Tensor> fast = grad({ln(x)}, {x, w, b}, {d}, false);
+      std::vector<Tensor> ops = grad({ln(x)}, {x, w, b}, {d}, true);
+      for (int i = 0; i < 3; i++) {
+        CAPTURE(i);
+        CHECK(allclose(fast[i], want[i], tol * 10, tol * 10));
+        CHECK(allclose(ops[i].detach(), want[i], tol * 10, tol * 10));
+      }
+    }
+}
+
 TEST_CASE("views send their gradient back to the base") {
   Tensor x = arange(0, 12, 1, float64).reshape({3, 4}).detach().requires_grad_();
   Tensor y = x.slice(1, 1, 4, 2).sum() + 10.0 * x.transpose(0, 1).select(0, 0).sum();

@@ -149,6 +149,13 @@ std::vector<Case> table() {
       {"flash_attention", [] { return V{R({2, 3, 4}), R({2, 5, 4}), R({2, 5, 3})}; },
        [](const V& x) { return flash_attention(x[0], x[1], x[2], {.scale = 0.5, .causal = true}); }, false},
       // the fused cross-entropy of nn/loss.cpp (its create_graph backward is heed ops, so second order too)
+      {"layer_norm", [] { return V{R({3, 2, 4}), R({2, 4}), R({2, 4})}; },
+       [](const V& x) {
+         nn::LayerNorm ln(Shape{2, 4});
+         ln.weight = x[1], ln.bias = x[2];
+         return ln(x[0]);
+       }},
+      {"layer_norm (no affine)", [] { return V{R({5, 3})}; }, [](const V& x) { return nn::LayerNorm(3, 1e-5, false)(x[0]); }},
       {"binary_cross_entropy", [] { return V{sigmoid(R({3, 4})).detach().requires_grad_(), sigmoid(R({3, 4})).detach().requires_grad_()}; },
        [](const V& x) { return nn::binary_cross_entropy(x[0], x[1], {.reduction = nn::Reduction::None}); }},
       {"binary_cross_entropy (constant target)", [] { return V{sigmoid(R({7})).detach().requires_grad_()}; },
