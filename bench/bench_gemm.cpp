@@ -21,6 +21,9 @@ namespace {
 
 void BM_sgemm(benchmark::State& state) {
   const int64_t n = state.range(0);
+  // The thread count is process-wide state: put it back afterwards, or every benchmark that runs after
+  // this one in the same process (bench/compare.py runs the model steps next) silently inherits it.
+  const int threads_before = heed::get_num_threads();
   heed::set_num_threads((int)state.range(1));
   // Values in [-1,1], fixed: the timing does not depend on them, only on them being normal floats.
   std::vector<float> A(n * n), B(n * n), C(n * n);
@@ -36,6 +39,7 @@ void BM_sgemm(benchmark::State& state) {
   state.counters["GFLOP/s"] =
       benchmark::Counter(2e-9 * (double)n * (double)n * (double)n, benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(heed::blas_summary());
+  heed::set_num_threads(threads_before);
 }
 
 BENCHMARK(BM_sgemm)

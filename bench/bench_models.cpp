@@ -161,7 +161,10 @@ static void BM_attn_long(benchmark::State& state) {
   MultiheadAttention m(d, h, {.batch_first = true});
   Tensor x = randn({1, T, d}).requires_grad_();
   int64_t peak = 0;
-  double rss_base = rss_now_mb();  // the process peak counts only when this benchmark runs alone
+  // The process peak counts only when this benchmark runs alone. The baseline is taken once, at the first
+  // call: Google Benchmark calls this function more than once, and by the second call the memory of the
+  // first (kept by heed's caching allocator, or by malloc) would already be in the baseline.
+  static const double rss_base = rss_now_mb();
   for (auto _ : state) {
     reset_peak_memory();
     int64_t base = memory_stats().current;

@@ -66,7 +66,8 @@ def main():
     for threads in [int(t) for t in args.threads.split(",")]:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                    OPENBLAS_CORETYPE=core)
-        summary, heed = run_heed(args.bench, env, "BM_(mha_step|vae_step|gan_step|gpt_step|conv_ae_step|autograd_overhead)/|BM_sgemm")
+        summary, heed = run_heed(args.bench, env, "BM_(mha_step|vae_step|gan_step|gpt_step|conv_ae_step|autograd_overhead)/"
+                                 f"|BM_sgemm/n:[0-9]+/threads:{threads}/")
         _, heed_long = run_heed(args.bench, env, "^BM_attn_long/")
         torch = run_torch(threads, env)
         torch_long = run_torch(threads, env, "attn_long")
@@ -87,7 +88,9 @@ def main():
         rows.append((threads, "attn_long peak RSS above baseline (MB)", hl["peak_rss_above_base_MB"],
                      torch_long["peak_rss_above_base_mb"], None, None))
 
-    print(f"{summary}; PyTorch {raw[list(raw)[0]]['torch']['torch']} with OPENBLAS_CORETYPE={core}")
+    spin = {k: os.environ[k] for k in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY") if k in os.environ}
+    print(f"{summary}; PyTorch {raw[list(raw)[0]]['torch']['torch']} with OPENBLAS_CORETYPE={core}"
+          + "".join(f" {k}={v}" for k, v in spin.items()) + " on both sides")
     print(f"{'threads':>7}  {'workload':<40} {'heed':>10} {'PyTorch':>10} {'ratio':>7} {'GFLOP/s':>8} {'% peak':>7}")
     for t, w, h, p, gf, pct in rows:
         extra = f"{gf:8.1f} {pct:6.1f}%" if gf is not None else ""

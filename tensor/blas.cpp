@@ -110,6 +110,13 @@ OpenBlas load_openblas() {
     }
   }
 
+  // OpenBLAS's worker threads, after each job, spin (sched_yield in a loop) for 2^28 cycles, 0.1 s, before
+  // they sleep. Between two BLAS calls heed runs its own OpenMP kernels on the same cores, so for that
+  // tenth of a second the idle BLAS worker competes with them. 2^18 cycles (about 0.1 ms) still covers
+  // the gap between back-to-back GEMMs. With 2 threads on the loaded 2-vCPU machine (bench/README.md):
+  // gpt_step 2694 -> 1176 ms, and 841 -> 740 ms with GOMP_SPINCOUNT=10000 (which ./run sets).
+  setenv("OPENBLAS_THREAD_TIMEOUT", "18", /*overwrite=*/0);
+
   std::string errors;
   const char* loaded = nullptr;
   for (const char* name : candidates) {

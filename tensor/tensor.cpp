@@ -14,6 +14,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "tensor/allocator.h"
 #include "tensor/kernels.h"
 #include "tensor/random.h"
 #include "tensor/view.h"
@@ -24,16 +25,14 @@ namespace heed {
 static std::atomic<int64_t> g_bytes{0}, g_peak{0};
 
 Storage::Storage(size_t n) : nbytes(n) {
-  // aligned_alloc wants a size that is a multiple of the alignment; round up, and allocate at least one line.
-  size_t rounded = std::max<size_t>(64, (n + 63) / 64 * 64);
-  data = std::aligned_alloc(64, rounded);
-  if (!data) throw std::bad_alloc();
+  // 64-byte aligned, at least one cache line; large blocks are recycled (tensor/allocator.h says why).
+  data = allocator::allocate(n);
   int64_t now = g_bytes += (int64_t)n;
   for (int64_t p = g_peak; now > p && !g_peak.compare_exchange_weak(p, now);) {
   }
 }
 Storage::~Storage() {
-  std::free(data);
+  allocator::release(data, nbytes);
   g_bytes -= (int64_t)nbytes;
 }
 

@@ -51,6 +51,65 @@ TEST_CASE("broadcast gradients are summed back to the input's shape") {
   CHECK(b.grad().at({2, 3}) == 3);
 }
 
+TEST_CASE("matmul backward gives each gradient its input's layout: linear's weight gradient is contiguous") {
+  // y = x @ w^T, as nn.Linear: w.mT() is column-major, and its gradient must reach w as a plain row-major
+  // array (a transposed one would be added and copied element by element later; see ops_linalg.cpp).
+  Tensor x = randn({5, 4}, float64), w = randn({3, 4}, float64).requires_grad_();
+  Tensor x3 = randn({2, 5, 4}, float64);
+  (matmul(x, w.mT()).square().sum() + matmul(x3, w.mT()).sum()).backward();
+  CHECK(w.grad().is_contiguous());
+  // The values are the usual a^T d, summed over both uses.
+  Tensor expect = (2.0 * matmul(x, w.mT())).mT().contiguous();
+  Tensor dw = matmul(expect, x) + ones({3, 10}, float64).matmul(x3.reshape({10, 4}));
+  CHECK(allclose(w.grad(), dw));
+}
+
+TEST_CASE("the fused first-order backwards of relu, leaky_relu and gelu agree with their composites") {
+  // A plain backward takes the one-pass kernels of ops_elementwise.cpp; create_graph takes the composite
+  // (which is what makes second derivatives possible). Both must give the same gradient.
+  for (DType dt : {float32, float64})
+    for (int64_t n : {1, 7, 1023, 40000}) {
+      Tensor x = randn({n}, dt).requires_grad_(), d = randn({n}, dt);
+      if (n > 1) {  // exact zeros too: relu's kink sends no gradient
+        NoGradGuard g;
+        x.narrow(0, 0, 1).zero_();
+      }
+      for (int op = 0; op < 3; op++) {
+        auto f = [&] { return op == 0 ? relu(x) : op == 1 ? leaky_relu(x, 0.2) : gelu(x); };
+        Tensor fast = grad({f()}, {x}, {d}, false)[0];
+        Tensor composite = grad({f()}, {x}, {d}, true)[0].detach();
+        CAPTURE(op);
+        CAPTURE(n);
+        CHECK(allclose(fast, composite, dt == float32 ? 1e-6 : 1e-12, dt == float32 ? 1e-6 : 1e-12));
+      }
+    }
+}
+
+TEST_CASE("the fused LayerNorm equals its composite definition, forward and backward") {
+  // nn/norm.cpp: one-pass kernels for a plain backward, heed ops under create_graph; both against the
+  // composite (x - mean) / sqrt(var + eps) * w + b written out here.
+  for (DType dt : {float32, float64})
+    for (Shape s : {Shape{1, 7}, Shape{32, 64, 128}, Shape{3, 1023}}) {
+      int64_t C = s.back();
+      Tensor x = (randn(s, dt) * 3.0 + 1.0).requires_grad_(), d = randn(s, dt);
+      nn::LayerNorm ln(C);
+      ln.weight = randn({C}, dt).requires_grad_(), ln.bias = randn({C}, dt).requires_grad_();
+      Tensor w = ln.weight, b = ln.bias;
+      Tensor mu = x.mean(-1, true), xc = x - mu;
+      Tensor ref = xc * rsqrt((xc * xc).mean(-1, true) + 1e-5) * w + b;
+      const double tol = dt == float32 ? 2e-5 : 1e-10;
+      CHECK(allclose(ln(x), ref, tol, tol));
+      std::vector<Tensor> want = grad({ref}, {x, w, b}, {d}, false);
+      std::vector<Tensor> fast = grad({ln(x)}, {x, w, b}, {d}, false);
+      std::vector<Tensor> ops = grad({ln(x)}, {x, w, b}, {d}, true);
+      for (int i = 0; i < 3; i++) {
+        CAPTURE(i);
+        CHECK(allclose(fast[i], want[i], tol * 10, tol * 10));
+        CHECK(allclose(ops[i].detach(), want[i], tol * 10, tol * 10));
+      }
+    }
+}
+
 TEST_CASE("views send their gradient back to the base") {
   Tensor x = arange(0, 12, 1, float64).reshape({3, 4}).detach().requires_grad_();
   Tensor y = x.slice(1, 1, 4, 2).sum() + 10.0 * x.transpose(0, 1).select(0, 0).sum();

@@ -133,6 +133,9 @@ std::vector<Case> table() {
        }},
       // linear algebra
       {"matmul", [] { return V{R({2, 1, 3, 4}), NC({4, 2})}; }, [](const V& x) { return matmul(x[0], x[1]); }},
+      {"matmul transposed", [] { return V{NC({3, 4}), NC({4, 2})}; }, [](const V& x) { return matmul(x[0], x[1]); }},
+      {"matmul shared left", [] { return V{R({1, 3, 4}), R({2, 4, 5}), R({4, 3})}; },
+       [](const V& x) { return matmul(x[0], x[1]) + matmul(x[2].mT(), x[1]); }},  // row- and column-major
       {"matmul batched", [] { return V{R({2, 3, 4}), R({2, 4, 2})}; }, [](const V& x) { return matmul(x[0], x[1]); }},
       {"matmul vectors", [] { return V{R({3}), R({3, 2}), R({2})}; },
        [](const V& x) { return matmul(x[0], x[1]) * matmul(x[1], x[2]).sum() + matmul(x[0], x[0]); }},
@@ -146,6 +149,17 @@ std::vector<Case> table() {
       {"flash_attention", [] { return V{R({2, 3, 4}), R({2, 5, 4}), R({2, 5, 3})}; },
        [](const V& x) { return flash_attention(x[0], x[1], x[2], {.scale = 0.5, .causal = true}); }, false},
       // the fused cross-entropy of nn/loss.cpp (its create_graph backward is heed ops, so second order too)
+      {"layer_norm", [] { return V{R({3, 2, 4}), R({2, 4}), R({2, 4})}; },
+       [](const V& x) {
+         nn::LayerNorm ln(Shape{2, 4});
+         ln.weight = x[1], ln.bias = x[2];
+         return ln(x[0]);
+       }},
+      {"layer_norm (no affine)", [] { return V{R({5, 3})}; }, [](const V& x) { return nn::LayerNorm(3, 1e-5, false)(x[0]); }},
+      {"binary_cross_entropy", [] { return V{sigmoid(R({3, 4})).detach().requires_grad_(), sigmoid(R({3, 4})).detach().requires_grad_()}; },
+       [](const V& x) { return nn::binary_cross_entropy(x[0], x[1], {.reduction = nn::Reduction::None}); }},
+      {"binary_cross_entropy (constant target)", [] { return V{sigmoid(R({7})).detach().requires_grad_()}; },
+       [](const V& x) { return nn::binary_cross_entropy(x[0], tensor({0, 1, 0.25, 1, 0, 0.5, 1}, float64)); }},
       {"cross_entropy", [] { return V{R({5, 4})}; },
        [](const V& x) {
          return nn::cross_entropy(x[0], I({0, 3, 1, -100, 2}), {.label_smoothing = 0.1, .reduction = nn::Reduction::None});

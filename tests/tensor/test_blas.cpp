@@ -269,3 +269,9 @@ TEST_CASE_TEMPLATE("syevd: eigenvectors as rows, eigenvalues ascending", T, floa
     CHECK_NOTHROW(blas::syevd<T>(0, nullptr, nullptr));
   }
 }
+
+TEST_CASE("OpenBLAS's idle workers sleep soon by default, unless the user says otherwise") {
+  // tensor/blas.cpp sets OPENBLAS_THREAD_TIMEOUT before it loads OpenBLAS, without overriding a user's value.
+  blas_info();  // loads OpenBLAS
+  CHECK(std::getenv("OPENBLAS_THREAD_TIMEOUT") != nullptr);
+}

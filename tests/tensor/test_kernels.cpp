@@ -220,6 +220,35 @@ TEST_CASE("matmul: BLAS against gemm_ref, transposed views, batches, broadcastin
   CHECK_THROWS_AS(linear(zeros({2, 785}), zeros({400, 784})), Error);
 }
 
+TEST_CASE("im2col and col2im: the bounds-once fast path equals the per-element reference") {
+  // Odd sizes, strides 1-3, padding wider than the kernel reach, dilation, and windows that leave whole
+  // rows or columns of taps outside the image.
+  std::vector<kernels::Window2d> wins = {
+      {.kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
+      {.kh = 3, .kw = 3, .sh = 2, .sw = 2, .ph = 1, .pw = 1},
+      {.kh = 4, .kw = 4, .sh = 2, .sw = 2, .ph = 1, .pw = 1},
+      {.kh = 2, .kw = 5, .sh = 3, .sw = 1, .ph = 0, .pw = 3},
+      {.kh = 3, .kw = 2, .sh = 1, .sw = 3, .ph = 2, .pw = 1, .dh = 2, .dw = 3},
+      {.kh = 1, .kw = 1, .sh = 1, .sw = 1},
+      {.kh = 5, .kw = 5, .sh = 2, .sw = 2, .ph = 2, .pw = 2},
+  };
+  for (DType dt : {float32, float64})
+    for (const auto& w : wins)
+      for (Shape s : {Shape{2, 3, 7, 9}, Shape{1, 1, 5, 5}, Shape{3, 2, 11, 6}}) {
+        CAPTURE(shape_str(s));
+        std::string geometry = "k" + std::to_string(w.kh) + "x" + std::to_string(w.kw) + " s" + std::to_string(w.sh) + "x" +
+                               std::to_string(w.sw) + " p" + std::to_string(w.ph) + "x" + std::to_string(w.pw) + " d" +
+                               std::to_string(w.dh) + "x" + std::to_string(w.dw);
+        CAPTURE(geometry);
+        Tensor x = randn(s, dt);
+        auto [cols, cols_ref] = fast_and_ref([&] { return kernels::im2col(x, w); });
+        CHECK(close(cols, cols_ref, 0));
+        Tensor d = randn(cols.shape(), dt);
+        auto [img, img_ref] = fast_and_ref([&] { return kernels::col2im(d, s[1], s[2], s[3], w); });
+        CHECK(close(img, img_ref, 0));
+      }
+}
+
 TEST_CASE("indexing and joining against naive loops, and their errors") {
   Tensor x = arange(0, 12, 1, float32).reshape({3, 4});
   Tensor idx = from_vector<int64_t>({2, 0, 2});
