@@ -12,7 +12,8 @@ minimised), Adam at 1e-3, batches of 128 (the last one of 96), and the same eval
               float32, which heed's judge scores:  build/classifier --fd-of OUT/samples.safetensors
 
 What cannot be the same: the random streams (initial weights, batch order, noise) are PyTorch's, not heed's, so a
-run matches heed's in distribution, not bit for bit. Run it with the Debian interpreter, which has torch:
+run matches heed's in distribution, not bit for bit. --eval-heed checks the other half: heed's trained weights,
+evaluated here, give heed's numbers (up to the noise of different random draws). Run it with the Debian interpreter, which has torch:
 
   /usr/bin/python3 models/reference/vae.py --arch mlp --epochs 10 --threads 1 --out runs/reference_vae_mlp
 """
@@ -47,6 +48,19 @@ def load_fashion_mnist(folder, train):
     name, count = ("train", 60000) if train else ("t10k", 10000)
     x = load_images(os.path.join(folder, f"{name}-images-idx3-ubyte.gz"), count)
     return torch.from_numpy(x.astype(np.float32) / 255.0)  # heed's data::Scale::ZeroOne
+
+
+def load_safetensors(path):
+    """{name: tensor} of a safetensors file (F32, F64 and I64 tensors; enough for heed's checkpoints)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    header.pop("__metadata__", None)
+    dtypes = {"F32": "<f4", "F64": "<f8", "I64": "<i8"}
+    return {k: torch.from_numpy(np.frombuffer(raw, dtypes[v["dtype"]], offset=8 + n + v["data_offsets"][0],
+                                              count=int(np.prod(v["shape"]))).reshape(v["shape"]).copy())
+            for k, v in header.items() if v["dtype"] in dtypes}
 
 
 def save_safetensors(path, name, t):
@@ -89,28 +103,43 @@ class ConvVAE(nn.Module):
         return self.up2(F.relu(self.up1(F.relu(self.fc3(z)).reshape(-1, 64, 7, 7))))
 
 
+class LearnedPositionalEncoding(nn.Module):  # heed's nn::LearnedPositionalEncoding: x + W[:T], W ~ N(0, 0.02²)
+    def __init__(self, max_len, d_model):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
+
+    def forward(self, x):
+        return x + self.weight[:x.shape[1]]
+
+
+class AttentionPooling(nn.Module):  # heed's nn::AttentionPooling: a learned query ~ N(0, 1/E) attends, one head
+    def __init__(self, d_model):
+        super().__init__()
+        self.query = nn.Parameter(torch.randn(1, 1, d_model) / math.sqrt(d_model))
+        self.attn = nn.MultiheadAttention(d_model, 1, batch_first=True)
+
+    def forward(self, x):  # (B,T,E) -> (B,E)
+        return self.attn(self.query.expand(x.shape[0], 1, -1), x, x, need_weights=False)[0].squeeze(1)
+
+
 class AttnVAE(nn.Module):
-    """49 patches of 4x4 as tokens, two pre-LN transformer layers with a final LayerNorm, AttentionPooling (a
-    learned query, one head), and MlpVAE's decoder. Initialised as heed's: the positions N(0, 0.02²), the query
-    N(0, 1/E)."""
+    """49 patches of 4x4 as tokens, two pre-LN transformer layers with a final LayerNorm, AttentionPooling, and
+    MlpVAE's decoder. The parameter names are heed's, so --eval-heed can load heed's checkpoints."""
 
     def __init__(self, latent, hidden=400, d_model=64, heads=4):
         super().__init__()
-        self.embed = nn.Linear(16, d_model)
-        self.pos = nn.Parameter(torch.randn(49, d_model) * 0.02)
+        self.embed, self.pos = nn.Linear(16, d_model), LearnedPositionalEncoding(49, d_model)
         layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=2 * d_model, dropout=0.0,
                                            batch_first=True, norm_first=True)
         self.transformer = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
-        self.query = nn.Parameter(torch.randn(1, 1, d_model) / math.sqrt(d_model))
-        self.pool = nn.MultiheadAttention(d_model, 1, batch_first=True)
+        self.pool = AttentionPooling(d_model)
         self.fc21, self.fc22 = nn.Linear(d_model, latent), nn.Linear(d_model, latent)
         self.fc3, self.fc4 = nn.Linear(latent, hidden), nn.Linear(hidden, 784)
 
     def encode(self, x):
         B = x.shape[0]
         tokens = x.reshape(B, 7, 4, 7, 4).permute(0, 1, 3, 2, 4).reshape(B, 49, 16)
-        h = self.transformer(self.embed(tokens) + self.pos)  # (B,49,64)
-        pooled = self.pool(self.query.expand(B, 1, -1), h, h, need_weights=False)[0].squeeze(1)  # (B,64)
+        pooled = self.pool(self.transformer(self.pos(self.embed(tokens))))  # (B,49,64) -> (B,64)
         return self.fc21(pooled), self.fc22(pooled)
 
     def decode(self, z):
@@ -168,6 +197,8 @@ def main():
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--out", default=None, help="folder for samples.safetensors and metrics.json")
     p.add_argument("--quick", action="store_true", help="512 training images, 1 epoch, 500 test images, k <= 10")
+    p.add_argument("--eval-heed", metavar="CHECKPOINT", help="train nothing: evaluate the weights in heed's "
+                   "checkpoint.safetensors (of the same --arch), to check that both programs measure alike")
     a = p.parse_args()
     out = a.out or os.path.join("runs", "reference_vae", time.strftime("%Y-%m-%d_%H-%M-%S"))
     os.makedirs(out, exist_ok=True)
@@ -185,6 +216,12 @@ def main():
           f"{sum(q.numel() for q in model.parameters())} parameters", flush=True)
 
     epochs = []
+    if a.eval_heed:  # heed saves the model's tensors as "model.<name>", next to Adam's and the generator's
+        state = load_safetensors(a.eval_heed)
+        model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        a.epochs = 0
+        model.eval()
+        epochs.append({"epoch": 0, "test_loss": test_neg_elbo(model, test, a.seed + 1)})
     for epoch in range(1, a.epochs + 1):
         model.train()
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(a.seed * 1000 + epoch))
