@@ -11,6 +11,11 @@
 // the FD floor: FD-FMNIST between the 10000 test images and the first 10000 training images, the score
 // of a perfect generator (the features of two samples of real data are never exactly alike).
 // --quick trains on 1000 images for one epoch, measures on 1000 test images, and caches nothing.
+//
+// --fd-of FILE trains nothing: it scores images made elsewhere (models/reference/vae.py's PyTorch samples)
+// with the judge, and prints their FD-FMNIST against the first N test images, exactly as the zoo's models
+// score their own. FILE is a .safetensors file holding one float32 tensor (or one named "samples"), of
+// shape (N,1,28,28) or (N,784), N >= 2, with values in [0,1].
 #include <filesystem>
 #include <iostream>
 
@@ -29,13 +34,45 @@ struct Config {
   bool cache = true;  // write the weights to zoo::judge_path() for the other models
 };
 
+// The images in `path` for --fd-of, as (N,1,28,28); a file that does not hold them is a heed::Error (exit 2).
+Tensor images_to_judge(const std::string& path) {
+  const TensorMap tensors = load(path);
+  const std::string what = "--fd-of " + path + ": ";
+  auto it = tensors.size() == 1 ? tensors.begin() : tensors.find("samples");
+  if (it == tensors.end())
+    throw Error(what + "expected one tensor, or one named 'samples', found " + std::to_string(tensors.size()));
+  const auto& [name, x] = *it;
+  if (x.dtype() != float32)
+    throw Error(what + "'" + name + "' is " + dtype_name(x.dtype()) + "; expected float32 images in [0,1]");
+  const bool flat = x.dim() == 2 && x.size(1) == 784, square = x.dim() == 4 && x.shape() == Shape{x.size(0), 1, 28, 28};
+  if (!(flat || square) || x.size(0) < 2)
+    throw Error(what + "'" + name + "' has shape " + shape_str(x.shape()) + "; expected (N,1,28,28) or (N,784), N >= 2");
+  const double lo = min(x).item(), hi = max(x).item();
+  if (!(lo >= 0 && hi <= 1))  // also catches NaN
+    throw Error(what + "'" + name + "' has values in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                "]; expected [0,1] (images / 255?)");
+  return x.reshape({-1, 1, 28, 28});
+}
+
 int main(int argc, char** argv) {
   zoo::Cli cli("classifier", "A CNN Fashion-MNIST classifier, and the judge of FD-FMNIST",
                {.epochs = 8, .batch_size = 128, .lr = 1e-3});
   cli.option("data", "the Fashion-MNIST folder (IDX files)", std::string("/usr/share/datasets/fashion-mnist"));
+  cli.option("fd-of", "train nothing: print FD-FMNIST of the images (N,1,28,28) in [0,1] in this .safetensors file",
+             std::string());
   return zoo::main_guard("classifier", [&] {
     zoo::RunConfig run = cli.parse(argc, argv);
     Config cfg{.data_dir = cli.get<std::string>("data")};
+    if (const std::string path = cli.get<std::string>("fd-of"); !path.empty()) {
+      Tensor images = images_to_judge(path);
+      zoo::RunLog log(cli, run);
+      const double fd = zoo::fd_fmnist(images, {.data_dir = cfg.data_dir, .quick = run.quick});
+      std::printf("classifier: FD-FMNIST %.6g: %lld images in %s against the first %lld test images\n", fd,
+                  (long long)images.size(0), path.c_str(), (long long)std::min<int64_t>(images.size(0), 10000));
+      log.final({{"fd_fmnist", fd}});
+      log.finish();
+      return 0;
+    }
     if (run.quick) {
       run.epochs = 1;
       cfg.train_images = cfg.test_images = cfg.fd_images = 1000, cfg.cache = false;
