@@ -44,9 +44,11 @@ Tensor images_to_judge(const std::string& path) {
   const auto& [name, x] = *it;
   if (x.dtype() != float32)
     throw Error(what + "'" + name + "' is " + dtype_name(x.dtype()) + "; expected float32 images in [0,1]");
-  const bool flat = x.dim() == 2 && x.size(1) == 784, square = x.dim() == 4 && x.shape() == Shape{x.size(0), 1, 28, 28};
+  const bool flat = x.dim() == 2 && x.size(1) == 784;
+  const bool square = x.dim() == 4 && x.shape() == Shape{x.size(0), 1, 28, 28};
   if (!(flat || square) || x.size(0) < 2)
-    throw Error(what + "'" + name + "' has shape " + shape_str(x.shape()) + "; expected (N,1,28,28) or (N,784), N >= 2");
+    throw Error(what + "'" + name + "' has shape " + shape_str(x.shape()) +
+                "; expected (N,1,28,28) or (N,784), N >= 2");
   const double lo = min(x).item(), hi = max(x).item();
   if (!(lo >= 0 && hi <= 1))  // also catches NaN
     throw Error(what + "'" + name + "' has values in [" + std::to_string(lo) + ", " + std::to_string(hi) +

@@ -120,10 +120,12 @@ TEST_CASE("classifier --fd-of: test images score ~0 against themselves, noise fa
   const Case cases[] = {
       {"missing.safetensors", "cannot open", {}},
       {"int.safetensors", "'samples' is int64; expected float32", {{"samples", zeros({4, 784}, int64)}}},
-      {"rgb.safetensors", "has shape (4,3,28,28); expected (N,1,28,28) or (N,784)", {{"samples", rand({4, 3, 28, 28})}}},
+      {"rgb.safetensors", "has shape (4,3,28,28); expected (N,1,28,28) or (N,784)",
+       {{"samples", rand({4, 3, 28, 28})}}},
       {"one.safetensors", "has shape (1,784)", {{"samples", rand({1, 784})}}},
       {"bytes.safetensors", "expected [0,1]", {{"samples", 255.0 * rand({4, 784})}}},
-      {"two.safetensors", "expected one tensor, or one named 'samples', found 2", {{"a", rand({4, 784})}, {"b", rand({4, 784})}}},
+      {"two.safetensors", "expected one tensor, or one named 'samples', found 2",
+       {{"a", rand({4, 784})}, {"b", rand({4, 784})}}},
   };
   for (const Case& c : cases) {
     if (!c.tensors.empty()) save((dir / c.file).string(), c.tensors);
