@@ -1,14 +1,17 @@
 // ops_attention.cpp: the fused attention op, forward beside backward. The math and the kernels are in
 // tensor/flash_attention.h (walkthrough: docs/flash_attention.md); the composite attention that the fused
 // op is tested against, and that users call, is nn::scaled_dot_product_attention in nn/attention.h.
+#include <array>
+
 #include "autograd/node.h"
 #include "tensor/flash_attention.h"
+#include "tensor/view.h"
 
 namespace heed {
 
 using Grads = std::vector<Tensor>;
 
-static const bool registered = register_ops({"flash_attention"});
+static const bool registered = register_ops({"flash_attention", "flash_attention_packed"});
 
 // out = softmax(scale · q kᵀ + masks) ∘ Z @ v   q: (..., Tq, D)  k: (..., Tk, D)  v: (..., Tk, Dv)  ->  (..., Tq, Dv)
 // dq, dk, dv = kernels::flash_attention_backward: P is rebuilt tile by tile from the saved row
@@ -26,6 +29,34 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
                                                                                                  const Tensor& out) {
                   kernels::FlashGrads g = kernels::flash_attention_backward(d, sq.get(), sk.get(), sv.get(), out, lse, p);
                   return Grads{g.dq, g.dk, g.dv};
+                },
+                {.save_output = true, .first_order_only = true});
+}
+
+// q, k, v of a packed qkv (B, T, 3·NH·D): plain views, (B, T, 3, NH, D) -> three (B, NH, T, D).
+static std::array<Tensor, 3> unpack_qkv(const Tensor& qkv, int64_t NH) {
+  const int64_t B = qkv.size(0), T = qkv.size(1), D = qkv.size(2) / (3 * NH);
+  Tensor heads = view::permute(view::view(qkv, {B, T, 3, NH, D}), {2, 0, 3, 1, 4});  // (3, B, NH, T, D)
+  return {view::select(heads, 0, 0), view::select(heads, 0, 1), view::select(heads, 0, 2)};
+}
+
+// out = flash_attention(q, k, v) with q, k, v the three views of qkv;  dqkv = the three gradients, written
+// by the kernel straight into their places in one zeroed (B, T, 3·NH·D) tensor.
+Tensor flash_attention_packed(const Tensor& qkv, int64_t NH, const kernels::FlashAttentionParams& p) {
+  if (qkv.dim() != 3 || NH <= 0 || qkv.size(2) % (3 * NH) != 0)
+    throw Error("flash_attention_packed: qkv must be (B, T, 3·NH·D), got " + shape_str(qkv.shape()) + " for NH = " +
+                std::to_string(NH));
+  Tensor x = qkv.stride(2) == 1 ? qkv : view::contiguous(qkv);  // the kernel reads rows with unit stride
+  auto [q, k, v] = unpack_qkv(x, NH);
+  kernels::FlashForward f = kernels::flash_attention_forward(q, k, v, p);
+  return record("flash_attention_packed", f.out, {qkv},
+                [sx = SavedTensor(x), NH, lse = f.lse, p](const Tensor& d, const Tensor& out) {
+                  Tensor x = sx.get();
+                  auto [q, k, v] = unpack_qkv(x, NH);
+                  Tensor dqkv = zeros(x.shape(), x.dtype());
+                  auto [dq, dk, dv] = unpack_qkv(dqkv, NH);
+                  kernels::flash_attention_backward_into(d, q, k, v, out, lse, p, dq, dk, dv);
+                  return Grads{dqkv};
                 },
                 {.save_output = true, .first_order_only = true});
 }

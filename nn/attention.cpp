@@ -166,26 +166,52 @@ bool fused_supported(const Tensor& q, const Tensor& k, const Tensor& v, const At
          k.size(-2) == v.size(-2);
 }
 
-AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
-  const char* op = "scaled_dot_product_attention";
-  check_qkv(op, q, k, v, o.score != AttentionScore::Additive);
-  check_padding(op, o.key_padding_mask, q, k.size(-2));
-  if (!(o.dropout_p >= 0 && o.dropout_p <= 1)) throw Error(std::string(op) + ": dropout_p must be in [0, 1], got " + std::to_string(o.dropout_p));
-  bool fused = o.impl == AttentionImpl::Fused || (o.impl == AttentionImpl::Auto && fused_supported(q, k, v, o));
-  if (!fused) return composite(q, k, v, o);
-  if (!fused_supported(q, k, v, o))
-    throw Error(std::string(op) + ": impl = Fused supports the dot score with causal, key_padding_mask and dropout, "
-                "and q, k, v with equal batch dims; not attn_mask or need_weights (q " + shape_str(q.shape()) + ", k " +
-                shape_str(k.shape()) + ", v " + shape_str(v.shape()) + ")");
+// The fused kernel's parameters for these options; draws the dropout stream (BH·Tq·Tk draws) when active.
+static kernels::FlashAttentionParams flash_params(const Tensor& q, int64_t Tk, const AttentionOptions& o) {
   kernels::FlashAttentionParams p;
   p.scale = o.scale.value_or(default_scale(q.size(-1)));
   p.causal = o.causal;
   p.key_padding_mask = o.key_padding_mask;  // (B, Tk): B divides B·NH and slice bh reads row bh / NH
   if (dropout_active(o)) {
     p.dropout_p = o.dropout_p;
-    std::tie(p.seed, p.offset) = reserve_dropout(o.generator, numel_of(lead_of(q, 2)) * q.size(-2) * k.size(-2));
+    std::tie(p.seed, p.offset) = reserve_dropout(o.generator, numel_of(lead_of(q, 2)) * q.size(-2) * Tk);
   }
-  return {flash_attention(q, k, v, p), Tensor()};
+  return p;
+}
+
+// Whether this call takes the fused kernel; throws when impl = Fused asks for what it cannot do.
+static bool use_fused(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
+  bool fused = o.impl == AttentionImpl::Fused || (o.impl == AttentionImpl::Auto && fused_supported(q, k, v, o));
+  if (fused && !fused_supported(q, k, v, o))
+    throw Error(std::string(op) + ": impl = Fused supports the dot score with causal, key_padding_mask and dropout, "
+                "and q, k, v with equal batch dims; not attn_mask or need_weights (q " + shape_str(q.shape()) + ", k " +
+                shape_str(k.shape()) + ", v " + shape_str(v.shape()) + ")");
+  return fused;
+}
+
+AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
+  const char* op = "scaled_dot_product_attention";
+  check_qkv(op, q, k, v, o.score != AttentionScore::Additive);
+  check_padding(op, o.key_padding_mask, q, k.size(-2));
+  if (!(o.dropout_p >= 0 && o.dropout_p <= 1)) throw Error(std::string(op) + ": dropout_p must be in [0, 1], got " + std::to_string(o.dropout_p));
+  if (!use_fused(op, q, k, v, o)) return composite(q, k, v, o);
+  return {flash_attention(q, k, v, flash_params(q, k.size(-2), o)), Tensor()};
+}
+
+AttentionResult packed_self_attention(const Tensor& qkv, int64_t NH, const AttentionOptions& o) {
+  const char* op = "packed_self_attention";
+  if (qkv.dim() != 3 || NH <= 0 || qkv.size(2) % (3 * NH) != 0)
+    throw Error(std::string(op) + ": qkv must be (B, T, 3·NH·D), got " + shape_str(qkv.shape()) + " for NH = " +
+                std::to_string(NH));
+  const int64_t B = qkv.size(0), T = qkv.size(1), D = qkv.size(2) / (3 * NH);
+  // The three views, recorded (so the composite path differentiates through them).
+  Tensor heads = qkv.reshape({B, T, 3, NH, D}).permute({2, 0, 3, 1, 4});  // (3, B, NH, T, D)
+  Tensor q = heads.select(0, 0), k = heads.select(0, 1), v = heads.select(0, 2);
+  check_qkv(op, q, k, v, o.score != AttentionScore::Additive);
+  check_padding(op, o.key_padding_mask, q, T);
+  if (!(o.dropout_p >= 0 && o.dropout_p <= 1)) throw Error(std::string(op) + ": dropout_p must be in [0, 1], got " + std::to_string(o.dropout_p));
+  if (!use_fused(op, q, k, v, o)) return composite(q, k, v, o);
+  return {flash_attention_packed(qkv, NH, flash_params(q, T, o)), Tensor()};
 }
 
 Tensor attention_dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t offset, DType dtype) {

@@ -104,6 +104,12 @@ struct BlockLayoutOptions {
 /// Batch dims broadcast on the composite path; the fused path needs them equal.
 AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                              const AttentionOptions& options = {});
+/// Self-attention from one packed projection, as MultiheadAttention's in_proj makes it: qkv (B, T, 3·NH·D),
+/// the last dim [q | k | v], each NH heads of D  ->  out (B, NH, T, D). The same as splitting qkv into
+/// three (B, NH, T, D) views and calling scaled_dot_product_attention; when the fused kernel runs, the
+/// gradient comes back as one (B, T, 3·NH·D) tensor (heed::flash_attention_packed) instead of three
+/// zero-padded ones that are then summed.
+AttentionResult packed_self_attention(const Tensor& qkv, int64_t num_heads, const AttentionOptions& options = {});
 /// True when the fused kernel can run these inputs and options (what AttentionImpl::Auto checks).
 bool fused_supported(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options);
 

@@ -75,17 +75,6 @@ MhaOutput MultiheadAttention::forward(const Tensor& query, const Tensor& key, co
     throw Error(std::string(who) + ": key " + shape_str(key.shape()) + " and value " + shape_str(value.shape()) +
                 " must share batch and length, and match query " + shape_str(query.shape()));
 
-  // Input projections. The packed weight's three (E, E) row blocks are views, so their gradients land in
-  // the one in_proj_weight, exactly as PyTorch's in_proj_weight.grad.
-  Tensor wq = in_proj_weight.defined() ? in_proj_weight.narrow(0, 0, E) : q_proj_weight;
-  Tensor wk = in_proj_weight.defined() ? in_proj_weight.narrow(0, E, E) : k_proj_weight;
-  Tensor wv = in_proj_weight.defined() ? in_proj_weight.narrow(0, 2 * E, E) : v_proj_weight;
-  Tensor bq, bk, bv;
-  if (in_proj_bias.defined()) bq = in_proj_bias.narrow(0, 0, E), bk = in_proj_bias.narrow(0, E, E), bv = in_proj_bias.narrow(0, 2 * E, E);
-  Tensor qh = split_heads(linear(q, wq, bq), num_heads);  // (B, NH, L, Dh)
-  Tensor kh = split_heads(linear(k, wk, bk), num_heads);  // (B, NH, S, Dh)
-  Tensor vh = split_heads(linear(v, wv, bv), num_heads);  // (B, NH, S, Dh)
-
   AttentionOptions opts;
   opts.causal = args.causal;
   opts.dropout_p = config.dropout;
@@ -108,7 +97,25 @@ MhaOutput MultiheadAttention::forward(const Tensor& query, const Tensor& key, co
       throw Error(std::string(who) + ": attn_mask should be (L, S) = " + shape_str({L, S}) + " or (B*NH, L, S) = " +
                   shape_str({B * num_heads, L, S}) + ", got " + shape_str(m.shape()));
   }
-  AttentionResult r = scaled_dot_product_attention(qh, kh, vh, opts);  // out (B, NH, L, Dh)
+  AttentionResult r;  // out (B, NH, L, Dh)
+  if (in_proj_weight.defined() && query.is_same(key) && key.is_same(value)) {
+    // Self-attention: one (B, L, E) @ (E, 3E) projection makes q, k and v side by side, and on the fused
+    // path their gradients come back side by side too: one GEMM each way instead of three, and no sum.
+    r = packed_self_attention(linear(q, in_proj_weight, in_proj_bias), num_heads, opts);
+  } else {
+    // Input projections. The packed weight's three (E, E) row blocks are views, so their gradients land in
+    // the one in_proj_weight, exactly as PyTorch's in_proj_weight.grad.
+    Tensor wq = in_proj_weight.defined() ? in_proj_weight.narrow(0, 0, E) : q_proj_weight;
+    Tensor wk = in_proj_weight.defined() ? in_proj_weight.narrow(0, E, E) : k_proj_weight;
+    Tensor wv = in_proj_weight.defined() ? in_proj_weight.narrow(0, 2 * E, E) : v_proj_weight;
+    Tensor bq, bk, bv;
+    if (in_proj_bias.defined())
+      bq = in_proj_bias.narrow(0, 0, E), bk = in_proj_bias.narrow(0, E, E), bv = in_proj_bias.narrow(0, 2 * E, E);
+    Tensor qh = split_heads(linear(q, wq, bq), num_heads);  // (B, NH, L, Dh)
+    Tensor kh = split_heads(linear(k, wk, bk), num_heads);  // (B, NH, S, Dh)
+    Tensor vh = split_heads(linear(v, wv, bv), num_heads);  // (B, NH, S, Dh)
+    r = scaled_dot_product_attention(qh, kh, vh, opts);
+  }
   Tensor o = r.out.permute({0, 2, 1, 3}).reshape({B, L, E});             // heads back together
   Tensor y = out_proj(o);
   if (!config.batch_first) y = y.transpose(0, 1);

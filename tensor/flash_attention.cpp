@@ -25,11 +25,12 @@ constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 // ---- operands ----------------------------------------------------------------------------------------
 // One operand seen as BH row-major matrices (rows, cols): element [bh][r][c] is at ptr[off[bh] + r*ld + c].
 // Views with unit stride along the last dim are used in place, so the (B,T,NH,D) -> (B,NH,T,D) transpose
-// that multi-head attention makes costs no copy; anything else is copied once.
+// that multi-head attention makes costs no copy; anything else is copied once. The kernels write only
+// through the Mats of tensors they allocated themselves (out, dq, dk, dv).
 template <class T>
 struct Mats {
   Tensor keep;  // holds the storage alive (x itself, or its contiguous copy)
-  const T* ptr = nullptr;
+  T* ptr = nullptr;
   std::vector<int64_t> off;
   int64_t rows = 0, cols = 0, ld = 0;
 };
@@ -65,6 +66,27 @@ Mats<T> mats(const Tensor& x) {
 }
 
 Shape batch_of(const Tensor& x) { return Shape(x.shape().begin(), x.shape().end() - 2); }
+
+// A new tensor of `shape` (x's rank; the last dim may differ from x's) laid out in memory as x is: its dims
+// ordered by x's strides, largest first, the last dim innermost. For q = (B,L,NH,D).permute(0,2,1,3), as
+// multi-head attention makes it, that is a (B,L,NH,Dv) block seen as (B,NH,L,Dv). So the output goes back
+// to (B,L,E) and dq, dk, dv back through the permute and the reshape of the heads without a copy.
+Tensor empty_laid_out_as(const Tensor& x, const Shape& shape, DType dtype, bool zeroed) {
+  const int64_t n = x.dim();
+  std::vector<int64_t> order(n - 1);  // every dim but the last, outermost first
+  for (int64_t d = 0; d < n - 1; d++) order[d] = d;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    int64_t sa = x.size(a) == 1 ? 0 : x.stride(a), sb = x.size(b) == 1 ? 0 : x.stride(b);
+    return sa > sb;
+  });
+  order.push_back(n - 1);
+  Shape dense(n);
+  for (int64_t d = 0; d < n; d++) dense[d] = shape[order[d]];
+  Tensor t = zeroed ? zeros(dense, dtype) : empty(dense, dtype);
+  std::vector<int64_t> back(n);  // dim order[d] of the result is dim d of t
+  for (int64_t d = 0; d < n; d++) back[order[d]] = d;
+  return view::permute(t, back);
+}
 
 // Checks the shapes and returns BH.
 int64_t check_inputs(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, const FlashAttentionParams& p) {
@@ -138,11 +160,14 @@ void dropout_scales(T* z, int64_t n, uint64_t seed, uint64_t start, double p) {
 
 // Tile sizes. Every GEMM below is (Br × Bc × width) or a transpose of it; keeping that product at or under
 // 64³ keeps OpenBLAS on the calling thread (tensor/blas.h: it only wakes its own threads above 64³), so
-// heed's OpenMP threads are not oversubscribed by BLAS threads. 64 × 64 suits D, Dv <= 64.
-void tile_sizes(int64_t d, int64_t dv, int64_t& br, int64_t& bc) {
+// heed's OpenMP threads are not oversubscribed by BLAS threads. 64 × 64 suits D, Dv <= 64; narrower heads
+// leave room for wider key tiles (D = 32, as in mha_step and attn_long: 64 × 128), so there are half as
+// many GEMM calls, each with twice the work, and a row of up to 128 keys fits one tile with no rescaling.
+void tile_sizes(int64_t d, int64_t dv, int64_t tk, int64_t& br, int64_t& bc) {
   br = 64, bc = 64;
   int64_t w = std::max<int64_t>({d, dv, 1});
   while (br * bc * w > 64 * 64 * 64 && (br > 8 || bc > 8)) (bc >= br ? bc : br) /= 2;
+  while (bc < tk && br * (2 * bc) * w <= 64 * 64 * 64) bc *= 2;
 }
 
 // Parallel regions only pay for themselves above roughly this many multiply-adds.
@@ -156,12 +181,12 @@ FlashForward forward_tiled(const Tensor& q, const Tensor& k, const Tensor& v, co
   Padding pad = padding(prm.key_padding_mask, BH, Tk);
   Shape oshape = batch_of(q);
   oshape.push_back(Tq), oshape.push_back(Dv);
-  Tensor out = empty(oshape, q.dtype()), lse = empty({BH, Tq}, q.dtype());
+  Tensor out = empty_laid_out_as(q, oshape, q.dtype(), false), lse = empty({BH, Tq}, q.dtype());
   if (out.numel() == 0 && lse.numel() == 0) return {out, lse};
-  T* O = out.numel() ? out.data_ptr<T>() : nullptr;
+  Mats<T> O = mats<T>(out);
   T* L = lse.numel() ? lse.data_ptr<T>() : nullptr;
   int64_t Br, Bc;
-  tile_sizes(D, Dv, Br, Bc);
+  tile_sizes(D, Dv, Tk, Br, Bc);
   const int64_t n_qt = (Tq + Br - 1) / Br;
   const T scale = (T)prm.scale;
   const bool dropout = prm.dropout_p > 0;
@@ -223,7 +248,7 @@ FlashForward forward_tiled(const Tensor& q, const Tensor& k, const Tensor& v, co
         }
         // O_i = acc / l and L_i = m + log l; a row that saw no unmasked key gets O = 0, L = -inf.
         for (int64_t r = 0; r < br; r++) {
-          T* o = O + (bh * Tq + i0 + r) * Dv;
+          T* o = O.ptr + O.off[bh] + (i0 + r) * O.ld;
           if (l[r] == T(0)) {
             std::fill(o, o + Dv, T(0));
             L[bh * Tq + i0 + r] = ninf;
@@ -244,23 +269,23 @@ FlashForward forward_tiled(const Tensor& q, const Tensor& k, const Tensor& v, co
 // inner loop walks the query tiles i that see tile j and adds into dQ_i. Every dQ_i is touched by every j,
 // so the loop over one (batch, head) slice stays on one thread and threads split the BH slices: no atomics,
 // and the sums run in the same order whatever the thread count.
+//
+// It adds into dq, dk, dv, which the caller zeroes and lays out with unit stride along D (see
+// flash_attention_backward_into).
 template <class T>
-FlashGrads backward_tiled(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                          const Tensor& lse, const FlashAttentionParams& prm, int64_t BH) {
+void backward_tiled(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                    const Tensor& lse, const FlashAttentionParams& prm, int64_t BH, const Tensor& dq, const Tensor& dk,
+                    const Tensor& dv) {
   const int64_t Tq = q.size(-2), Tk = k.size(-2), D = q.size(-1), Dv = v.size(-1);
   Mats<T> Q = mats<T>(q), K = mats<T>(k), V = mats<T>(v);
   Padding pad = padding(prm.key_padding_mask, BH, Tk);
-  Tensor dO_t = view::contiguous(dout), O_t = view::contiguous(out), L_t = view::contiguous(lse);
-  Tensor dq = zeros(q.shape(), q.dtype()), dk = zeros(k.shape(), k.dtype()), dv = zeros(v.shape(), v.dtype());
-  if (Tq == 0 || Tk == 0 || BH == 0) return {dq, dk, dv};
-  const T* dO = dO_t.data_ptr<T>();
-  const T* O = O_t.data_ptr<T>();
+  Tensor L_t = view::contiguous(lse);
+  if (Tq == 0 || Tk == 0 || BH == 0) return;
+  // dout and out are read in place (their rows have unit stride); dq, dk, dv are written in place.
+  Mats<T> dO = mats<T>(dout), O = mats<T>(out), dQ = mats<T>(dq), dK = mats<T>(dk), dV = mats<T>(dv);
   const T* L = L_t.data_ptr<T>();
-  T* dQ = dq.numel() ? dq.data_ptr<T>() : nullptr;
-  T* dK = dk.numel() ? dk.data_ptr<T>() : nullptr;
-  T* dV = dv.numel() ? dv.data_ptr<T>() : nullptr;
   int64_t Br, Bc;
-  tile_sizes(D, Dv, Br, Bc);
+  tile_sizes(D, Dv, Tk, Br, Bc);
   const T scale = (T)prm.scale;
   const bool dropout = prm.dropout_p > 0;
   const T ninf = -std::numeric_limits<T>::infinity();
@@ -272,17 +297,17 @@ FlashGrads backward_tiled(const Tensor& dout, const Tensor& q, const Tensor& k, 
     std::vector<T> S(Br * Bc), dP(Br * Bc), Z(dropout ? Br * Bc : 0), Di(Tq);
 #pragma omp for schedule(dynamic)
     for (int64_t bh = 0; bh < BH; bh++) {
-      const T* dOb = dO + bh * Tq * Dv;
-      const T* Ob = O + bh * Tq * Dv;
+      const T* dOb = dO.ptr + dO.off[bh];  // row i at dOb + i * dO.ld, and so on
+      const T* Ob = O.ptr + O.off[bh];
       const T* Lb = L + bh * Tq;
-      T* dQb = dQ + bh * Tq * D;
-      T* dKb = dK + bh * Tk * D;
-      T* dVb = dV + bh * Tk * Dv;
+      T* dQb = dQ.ptr + dQ.off[bh];
+      T* dKb = dK.ptr + dK.off[bh];
+      T* dVb = dV.ptr + dV.off[bh];
       const bool* padrow = pad.row(bh);
       // D_i = Σ_c dO_ic O_ic  =  Σ_j P_ij dP_ij: the row sum in the softmax backward, without P.
       for (int64_t i = 0; i < Tq; i++) {
         T s = 0;
-        for (int64_t c = 0; c < Dv; c++) s += dOb[i * Dv + c] * Ob[i * Dv + c];
+        for (int64_t c = 0; c < Dv; c++) s += dOb[i * dO.ld + c] * Ob[i * O.ld + c];
         Di[i] = s;
       }
       for (int64_t j0 = 0; j0 < Tk; j0 += Bc) {
@@ -323,9 +348,9 @@ FlashGrads backward_tiled(const Tensor& dout, const Tensor& q, const Tensor& k, 
               for (int64_t c = 0; c < bc; c++) dP[r * Bc + c] = S[r * Bc + c] * Z[r * Bc + c];
             Pd = dP.data();
           }
-          blas::gemm<T>(true, false, bc, Dv, br, T(1), Pd, Bc, dOb + i0 * Dv, Dv, T(1), dVb + j0 * Dv, Dv);
+          blas::gemm<T>(true, false, bc, Dv, br, T(1), Pd, Bc, dOb + i0 * dO.ld, dO.ld, T(1), dVb + j0 * dV.ld, dV.ld);
           // dP = (dO_i V_jᵀ) ∘ Z   (br, bc)
-          blas::gemm<T>(false, true, br, bc, Dv, T(1), dOb + i0 * Dv, Dv, Vj, V.ld, T(0), dP.data(), Bc);
+          blas::gemm<T>(false, true, br, bc, Dv, T(1), dOb + i0 * dO.ld, dO.ld, Vj, V.ld, T(0), dP.data(), Bc);
           // dS = P ∘ (dP - D_i): the softmax backward, row by row. Masked entries have P = 0, so dS = 0.
           for (int64_t r = 0; r < br; r++) {
             T* dp = dP.data() + r * Bc;
@@ -339,13 +364,12 @@ FlashGrads backward_tiled(const Tensor& dout, const Tensor& q, const Tensor& k, 
             }
           }
           // dQ_i += scale · dS K_j   (br, D);   dK_j += scale · dSᵀ Q_i   (bc, D)
-          blas::gemm<T>(false, false, br, D, bc, scale, dP.data(), Bc, Kj, K.ld, T(1), dQb + i0 * D, D);
-          blas::gemm<T>(true, false, bc, D, br, scale, dP.data(), Bc, Qi, Q.ld, T(1), dKb + j0 * D, D);
+          blas::gemm<T>(false, false, br, D, bc, scale, dP.data(), Bc, Kj, K.ld, T(1), dQb + i0 * dQ.ld, dQ.ld);
+          blas::gemm<T>(true, false, bc, D, br, scale, dP.data(), Bc, Qi, Q.ld, T(1), dKb + j0 * dK.ld, dK.ld);
         }
       }
     }
   }
-  return {dq, dk, dv};
 }
 
 // ---- the scalar references -----------------------------------------------------------------------------
@@ -452,8 +476,34 @@ FlashGrads flash_attention_backward(const Tensor& dout, const Tensor& q, const T
   if (dout.shape() != out.shape() || dout.dtype() != q.dtype())
     throw Error("flash_attention backward: dout " + shape_str(dout.shape()) + " " + dtype_name(dout.dtype()) +
                 " does not match out " + shape_str(out.shape()) + " " + dtype_name(q.dtype()));
-  return dispatch_floating(q.dtype(), "flash_attention backward", [&](auto zero) {
-    return backward_tiled<decltype(zero)>(dout, q, k, v, out, lse, p, bh);
+  // Each gradient in its input's layout: for multi-head attention, no copy on its way back to the (B,T,E)
+  // projection that made q, k, v.
+  FlashGrads g{empty_laid_out_as(q, q.shape(), q.dtype(), true), empty_laid_out_as(k, k.shape(), k.dtype(), true),
+               empty_laid_out_as(v, v.shape(), v.dtype(), true)};
+  dispatch_floating(q.dtype(), "flash_attention backward", [&](auto zero) {
+    backward_tiled<decltype(zero)>(dout, q, k, v, out, lse, p, bh, g.dq, g.dk, g.dv);
+    return 0;
+  });
+  return g;
+}
+
+void flash_attention_backward_into(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                                   const Tensor& out, const Tensor& lse, const FlashAttentionParams& p, const Tensor& dq,
+                                   const Tensor& dk, const Tensor& dv) {
+  int64_t bh = check_inputs("flash_attention backward", q, k, v, p);
+  if (dout.shape() != out.shape() || dout.dtype() != q.dtype())
+    throw Error("flash_attention backward: dout " + shape_str(dout.shape()) + " " + dtype_name(dout.dtype()) +
+                " does not match out " + shape_str(out.shape()) + " " + dtype_name(q.dtype()));
+  for (const Tensor* g : {&dq, &dk, &dv}) {
+    const Tensor& like = g == &dq ? q : g == &dk ? k : v;
+    if (g->shape() != like.shape() || g->dtype() != q.dtype() || !rows_readable(*g))
+      throw Error("flash_attention backward: a gradient buffer " + shape_str(g->shape()) + " " + dtype_name(g->dtype()) +
+                  " must have its input's shape " + shape_str(like.shape()) + ", dtype " + dtype_name(q.dtype()) +
+                  " and unit stride along its last dim");
+  }
+  dispatch_floating(q.dtype(), "flash_attention backward", [&](auto zero) {
+    backward_tiled<decltype(zero)>(dout, q, k, v, out, lse, p, bh, dq, dk, dv);
+    return 0;
   });
 }
 

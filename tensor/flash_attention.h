@@ -44,12 +44,15 @@ struct FlashAttentionParams {
   uint64_t offset = 0;      /// its first draw (from Generator::reserve(BH·Tq·Tk))
 };
 
-/// out (..., Tq, Dv) and lse (BH, Tq): the logsumexp of each row of S, -inf for a fully masked row.
+/// out (..., Tq, Dv) and lse (BH, Tq): the logsumexp of each row of S, -inf for a fully masked row. The
+/// tiled kernel lays out out in memory as q is laid out, and dq, dk, dv as q, k, v (for multi-head
+/// attention's (B,T,NH,D) views: (B,T,NH,D) blocks), so none needs a copy on its way back to (B,T,E);
+/// the reference kernels return contiguous tensors.
 struct FlashForward {
   Tensor out, lse;
 };
 struct FlashGrads {
-  Tensor dq, dk, dv;  // contiguous, with the shapes of q, k, v
+  Tensor dq, dk, dv;  // with the shapes of q, k, v
 };
 
 /// The tiled forward: q (..., Tq, D), k (..., Tk, D), v (..., Tk, Dv). Parallel over (BH, query tiles).
@@ -58,6 +61,13 @@ FlashForward flash_attention_forward(const Tensor& q, const Tensor& k, const Ten
 /// and lse. Recomputes each tile of P from lse and regenerates the dropout mask. Parallel over BH.
 FlashGrads flash_attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& out, const Tensor& lse, const FlashAttentionParams& p);
+
+/// The same backward, adding into dq, dk, dv: zeroed tensors of q's, k's and v's shapes, each with unit
+/// stride along its last dim and non-overlapping rows, possibly views of one buffer. Self-attention from a
+/// packed (B, T, 3E) projection (heed::flash_attention_packed) gets its whole gradient in one tensor so.
+void flash_attention_backward_into(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                                   const Tensor& out, const Tensor& lse, const FlashAttentionParams& p, const Tensor& dq,
+                                   const Tensor& dk, const Tensor& dv);
 
 /// The same contracts as plain scalar loops, one query row at a time (O(Tk) memory, O(Tq·Tk·D) time):
 /// the definition the tiled kernels are tested against.
@@ -84,4 +94,10 @@ namespace heed {
 /// create_graph=true through it throws AutogradError; use the composite nn::scaled_dot_product_attention
 /// (impl = AttentionImpl::Composite) for double backward.
 Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, const kernels::FlashAttentionParams& p);
+
+/// The same for self-attention from one packed projection, as MultiheadAttention's in_proj makes it:
+/// qkv (B, T, 3·NH·D), the last dim [q | k | v], each NH heads of D  ->  out (B, NH, T, D). Equal to
+/// flash_attention on the three (B, NH, T, D) views, but its gradient is one (B, T, 3·NH·D) tensor, where
+/// three views would each return a zero-padded (B, T, 3·NH·D) gradient to be summed. Also first-order only.
+Tensor flash_attention_packed(const Tensor& qkv, int64_t num_heads, const kernels::FlashAttentionParams& p);
 }  // namespace heed

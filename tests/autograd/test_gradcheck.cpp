@@ -148,6 +148,8 @@ std::vector<Case> table() {
       // the fused attention kernel (first order only: its backward is a raw kernel)
       {"flash_attention", [] { return V{R({2, 3, 4}), R({2, 5, 4}), R({2, 5, 3})}; },
        [](const V& x) { return flash_attention(x[0], x[1], x[2], {.scale = 0.5, .causal = true}); }, false},
+      {"flash_attention_packed", [] { return V{R({2, 5, 3 * 2 * 3})}; },  // (B, T, 3·NH·D), NH = 2, D = 3
+       [](const V& x) { return flash_attention_packed(x[0], 2, {.scale = 0.5, .causal = true}); }, false},
       // the fused cross-entropy of nn/loss.cpp (its create_graph backward is heed ops, so second order too)
       {"layer_norm", [] { return V{R({3, 2, 4}), R({2, 4}), R({2, 4})}; },
        [](const V& x) {

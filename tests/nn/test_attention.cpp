@@ -263,6 +263,67 @@ TEST_CASE("attention fused: matches the composite forward and backward") {
   }
 }
 
+TEST_CASE("attention fused: out, dq, dk, dv are laid out as q, k, v, so multi-head attention copies nothing") {
+  // q, k, v as multi-head attention makes them: (B, T, NH, D) blocks seen as (B, NH, T, D).
+  const int64_t B = 2, T = 70, NH = 3, D = 8;
+  Tensor q = R({B, T, NH, D}).transpose(1, 2), k = R({B, T, NH, D}).transpose(1, 2), v = R({B, T, NH, D}).transpose(1, 2);
+  Tensor dout = R({B, T, NH, D}).transpose(1, 2);
+  kernels::FlashAttentionParams p{.scale = 0.3, .causal = true};
+  auto f = kernels::flash_attention_forward(q, k, v, p), fr = kernels::flash_attention_forward_ref(q, k, v, p);
+  CHECK(f.out.transpose(1, 2).is_contiguous());  // back to (B, T, NH, D) with no copy
+  CHECK(allclose(f.out, fr.out, 1e-10, 1e-10));
+  auto g = kernels::flash_attention_backward(dout, q, k, v, f.out, f.lse, p);
+  auto gr = kernels::flash_attention_backward_ref(dout, q, k, v, fr.out, fr.lse, p);
+  for (auto [t, tr] : {std::pair{g.dq, gr.dq}, {g.dk, gr.dk}, {g.dv, gr.dv}}) {
+    CHECK(t.transpose(1, 2).is_contiguous());
+    CHECK(allclose(t, tr, 1e-9, 1e-9));
+  }
+  // A gradient buffer the kernel cannot write in place is refused, not copied and lost.
+  Tensor bad = zeros({B, NH, D, T}).mT();
+  CHECK_THROWS_WITH_AS(kernels::flash_attention_backward_into(dout, q, k, v, f.out, f.lse, p, bad, g.dk, g.dv),
+                       doctest::Contains("unit stride"), Error);
+}
+
+TEST_CASE("attention packed_self_attention equals attention on the three views, both paths, with one gradient") {
+  for (DType dt : {float64, float32}) {
+    for (int mode = 0; mode < 3; mode++) {
+      INFO("dtype ", dtype_name(dt), " mode ", mode);
+      const int64_t B = 2, T = 9, NH = 2, D = 4;
+      Tensor qkv = R({B, T, 3 * NH * D}, dt), dout = R({B, NH, T, D}, dt);
+      AttentionOptions o{.causal = mode == 1};
+      if (mode == 2) o.key_padding_mask = random_mask({B, T}, 0.3), o.dropout_p = 0.25;
+      auto packed = [&](AttentionImpl impl, uint64_t seed) {
+        Generator g(seed);
+        AttentionOptions oo = o;
+        oo.impl = impl, oo.generator = &g;
+        Tensor x = qkv.detach().requires_grad_();
+        Tensor out = nn::packed_self_attention(x, NH, oo).out;
+        return std::pair{out.detach(), grad({out}, {x}, {dout})[0]};
+      };
+      auto split = [&](uint64_t seed) {  // the three views by hand, through scaled_dot_product_attention
+        Generator g(seed);
+        AttentionOptions oo = o;
+        oo.impl = AttentionImpl::Composite, oo.generator = &g;
+        Tensor x = qkv.detach().requires_grad_();
+        Tensor h = x.reshape({B, T, 3, NH, D}).permute({2, 0, 3, 1, 4});
+        Tensor out = nn::scaled_dot_product_attention(h.select(0, 0), h.select(0, 1), h.select(0, 2), oo).out;
+        return std::pair{out.detach(), grad({out}, {x}, {dout})[0]};
+      };
+      auto [ref_out, ref_grad] = split(5);
+      const double tol = dt == float64 ? 1e-10 : 1e-4;
+      for (AttentionImpl impl : {AttentionImpl::Fused, AttentionImpl::Composite}) {
+        auto [out, g] = packed(impl, 5);
+        CHECK(out.shape() == Shape{B, NH, T, D});
+        CHECK(g.shape() == qkv.shape());
+        CHECK(allclose(out, ref_out, tol, tol));
+        CHECK(allclose(g, ref_grad, tol, tol));
+      }
+    }
+  }
+  CHECK_THROWS_WITH_AS(nn::packed_self_attention(zeros({2, 3, 10}), 2), doctest::Contains("(B, T, 3·NH·D)"), Error);
+  CHECK_THROWS_WITH_AS(flash_attention_packed(zeros({2, 3, 10}), 2, {}), doctest::Contains("(B, T, 3·NH·D)"), Error);
+}
+
 TEST_CASE("attention fused: dropout equals the composite's given the same Philox stream") {
   Tensor q = R({2, 3, 70, 8}), k = R({2, 3, 90, 8}), v = R({2, 3, 90, 6}), dout = R({2, 3, 70, 6});
   Tensor kpm = random_mask({2, 90}, 0.2);
