@@ -7,7 +7,7 @@ namespace heed {
 
 using Grads = std::vector<Tensor>;
 
-static const bool registered = register_ops({"matmul"});
+static const bool registered = register_ops({"matmul", "linear"});
 
 // A 2-d matrix stored column by column: a transposed view of a contiguous matrix, like linear's w.mT().
 static bool is_transposed_matrix(const Tensor& t) {
@@ -113,13 +113,32 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return matmul_nd(a, b);
 }
 
-// Composite: x @ w^T + b, as nn.Linear.  x: (..., K)  w: (N, K)  b: (N)  ->  (..., N)
+// out = x @ wᵀ + b, as nn.Linear.   x: (..., K)  w: (N, K)  b: (N)  ->  (..., N)
+// dx = d @ w;  dw = d₂ᵀ @ x₂;  db = Σ_rows d₂, with d₂ (rows, N) and x₂ (rows, K) the batch dims folded.
+// One op rather than matmul then add: the GEMM starts from the bias (kernels::matmul's bias), so the bias
+// costs no extra pass over the output, and dw comes out (N, K) contiguous, as w is. The backward is heed
+// ops, so linear has second derivatives. Without a bias, or for a 1-d x, it is matmul alone.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   if (w.dim() != 2 || x.dim() == 0 || x.size(-1) != w.size(1))
     throw Error("linear: input " + shape_str(x.shape()) + " and weight " + shape_str(w.shape()) +
                 ": expected weight (out_features, " + std::to_string(x.dim() ? x.size(-1) : 0) + ")");
-  Tensor y = matmul(x, w.mT());
-  return b.defined() ? y + b : y;
+  if (b.defined() && (b.dim() != 1 || b.size(0) != w.size(0)))
+    throw Error("linear: bias " + shape_str(b.shape()) + " for weight " + shape_str(w.shape()) + ": expected (" +
+                std::to_string(w.size(0)) + ")");
+  if (!b.defined() || x.dim() == 1 || x.numel() == 0 || w.numel() == 0 || x.dtype() != w.dtype() ||
+      b.dtype() != w.dtype()) {
+    Tensor y = matmul(x, w.mT());
+    return b.defined() ? y + b : y;
+  }
+  Tensor out = kernels::matmul(x, w.mT(), b);
+  return record("linear", out, {x, w, b}, [sx = SavedTensor(x), sw = SavedTensor(w), rx = x.requires_grad(),
+                                           rw = w.requires_grad(), rb = b.requires_grad()](const Tensor& d, const Tensor&) {
+    Tensor x = sx.get(), w = sw.get();
+    const int64_t K = w.size(1), N = w.size(0), rows = x.numel() / K;
+    Tensor d2 = d.reshape({rows, N});
+    return Grads{rx ? matmul(d, w) : Tensor(), rw ? matmul(d2.mT(), x.reshape({rows, K})) : Tensor(),
+                 rb ? d2.sum(0) : Tensor()};
+  });
 }
 
 }  // namespace heed

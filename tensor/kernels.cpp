@@ -436,7 +436,7 @@ static BlasView blas_view(const Tensor& t) {
   return {};
 }
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
+Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias) {
   check_same_dtype("matmul", a, b);
   if (a.dim() < 2 || b.dim() < 2)
     throw Error("matmul kernel: needs 2-d or batched operands, got " + shape_str(a.shape()) + " @ " + shape_str(b.shape()));
@@ -449,11 +449,26 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   Shape out = batch;
   out.push_back(M);
   out.push_back(N);
+  if (bias.defined() && (bias.dim() != 1 || bias.size(0) != N || bias.dtype() != a.dtype()))
+    throw Error("matmul: bias " + shape_str(bias.shape()) + " " + dtype_name(bias.dtype()) + " for a result " +
+                shape_str(out) + " " + dtype_name(a.dtype()) + ": expected (" + std::to_string(N) + ") " +
+                dtype_name(a.dtype()));
   return dispatch_floating(a.dtype(), "matmul", [&](auto zero) {
     using T = decltype(zero);
-    if (K == 0) return zeros(out, a.dtype());  // an empty sum
     Tensor y = empty(out, a.dtype());
     if (y.numel() == 0) return y;
+    T beta = T(0);
+    if (bias.defined()) {  // every row of y = bias, then C = A B + 1 · C
+      Tensor bc = view::contiguous(bias);
+      const T* bp = bc.data_ptr<T>();
+      T* yp = y.data_ptr<T>();
+      for (int64_t r = 0, rows = y.numel() / N; r < rows; r++) std::copy(bp, bp + N, yp + r * N);
+      beta = T(1);
+    }
+    if (K == 0) {  // an empty sum
+      if (!bias.defined()) std::fill(y.data_ptr<T>(), y.data_ptr<T>() + y.numel(), T(0));
+      return y;
+    }
     // A batch of row-major matrices times one shared matrix is a single tall GEMM: (B*M, K) @ (K, N).
     // This is nn.Linear on a (B, T, C) input, the most common matmul of all.
     Shape fold;
@@ -463,7 +478,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
       Tensor bc = vb.ok ? b : view::contiguous(b);
       if (!vb.ok) vb = blas_view(bc);
       blas::gemm<T>(false, vb.trans, numel_of(ba) * M, N, K, T(1), base_ptr<T>(a) + a.offset(), fold[0],
-                    base_ptr<T>(bc) + bc.offset(), vb.ld, T(0), y.data_ptr<T>(), N);
+                    base_ptr<T>(bc) + bc.offset(), vb.ld, beta, y.data_ptr<T>(), N);
       return y;
     }
     Shape ea = batch, eb = batch;
@@ -482,7 +497,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
         oa += k * ax.strides()[d];
         ob += k * bx.strides()[d];
       }
-      blas::gemm<T>(va.trans, vb.trans, M, N, K, T(1), base_ptr<T>(ax) + oa, va.ld, base_ptr<T>(bx) + ob, vb.ld, T(0),
+      blas::gemm<T>(va.trans, vb.trans, M, N, K, T(1), base_ptr<T>(ax) + oa, va.ld, base_ptr<T>(bx) + ob, vb.ld, beta,
                     yp + i * M * N, N);
     }
     return y;

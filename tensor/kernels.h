@@ -49,8 +49,10 @@ Tensor softmax(const Tensor& x, int64_t dim, bool log);
 
 // ---- linear algebra ----------------------------------------------------------------------------------
 /// a (..., M, K) @ b (..., K, N) -> (..., M, N) with broadcast batch dims; both at least 2-d.
-/// Transposed views go to BLAS as a transpose flag, not as a copy.
-Tensor matmul(const Tensor& a, const Tensor& b);
+/// Transposed views go to BLAS as a transpose flag, not as a copy. With `bias` (N), the result is
+/// a @ b + bias: every row starts as bias and the GEMM adds into it (beta = 1), so the bias costs no pass of
+/// its own (with beta = 0, BLAS zeroes the output in a pass before it multiplies: the bias replaces that).
+Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias = Tensor());
 
 // ---- indexing and joining ----------------------------------------------------------------------------
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);

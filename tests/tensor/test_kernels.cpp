@@ -220,6 +220,32 @@ TEST_CASE("matmul: BLAS against gemm_ref, transposed views, batches, broadcastin
   CHECK_THROWS_AS(linear(zeros({2, 785}), zeros({400, 784})), Error);
 }
 
+TEST_CASE("matmul with a bias: the GEMM that starts from the bias equals matmul then add, on every path") {
+  manual_seed(6);
+  for (DType dt : {float32, float64}) {
+    const double tol = dt == float32 ? 1e-4 : 1e-12;
+    Tensor bias = randn({6}, dt);
+    // the folded (B*T, K) GEMM, with w transposed as nn.Linear has it; a plain 2-d one; a broadcast batch
+    Tensor x = randn({4, 5, 7}, dt), w = randn({6, 7}, dt);
+    CHECK(close(kernels::matmul(x, w.mT(), bias), matmul(x, w.mT()) + bias, tol));
+    CHECK(close(kernels::matmul(x.select(0, 1), w.mT(), bias), matmul(x.select(0, 1), w.mT()) + bias, tol));
+    Tensor a = randn({2, 1, 3, 7}, dt), b = randn({3, 7, 6}, dt);
+    CHECK(close(kernels::matmul(a, b, bias), matmul(a, b) + bias, tol));
+    // K = 0: an empty sum, so every row is the bias
+    CHECK(close(kernels::matmul(zeros({3, 0}, dt), zeros({0, 6}, dt), bias), bias.expand({3, 6}), 0));
+    // nn.Linear's op agrees with the composite it replaces, and its gradients with finite differences
+    // (the gradcheck table's "linear" case); here the values of all three gradients against the composite.
+    Tensor xl = x.detach().requires_grad_(), wl = w.detach().requires_grad_(), bl = bias.detach().requires_grad_();
+    Tensor g = randn({4, 5, 6}, dt);
+    std::vector<Tensor> fused = grad({linear(xl, wl, bl)}, {xl, wl, bl}, {g});
+    std::vector<Tensor> comp = grad({matmul(xl, wl.mT()) + bl}, {xl, wl, bl}, {g});
+    for (int i = 0; i < 3; i++) CHECK(close(fused[i], comp[i], tol));
+    CHECK(fused[1].is_contiguous());  // dw in w's (N, K) layout
+  }
+  CHECK_THROWS_WITH_AS(kernels::matmul(zeros({2, 3}), zeros({3, 4}), zeros({5})), doctest::Contains("bias (5)"), Error);
+  CHECK_THROWS_WITH_AS(linear(zeros({2, 3}), zeros({4, 3}), zeros({5})), doctest::Contains("linear: bias (5)"), Error);
+}
+
 TEST_CASE("im2col and col2im: the bounds-once fast path equals the per-element reference") {
   // Odd sizes, strides 1-3, padding wider than the kernel reach, dilation, and windows that leave whole
   // rows or columns of taps outside the image.
