@@ -340,9 +340,25 @@ Tensor sum(const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
       y = full(kept, 0.0, x.dtype());
       y.data_ptr<T>()[0] = sum_all<T>(xc.data_ptr<T>(), xc.numel());
     } else {
-      // One dim at a time, the last first, each on contiguous data (usually no copy is needed).
-      y = view::contiguous(x);
-      for (auto it = dims.rbegin(); it != dims.rend(); ++it) y = sum_one_dim<T>(y, *it);
+      // Neighbouring dims that are both reduced, or both kept, are one dim of the contiguous data: a conv
+      // bias gradient sums (N, C, H, W) over {0, 2, 3}, which is (N, C, H·W) over {0, 2}. Then one merged
+      // dim at a time, the last first: rows of H·W, not N·C·H rows of W (perf, conv_ae_step: 9.5% of the
+      // step in sum_block_simd on rows of 7 or 14 floats).
+      Shape merged;
+      std::vector<int64_t> reduced;  // indices into merged
+      for (int64_t i = 0; i < x.dim(); i++) {
+        bool r = std::binary_search(dims.begin(), dims.end(), i);
+        bool prev_r = i > 0 && std::binary_search(dims.begin(), dims.end(), i - 1);
+        if (i > 0 && r == prev_r) {
+          merged.back() *= x.shape()[i];
+        } else {
+          merged.push_back(x.shape()[i]);
+          if (r) reduced.push_back((int64_t)merged.size() - 1);
+        }
+      }
+      y = view::view(view::contiguous(x), merged);
+      for (auto it = reduced.rbegin(); it != reduced.rend(); ++it) y = sum_one_dim<T>(y, *it);
+      y = view::view(y, kept);
     }
     if (keepdim) return y;
     Shape squeezed;

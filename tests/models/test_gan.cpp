@@ -86,7 +86,8 @@ void check_quick_run(const std::string& name, const std::string& args, const std
     return;
   }
   const fs::path dir = scratch(name), out = dir / "run";
-  Result r = run(gan, "--quick --threads 1 " + args + " --out " + out.string(), dir);
+  // Batches of 64 (the default is 32): 1024 images make 16 steps, as the checks below count.
+  Result r = run(gan, "--quick --threads 1 --batch-size 64 " + args + " --out " + out.string(), dir);
   REQUIRE_MESSAGE(r.exit_code == 0, r.output);
 
   // metrics.json: the recipe, one epoch with both losses, and a finite FD-FMNIST at the end.
@@ -150,7 +151,7 @@ TEST_CASE("gan: N steps, save, --resume, N more == 2N steps, bit for bit") {
   }
   const fs::path dir = scratch("gan_resume");
   // sagan: G and D, their BatchNorm and spectral-norm buffers, Adam's two groups, and the generator's position.
-  // --quick has 16 batches an epoch: 3 steps stop mid-epoch.
+  // --quick has 32 batches an epoch (1024 images, batches of 32): 3 steps stop mid-epoch.
   const std::string common = "--quick --threads 1 --arch sagan --fd-every 0 ";
   Result whole = run(gan, common + "--steps 6 --out " + (dir / "whole").string(), dir);
   REQUIRE_MESSAGE(whole.exit_code == 0, whole.output);

@@ -3,6 +3,7 @@
 // in both float dtypes; matmul is compared with gemm_ref; results must not depend on the thread count.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "heed.h"
@@ -113,6 +114,24 @@ TEST_CASE("reductions: sum, mean, max, var, logsumexp against naive loops") {
         auto [fast, ref] = fast_and_ref([&] { return sum(v, dims, true); });
         CHECK(close(fast, ref, tol));
       }
+    }
+    // several dims, neighbouring ones merged into one (a conv bias gradient: {0, 2, 3}), against a hand loop
+    Tensor x4 = randn({3, 4, 5, 6}, dt);
+    for (std::vector<int64_t> dims : std::vector<std::vector<int64_t>>{{0, 2, 3}, {1, 2}, {0, 1, 3}, {0, 3}, {2, 3}}) {
+      INFO("dims ", dims.size(), " first ", dims[0]);
+      Tensor got = sum(x4, dims, true);
+      std::vector<double> want(got.numel(), 0.0);
+      for (int64_t a = 0; a < 3; a++)
+        for (int64_t b = 0; b < 4; b++)
+          for (int64_t c = 0; c < 5; c++)
+            for (int64_t d = 0; d < 6; d++) {
+              int64_t idx[4] = {a, b, c, d}, flat = 0;
+              for (int64_t k = 0; k < 4; k++)
+                flat = flat * got.size(k) + (std::find(dims.begin(), dims.end(), k) != dims.end() ? 0 : idx[k]);
+              want[flat] += x4.at({a, b, c, d});
+            }
+      CHECK(close(got, from_vector(want, got.shape()).to(dt), tol * 10));
+      CHECK(close(sum(x4.transpose(1, 3), dims, true), sum(x4.transpose(1, 3).contiguous(), dims, true), tol * 10));
     }
     // sum over dim 1 against a hand loop
     Tensor s = sum(x, {1});
