@@ -244,11 +244,11 @@ FlashForward forward_tiled(const Tensor& q, const Tensor& k, const Tensor& v, co
             m[r] = m_new;
           }
           // acc += P_j V_j   (br, Dv)
-          blas::gemm<T>(false, false, br, Dv, bc, T(1), S.data(), Bc, Vj, V.ld, T(1), acc.data(), Dv);
+          if (Dv > 0) blas::gemm<T>(false, false, br, Dv, bc, T(1), S.data(), Bc, Vj, V.ld, T(1), acc.data(), Dv);
         }
         // O_i = acc / l and L_i = m + log l; a row that saw no unmasked key gets O = 0, L = -inf.
         for (int64_t r = 0; r < br; r++) {
-          T* o = O.ptr + O.off[bh] + (i0 + r) * O.ld;
+          T* o = Dv > 0 ? O.ptr + O.off[bh] + (i0 + r) * O.ld : nullptr;  // Dv = 0: out is empty
           if (l[r] == T(0)) {
             std::fill(o, o + Dv, T(0));
             L[bh * Tq + i0 + r] = ninf;
@@ -280,7 +280,8 @@ void backward_tiled(const Tensor& dout, const Tensor& q, const Tensor& k, const 
   Mats<T> Q = mats<T>(q), K = mats<T>(k), V = mats<T>(v);
   Padding pad = padding(prm.key_padding_mask, BH, Tk);
   Tensor L_t = view::contiguous(lse);
-  if (Tq == 0 || Tk == 0 || BH == 0) return;
+  // Dv = 0: out does not depend on q, k or v at all, so every gradient is the zero the caller gave.
+  if (Tq == 0 || Tk == 0 || BH == 0 || Dv == 0) return;
   // dout and out are read in place (their rows have unit stride); dq, dk, dv are written in place.
   Mats<T> dO = mats<T>(dout), O = mats<T>(out), dQ = mats<T>(dq), dK = mats<T>(dk), dV = mats<T>(dv);
   const T* L = L_t.data_ptr<T>();

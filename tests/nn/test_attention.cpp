@@ -278,6 +278,14 @@ TEST_CASE("attention fused: out, dq, dk, dv are laid out as q, k, v, so multi-he
     CHECK(t.transpose(1, 2).is_contiguous());
     CHECK(allclose(t, tr, 1e-9, 1e-9));
   }
+  // Dv = 0: an empty output, whose gradients are all zero.
+  Tensor v0 = zeros({B, NH, T, 0}, float64);
+  auto f0 = kernels::flash_attention_forward(q, k, v0, p);
+  CHECK(f0.out.shape() == Shape{B, NH, T, 0});
+  auto g0 = kernels::flash_attention_backward(zeros({B, NH, T, 0}, float64), q, k, v0, f0.out, f0.lse, p);
+  CHECK(g0.dq.abs().sum().item() == 0);
+  CHECK(g0.dk.abs().sum().item() == 0);
+  CHECK(g0.dv.shape() == v0.shape());
   // A gradient buffer the kernel cannot write in place is refused, not copied and lost.
   Tensor bad = zeros({B, NH, D, T}).mT();
   CHECK_THROWS_WITH_AS(kernels::flash_attention_backward_into(dout, q, k, v, f.out, f.lse, p, bad, g.dk, g.dv),
