@@ -53,18 +53,18 @@ def run_torch(threads, env, only=None):
 
 
 def keep_fastest(best, new):
-    """Merges one round into best: per key the smaller time, the larger peak memory (numbers only)."""
+    """Merges one round into best: per key the faster entry, but the largest peak memory of any round."""
     for k, v in new.items():
-        if k not in best:
+        old = best.get(k)
+        if old is None:
             best[k] = v
         elif isinstance(v, dict):  # a Google Benchmark entry
-            if ms(v) < ms(best[k]):
-                peak = max(v.get("peak_rss_above_base_MB", 0), best[k].get("peak_rss_above_base_MB", 0))
-                best[k] = dict(v, **({"peak_rss_above_base_MB": peak} if "peak_rss_above_base_MB" in v else {}))
-            elif "peak_rss_above_base_MB" in v:
-                best[k]["peak_rss_above_base_MB"] = max(v["peak_rss_above_base_MB"], best[k]["peak_rss_above_base_MB"])
+            peaks = [e["peak_rss_above_base_MB"] for e in (old, v) if "peak_rss_above_base_MB" in e]
+            best[k] = dict(v if ms(v) < ms(old) else old)
+            if peaks:
+                best[k]["peak_rss_above_base_MB"] = max(peaks)
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            best[k] = max(v, best[k]) if ("rss" in k or "gflops" in k) else min(v, best[k])
+            best[k] = max(v, old) if ("rss" in k or "gflops" in k) else min(v, old)
 
 
 def ms(b):

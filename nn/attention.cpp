@@ -179,6 +179,13 @@ static kernels::FlashAttentionParams flash_params(const Tensor& q, int64_t Tk, c
   return p;
 }
 
+// The checks every dense attention call makes of its inputs and options.
+static void check_call(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
+  check_qkv(op, q, k, v, o.score != AttentionScore::Additive);
+  check_padding(op, o.key_padding_mask, q, k.size(-2));
+  if (!(o.dropout_p >= 0 && o.dropout_p <= 1)) throw Error(std::string(op) + ": dropout_p must be in [0, 1], got " + std::to_string(o.dropout_p));
+}
+
 // Whether this call takes the fused kernel; throws when impl = Fused asks for what it cannot do.
 static bool use_fused(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
   bool fused = o.impl == AttentionImpl::Fused || (o.impl == AttentionImpl::Auto && fused_supported(q, k, v, o));
@@ -191,9 +198,7 @@ static bool use_fused(const char* op, const Tensor& q, const Tensor& k, const Te
 
 AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
   const char* op = "scaled_dot_product_attention";
-  check_qkv(op, q, k, v, o.score != AttentionScore::Additive);
-  check_padding(op, o.key_padding_mask, q, k.size(-2));
-  if (!(o.dropout_p >= 0 && o.dropout_p <= 1)) throw Error(std::string(op) + ": dropout_p must be in [0, 1], got " + std::to_string(o.dropout_p));
+  check_call(op, q, k, v, o);
   if (!use_fused(op, q, k, v, o)) return composite(q, k, v, o);
   return {flash_attention(q, k, v, flash_params(q, k.size(-2), o)), Tensor()};
 }
@@ -207,9 +212,7 @@ AttentionResult packed_self_attention(const Tensor& qkv, int64_t NH, const Atten
   // The three views, recorded (so the composite path differentiates through them).
   Tensor heads = qkv.reshape({B, T, 3, NH, D}).permute({2, 0, 3, 1, 4});  // (3, B, NH, T, D)
   Tensor q = heads.select(0, 0), k = heads.select(0, 1), v = heads.select(0, 2);
-  check_qkv(op, q, k, v, o.score != AttentionScore::Additive);
-  check_padding(op, o.key_padding_mask, q, T);
-  if (!(o.dropout_p >= 0 && o.dropout_p <= 1)) throw Error(std::string(op) + ": dropout_p must be in [0, 1], got " + std::to_string(o.dropout_p));
+  check_call(op, q, k, v, o);
   if (!use_fused(op, q, k, v, o)) return composite(q, k, v, o);
   return {flash_attention_packed(qkv, NH, flash_params(q, T, o)), Tensor()};
 }

@@ -473,18 +473,12 @@ FlashForward flash_attention_forward(const Tensor& q, const Tensor& k, const Ten
 
 FlashGrads flash_attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& out, const Tensor& lse, const FlashAttentionParams& p) {
-  int64_t bh = check_inputs("flash_attention backward", q, k, v, p);
-  if (dout.shape() != out.shape() || dout.dtype() != q.dtype())
-    throw Error("flash_attention backward: dout " + shape_str(dout.shape()) + " " + dtype_name(dout.dtype()) +
-                " does not match out " + shape_str(out.shape()) + " " + dtype_name(q.dtype()));
+  check_inputs("flash_attention backward", q, k, v, p);
   // Each gradient in its input's layout: for multi-head attention, no copy on its way back to the (B,T,E)
   // projection that made q, k, v.
   FlashGrads g{empty_laid_out_as(q, q.shape(), q.dtype(), true), empty_laid_out_as(k, k.shape(), k.dtype(), true),
                empty_laid_out_as(v, v.shape(), v.dtype(), true)};
-  dispatch_floating(q.dtype(), "flash_attention backward", [&](auto zero) {
-    backward_tiled<decltype(zero)>(dout, q, k, v, out, lse, p, bh, g.dq, g.dk, g.dv);
-    return 0;
-  });
+  flash_attention_backward_into(dout, q, k, v, out, lse, p, g.dq, g.dk, g.dv);
   return g;
 }
 
