@@ -6,7 +6,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "tensor/kernels.h"
+#include "tensor/kernels/kernels.h"
 #include "tensor/random.h"
 
 namespace heed {

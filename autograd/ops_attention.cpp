@@ -1,10 +1,10 @@
 // ops_attention.cpp: the fused attention op, forward beside backward. The math and the kernels are in
-// tensor/flash_attention.h (walkthrough: docs/flash_attention.md); the composite attention that the fused
+// tensor/kernels/flash_attention.h (walkthrough: docs/flash_attention.md); the composite attention that the fused
 // op is tested against, and that users call, is nn::scaled_dot_product_attention in nn/attention.h.
 #include <array>
 
 #include "autograd/node.h"
-#include "tensor/flash_attention.h"
+#include "tensor/kernels/flash_attention.h"
 #include "tensor/view.h"
 
 namespace heed {

@@ -3,7 +3,7 @@
 // conv2d, conv_transpose2d and the pooling layers (nn/) are composites of these two and matmul, so they
 // get their backward, and their double backward (WGAN-GP on a convolutional critic), for free.
 #include "autograd/node.h"
-#include "tensor/kernels.h"
+#include "tensor/kernels/kernels.h"
 
 namespace heed {
 

@@ -1,6 +1,6 @@
 // ops_elementwise.cpp: the elementwise primitives, each forward beside its backward.
 //
-// Every op reads the same way: compute `out` with a raw kernel (tensor/kernels.h), then `record` the
+// Every op reads the same way: compute `out` with a raw kernel (tensor/kernels/kernels.h), then `record` the
 // backward closure. The comment above each op gives the math; `d` is dout, the gradient arriving from
 // above. Backward closures use heed's own ops, so create_graph can differentiate them again.
 //
@@ -10,7 +10,7 @@
 #include <cmath>
 
 #include "autograd/node.h"
-#include "tensor/kernels.h"
+#include "tensor/kernels/kernels.h"
 
 namespace heed {
 
@@ -249,7 +249,6 @@ Tensor clamp(const Tensor& x, double lo, double hi) {
 // ---- binary (broadcasting) ------------------------------------------------------------------------------
 // Gradients are computed only for inputs that need them: `x * 2.0` must not spend a full reduction on
 // the gradient of the constant 2.
-static Tensor reduce_to(const Tensor& g, const Shape& shape) { return sum_to_size(g, shape); }
 static OpFlags broadcast_flags(const Tensor& a, const Tensor& b, const Tensor& out) {
   return {.reduces_broadcast = a.shape() != out.shape() || b.shape() != out.shape()};
 }
@@ -260,7 +259,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
   OpFlags f = broadcast_flags(a, b, out);
   return record("add", out, {a, b}, [sa = a.shape(), sb = b.shape(), ra = a.requires_grad(), rb = b.requires_grad()](
                                         const Tensor& d, const Tensor&) {
-    return Grads{ra ? reduce_to(d, sa) : Tensor(), rb ? reduce_to(d, sb) : Tensor()};
+    return Grads{ra ? sum_to_size(d, sa) : Tensor(), rb ? sum_to_size(d, sb) : Tensor()};
   }, f);
 }
 
@@ -270,7 +269,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
   OpFlags f = broadcast_flags(a, b, out);
   return record("sub", out, {a, b}, [sa = a.shape(), sb = b.shape(), ra = a.requires_grad(), rb = b.requires_grad()](
                                         const Tensor& d, const Tensor&) {
-    return Grads{ra ? reduce_to(d, sa) : Tensor(), rb ? reduce_to(neg(d), sb) : Tensor()};
+    return Grads{ra ? sum_to_size(d, sa) : Tensor(), rb ? sum_to_size(neg(d), sb) : Tensor()};
   }, f);
 }
 
@@ -281,7 +280,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
   return record("mul", out, {a, b}, [sa = SavedTensor(a), sb = SavedTensor(b), ra = a.requires_grad(), rb = b.requires_grad()](
                                         const Tensor& d, const Tensor&) {
     Tensor a = sa.get(), b = sb.get();
-    return Grads{ra ? reduce_to(d * b, a.shape()) : Tensor(), rb ? reduce_to(d * a, b.shape()) : Tensor()};
+    return Grads{ra ? sum_to_size(d * b, a.shape()) : Tensor(), rb ? sum_to_size(d * a, b.shape()) : Tensor()};
   }, f);
 }
 
@@ -292,7 +291,7 @@ Tensor div(const Tensor& a, const Tensor& b) {
   return record("div", out, {a, b}, [sa = SavedTensor(a), sb = SavedTensor(b), ra = a.requires_grad(), rb = b.requires_grad()](
                                         const Tensor& d, const Tensor&) {
     Tensor a = sa.get(), b = sb.get();
-    return Grads{ra ? reduce_to(d / b, a.shape()) : Tensor(), rb ? reduce_to(neg(d * a) / (b * b), b.shape()) : Tensor()};
+    return Grads{ra ? sum_to_size(d / b, a.shape()) : Tensor(), rb ? sum_to_size(neg(d * a) / (b * b), b.shape()) : Tensor()};
   }, f);
 }
 
@@ -305,11 +304,11 @@ Tensor pow(const Tensor& a, const Tensor& b) {
                                         const Tensor& d, const Tensor& out) {
     Tensor a = sa.get(), b = sb.get();
     Tensor da, db;
-    if (ra) da = reduce_to(d * b * pow(a, b - 1.0), a.shape());
+    if (ra) da = sum_to_size(d * b * pow(a, b - 1.0), a.shape());
     if (rb) {
       Tensor pos = kernels::compare("pow", kernels::Compare::Gt, a, scalar_like(0, a));
       Tensor safe_a = where(pos, a, ones_like(a));  // ln 1 = 0 where a <= 0
-      db = reduce_to(d * out * log(safe_a), b.shape());
+      db = sum_to_size(d * out * log(safe_a), b.shape());
     }
     return Grads{da, db};
   }, f);
@@ -325,7 +324,7 @@ static Tensor minmax(const char* name, B op, const Tensor& a, const Tensor& b) {
     Tensor wins = kernels::compare(name, is_max ? kernels::Compare::Gt : kernels::Compare::Lt, a, b);
     Tensor ties = kernels::compare(name, kernels::Compare::Eq, a, b);
     Tensor wa = mask_like(wins, a) + 0.5 * mask_like(ties, a);  // a's share of the gradient: 1, ½ or 0
-    return Grads{reduce_to(d * wa, a.shape()), reduce_to(d * (1.0 - wa), b.shape())};
+    return Grads{sum_to_size(d * wa, a.shape()), sum_to_size(d * (1.0 - wa), b.shape())};
   }, f);
 }
 Tensor maximum(const Tensor& a, const Tensor& b) { return minmax("maximum", B::Maximum, a, b); }
@@ -349,7 +348,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   return record("where", out, {a, b}, [cond, sa = a.shape(), sb = b.shape(), ra = a.requires_grad(), rb = b.requires_grad()](
                                           const Tensor& d, const Tensor&) {
     Tensor zero = scalar_like(0, d);
-    return Grads{ra ? reduce_to(where(cond, d, zero), sa) : Tensor(), rb ? reduce_to(where(cond, zero, d), sb) : Tensor()};
+    return Grads{ra ? sum_to_size(where(cond, d, zero), sa) : Tensor(), rb ? sum_to_size(where(cond, zero, d), sb) : Tensor()};
   }, f);
 }
 

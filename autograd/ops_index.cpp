@@ -4,7 +4,7 @@
 #include <algorithm>
 
 #include "autograd/node.h"
-#include "tensor/kernels.h"
+#include "tensor/kernels/kernels.h"
 
 namespace heed {
 

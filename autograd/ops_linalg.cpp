@@ -1,7 +1,7 @@
 // ops_linalg.cpp: matmul, the op that does nearly all the arithmetic of a training step.
 #include "autograd/node.h"
-#include "tensor/blas.h"
-#include "tensor/kernels.h"
+#include "tensor/kernels/blas.h"
+#include "tensor/kernels/kernels.h"
 
 namespace heed {
 

@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "autograd/node.h"
-#include "tensor/kernels.h"
+#include "tensor/kernels/kernels.h"
 #include "tensor/view.h"
 
 namespace heed {

@@ -8,7 +8,7 @@
 #include <numeric>
 
 #include "autograd/node.h"
-#include "tensor/kernels.h"
+#include "tensor/kernels/kernels.h"
 #include "tensor/view.h"
 
 namespace heed {

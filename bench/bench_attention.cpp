@@ -1,5 +1,5 @@
 // bench_attention.cpp: attention forward + backward, composite (heed ops, (T, T) matrices) against the
-// fused kernel (tensor/flash_attention.h, O(T·D) memory), and local attention's linear scaling in T.
+// fused kernel (tensor/kernels/flash_attention.h, O(T·D) memory), and local attention's linear scaling in T.
 //
 // Every benchmark reports, besides the time, `peak_MiB`: the most bytes held by live Storages during one
 // forward + backward, above what was live before it (memory_stats() in tensor/tensor.h; workspace that

@@ -1,11 +1,11 @@
-// bench_elementwise.cpp: the row kernels of tensor/simd.h, SIMD against the scalar reference.
+// bench_elementwise.cpp: the row kernels of tensor/kernels/simd.h, SIMD against the scalar reference.
 //
 // Elementwise ops run on one row of 1M floats (4 MB per operand, so add and mul mostly measure memory
 // bandwidth, while exp and gelu measure arithmetic). Reductions and softmax run row by row over a
 // 1024x1024 float matrix, the shape a batch of attention scores or logits has.
 //
 // bytes/s counts every byte read and written; items/s counts elements.
-#include "tensor/simd.h"
+#include "tensor/kernels/simd.h"
 
 #include <benchmark/benchmark.h>
 

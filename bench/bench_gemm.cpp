@@ -2,7 +2,7 @@
 //
 // The number to watch is GFLOP/s at n=1024, 1 thread: with the SkylakeX kernels OpenBLAS reaches about
 // 150 on one Sapphire Rapids core, against about 31 with the Prescott fallback that a plain link gets
-// there, because OpenBLAS 0.3.21 does not recognise that CPU (see tensor/blas.cpp). On a 2.5 GHz Cascade
+// there, because OpenBLAS 0.3.21 does not recognise that CPU (see tensor/kernels/blas.cpp). On a 2.5 GHz Cascade
 // Lake VM, which OpenBLAS does recognise, the best runs were about 110. The label shows which kernel ran.
 //
 // Counting: an (n,n) @ (n,n) product is n^3 multiply-adds, 2n^3 floating-point operations. The counter
@@ -15,7 +15,7 @@
 #include <cmath>
 #include <vector>
 
-#include "tensor/blas.h"
+#include "tensor/kernels/blas.h"
 
 namespace {
 

@@ -9,7 +9,7 @@
 #include "heed.h"
 #include "nn/layers.h"
 #include "nn/loss.h"
-#include "nn/optim.h"
+#include "nn/optim/optim.h"
 #include "nn/transformer.h"
 
 using namespace heed;

@@ -18,8 +18,8 @@
 
 #include "heed.h"
 #include "nn/loss.h"
-#include "nn/optim.h"
-#include "tensor/kernels.h"
+#include "nn/optim/optim.h"
+#include "tensor/kernels/kernels.h"
 
 using namespace heed;
 

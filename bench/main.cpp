@@ -7,7 +7,7 @@
 
 #include <iostream>
 
-#include "tensor/blas.h"
+#include "tensor/kernels/blas.h"
 
 int main(int argc, char** argv) {
   std::cout << heed::blas_summary() << std::endl;

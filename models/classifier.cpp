@@ -1,7 +1,7 @@
 // classifier: a small CNN for Fashion-MNIST (Xiao, Rasul and Vollgraf 2017), and the zoo's judge of
 // generated images.
 //
-// The network (nn/fmnist_judge.h) is two conv blocks (conv 3x3, max-pool, BatchNorm, ReLU), dropout and a
+// The network (models/zoo/judge.h) is two conv blocks (conv 3x3, max-pool, BatchNorm, ReLU), dropout and a
 // two-layer head; Adam at 1e-3, decayed to 0 along a half cosine, for 8 epochs. Its 128 penultimate features
 // are what FD-FMNIST compares (FID's recipe with a judge that knows clothes), so this program also caches the
 // weights where the generative models (vae, gan) look for them: zoo::judge_path(), that is
@@ -20,11 +20,11 @@
 #include <iostream>
 
 #include "heed.h"
-#include "nn/data.h"
-#include "nn/fmnist_judge.h"
-#include "nn/safetensors.h"
-#include "nn/viz.h"
-#include "nn/zoo.h"
+#include "data/data.h"
+#include "models/zoo/judge.h"
+#include "io/safetensors.h"
+#include "viz/viz.h"
+#include "models/zoo/zoo.h"
 
 using namespace heed;
 

@@ -18,7 +18,7 @@
 //   which the penalty (per-sample gradients) forbids.
 //
 // Per epoch the run prints D's and G's mean losses, and every --fd-every epochs and at the end FD-FMNIST of
-// 10000 samples (nn/fmnist_judge.h). It draws samples_epoch_<e>.png from fixed noise after every epoch
+// 10000 samples (models/zoo/judge.h). It draws samples_epoch_<e>.png from fixed noise after every epoch
 // (samples.png is the last), loss.png and steps.png (the losses every --log-every batches), and for sagan
 // attention.png: G's attention at 14x14 for four query pixels (red), over eight generated images.
 // checkpoint.safetensors (G, D, Adam and the generator's state) lets --resume continue a run. --quick: 1024
@@ -26,12 +26,12 @@
 #include <cmath>
 
 #include "heed.h"
-#include "nn/fmnist_judge.h"  // nn/data.h, nn/layers.h
+#include "models/zoo/judge.h"  // data/data.h, nn/layers.h
 #include "nn/loss.h"
-#include "nn/training_state.h"  // nn/optim.h
+#include "nn/optim/training_state.h"  // nn/optim/optim.h
 #include "nn/transformer.h"
-#include "nn/viz.h"
-#include "nn/zoo.h"
+#include "viz/viz.h"
+#include "models/zoo/zoo.h"
 
 using namespace heed;
 template <class Layer>
@@ -265,7 +265,7 @@ int main(int argc, char** argv) {
     optim::Adam opt({{gan.G->parameters(), {.lr = c.lr_g, .beta1 = c.beta1, .beta2 = c.beta2}},
                      {gan.D->parameters(), {.lr = c.lr_d, .beta1 = c.beta1, .beta2 = c.beta2}}});
     const std::string resume = cli.get<std::string>("resume");  // restores G, D, Adam and the generator
-    int64_t step = resume.empty() ? 0 : nn::load_training_state(resume, gan, opt).step;
+    int64_t step = resume.empty() ? 0 : optim::load_training_state(resume, gan, opt).step;
     std::printf("gan: %s with the %s loss, G %lld and D %lld parameters, lr G %g D %g, betas (%g, %g), %lld D steps "
                 "per G step; training from step %lld of %lld\n", c.arch.c_str(), c.loss.c_str(),
                 (long long)gan.G->num_parameters(), (long long)gan.D->num_parameters(), c.lr_g, c.lr_d, c.beta1,
@@ -313,7 +313,7 @@ int main(int argc, char** argv) {
       char name[64];
       std::snprintf(name, sizeof name, "/samples_epoch_%02lld.png", (long long)epoch + 1);
       viz::save_image_grid(images_from(*gan.G, fixed_z), log.dir() + name);
-      nn::save_training_state(log.dir() + "/checkpoint.safetensors", gan, opt, optim::StateDict{}, step,
+      optim::save_training_state(log.dir() + "/checkpoint.safetensors", gan, opt, optim::StateDict{}, step,
                               {{"arch", c.arch}, {"loss", c.loss}, {"features", std::to_string(c.features)}});
     }
     if (std::isnan(fd)) fd = fd_fmnist();  // a run resumed from its last step trained nothing more

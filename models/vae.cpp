@@ -10,19 +10,19 @@
 //
 // Per epoch the run prints the train and test loss (-ELBO per image); at the end the importance-weighted NLL
 // (Burda et al. 2016: -log (1/k) Σ p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), k = --iw-samples) and FD-FMNIST of
-// 10000 samples (nn/fmnist_judge.h). It draws samples.png, reconstructions.png (rows of test images, each above
+// 10000 samples (models/zoo/judge.h). It draws samples.png, reconstructions.png (rows of test images, each above
 // its reconstructions), traversal.png or with --latent 2 manifold.png, and for attn attention.png (the pooling's
 // weights over the patches) and self_attention.png (the first layer's heads, patch to patch).
 // checkpoint.safetensors lets --resume continue a run bit for bit. --quick: 512 training images, 1 epoch,
 // smaller evaluations (it prints which).
 #include "heed.h"
 #include "nn/distributions.h"
-#include "nn/fmnist_judge.h"  // nn/data.h, nn/layers.h
+#include "models/zoo/judge.h"  // data/data.h, nn/layers.h
 #include "nn/loss.h"
-#include "nn/training_state.h"  // nn/optim.h
+#include "nn/optim/training_state.h"  // nn/optim/optim.h
 #include "nn/transformer.h"
-#include "nn/viz.h"
-#include "nn/zoo.h"
+#include "viz/viz.h"
+#include "models/zoo/zoo.h"
 
 using namespace heed;
 using distributions::Normal;
@@ -249,7 +249,7 @@ int main(int argc, char** argv) {
     VAE& vae = *model;
     optim::Adam opt(vae.parameters(), {.lr = run.lr});
     const std::string resume = cli.get<std::string>("resume");  // restores the weights, Adam and the generator
-    int64_t step = resume.empty() ? 0 : nn::load_training_state(resume, vae, opt).step;
+    int64_t step = resume.empty() ? 0 : optim::load_training_state(resume, vae, opt).step;
     std::printf("vae: %s, latent %lld, %lld parameters; training from step %lld of %lld\n", c.arch.c_str(),
                 (long long)c.latent, (long long)vae.num_parameters(), (long long)step, (long long)steps);
     zoo::RunLog log(cli, run);
@@ -269,7 +269,7 @@ int main(int argc, char** argv) {
       if (eval) row.emplace_back("test_loss", test_neg_elbo(vae, test, run.seed + 1));
       log.epoch((int)epoch + 1, row);
     }
-    nn::save_training_state(log.dir() + "/checkpoint.safetensors", vae, opt, optim::StateDict{}, step,
+    optim::save_training_state(log.dir() + "/checkpoint.safetensors", vae, opt, optim::StateDict{}, step,
                             {{"arch", c.arch}, {"latent", std::to_string(c.latent)}});
     if (eval) {
       Generator gen(run.seed + 2);  // evaluation draws from streams of its own, never from training's

@@ -1,12 +1,12 @@
 // attention.cpp: functional attention. Dense composite, dispatch to the fused kernel, and the sparse
 // (local and block-sparse) composites. Everything differentiable here is built from heed ops, so its
 // gradient (and its gradient's gradient) comes from the ops' own backwards; the only hand-written
-// backward is the fused kernel's, in tensor/flash_attention.cpp.
+// backward is the fused kernel's, in tensor/kernels/flash_attention.cpp.
 //
 // Letters: B batch, NH heads, Tq queries, Tk keys, D query/key width, Dv value width, "..." batch dims.
 //
 // Masking and NaN. Masked scores are set to -inf. heed's softmax maps a row that is entirely -inf to all
-// zeros (tensor/simd.h), so a query that may see no key gets weights 0 and output 0. Backward stays finite
+// zeros (tensor/kernels/simd.h), so a query that may see no key gets weights 0 and output 0. Backward stays finite
 // too: softmax's backward is out ∘ (d - Σ d∘out), which is 0 wherever out is 0; masked_fill's backward
 // is where(mask, 0, d), a select rather than a multiply, so no 0 · inf is ever formed; and an additive
 // -inf mask passes through `add`, whose backward only copies the (already zero) gradient.
@@ -20,7 +20,7 @@
 #include <tuple>
 #include <vector>
 
-#include "tensor/flash_attention.h"
+#include "tensor/kernels/flash_attention.h"
 
 namespace heed::nn {
 
@@ -149,7 +149,7 @@ AttentionResult composite(const Tensor& q, const Tensor& k, const Tensor& v, con
   Tensor w = softmax(s, -1);  // a fully masked row is all 0 here
   if (dropout_active(o)) {
     auto [seed, offset] = reserve_dropout(o.generator, w.numel());
-    w = w * attention_dropout_mask(w.shape(), o.dropout_p, seed, offset, w.dtype());
+    w = w * kernels::attention_dropout_mask(w.shape(), o.dropout_p, seed, offset, w.dtype());
   }
   return {matmul(w, v), o.need_weights ? w : Tensor()};
 }
@@ -215,10 +215,6 @@ AttentionResult packed_self_attention(const Tensor& qkv, int64_t NH, const Atten
   check_call(op, q, k, v, o);
   if (!use_fused(op, q, k, v, o)) return composite(q, k, v, o);
   return {flash_attention_packed(qkv, NH, flash_params(q, T, o)), Tensor()};
-}
-
-Tensor attention_dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t offset, DType dtype) {
-  return kernels::attention_dropout_mask(shape, p, seed, offset, dtype);
 }
 
 Tensor causal_mask(int64_t Tq, int64_t Tk) {

@@ -16,7 +16,7 @@
 // Three paths:
 //   - dense composite: heed ops only (matmul, masked_fill, softmax, ...), so gradcheck and
 //     gradgradcheck (double backward, e.g. WGAN-GP) work through it. O(Tq·Tk) memory.
-//   - fused (tensor/flash_attention.h, docs/flash_attention.md): tiled online softmax, O(T·D) memory,
+//   - fused (tensor/kernels/flash_attention.h, docs/flash_attention.md): tiled online softmax, O(T·D) memory,
 //     first-order only. Dot score, causal, key padding and dropout; no attn_mask, no weights.
 //   - sparse: local (sliding window) and block-sparse attention, composites that cost O(T·w).
 #pragma once
@@ -113,10 +113,6 @@ AttentionResult packed_self_attention(const Tensor& qkv, int64_t num_heads, cons
 /// True when the fused kernel can run these inputs and options (what AttentionImpl::Auto checks).
 bool fused_supported(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options);
 
-/// The dropout scales the attention applies, for weights of `shape` (..., Tq, Tk) drawn from (seed,
-/// offset): 1/(1-p) where kept, 0 where dropped (tensor/flash_attention.h has the exact rule). Both paths
-/// use it, so with the same generator state the composite and the fused kernel drop the same weights.
-Tensor attention_dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t offset, DType dtype = float32);
 
 /// The (Tq, Tk) bool mask (true = masked) of causal attention: key j is hidden from query i when j > i.
 Tensor causal_mask(int64_t Tq, int64_t Tk);

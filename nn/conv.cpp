@@ -13,7 +13,7 @@
 
 #include "nn/init.h"
 #include "nn/linear.h"
-#include "tensor/kernels.h"
+#include "tensor/kernels/kernels.h"
 
 namespace heed::nn {
 

@@ -11,34 +11,6 @@
 
 namespace heed::nn {
 
-// ---- printing -------------------------------------------------------------------------------------------
-// Python prints a float with the fewest digits that read back to the same value, in fixed notation when
-// the decimal exponent is in [-4, 16) and in scientific notation otherwise: 0.01, 1.0, 1e-05, 1e+16.
-// std::to_chars gives the same shortest digits; only the layout differs, so we lay them out as Python does.
-std::string py_float(double v) {
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  char buf[64];
-  auto res = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);  // "-1.25e-05"
-  std::string s(buf, res.ptr);
-  std::string sign = s[0] == '-' ? "-" : "";
-  if (!sign.empty()) s.erase(0, 1);
-  size_t e_pos = s.find('e');
-  int exp10 = std::stoi(s.substr(e_pos + 1));
-  std::string digits;
-  for (char c : s.substr(0, e_pos))
-    if (c != '.') digits += c;
-  if (exp10 < -4 || exp10 >= 16) {
-    std::string mant = digits.substr(0, 1) + (digits.size() > 1 ? "." + digits.substr(1) : "");
-    std::string e = std::to_string(std::abs(exp10));
-    if (e.size() < 2) e = "0" + e;
-    return sign + mant + "e" + (exp10 < 0 ? "-" : "+") + e;
-  }
-  if (exp10 < 0) return sign + "0." + std::string(-exp10 - 1, '0') + digits;
-  if ((int)digits.size() <= exp10 + 1) return sign + digits + std::string(exp10 + 1 - digits.size(), '0') + ".0";
-  return sign + digits.substr(0, exp10 + 1) + "." + digits.substr(exp10 + 1);
-}
-
 std::string describe(const Module& m) { return m.type_name() + "(" + m.extra_repr() + ")"; }
 
 static std::string py_bool(bool b) { return b ? "True" : "False"; }

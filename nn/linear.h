@@ -45,8 +45,6 @@ struct ELU;
 /// the global generator) satisfies u >= p, and scales it by 1/(1-p); without, returns x unchanged.
 Tensor dropout(const Tensor& x, double p = 0.5, bool training = true, Generator* gen = nullptr);
 
-/// A double as Python's repr prints it (0.01, 1.0, 1e-05), so that extra_repr() reads as PyTorch's.
-std::string py_float(double v);
 /// "Linear(in_features=3, out_features=4, bias=True)": how a layer names itself in an error message.
 std::string describe(const Module& m);
 

@@ -14,8 +14,8 @@
 
 #include "autograd/engine.h"
 #include "autograd/node.h"
-#include "tensor/kernels.h"
-#include "tensor/simd.h"
+#include "tensor/kernels/kernels.h"
+#include "tensor/kernels/simd.h"
 
 namespace heed::nn {
 

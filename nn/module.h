@@ -25,6 +25,9 @@
 
 namespace heed::nn {
 
+/// A double as Python's repr prints it (0.01, 1.0, 1e-05), so that extra_repr() reads as PyTorch's.
+std::string py_float(double v);
+
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 using StateDict = std::map<std::string, Tensor>;
 

@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "tensor/shape.h"  // heed::Error
+#include "tensor/error.h"
 
 namespace heed {
 

@@ -4,9 +4,10 @@
 // Views (transpose, narrow, expand, ...) only change shape, strides and offset; the data never moves.
 #pragma once
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "tensor/error.h"  // shape errors are heed::Error
 
 namespace heed {
 
@@ -24,10 +25,5 @@ int64_t wrap_dim(const char* op, int64_t dim, int64_t ndim);
 Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b);
 /// Strides that read `shape`'s data as if it had been expanded to `out` (0 stride on broadcast dims).
 Shape broadcast_strides(const Shape& shape, const Shape& strides, const Shape& out);
-
-/// The exception heed throws for a user's mistake; its message always starts with the op's name.
-struct Error : std::invalid_argument {
-  using std::invalid_argument::invalid_argument;
-};
 
 }  // namespace heed

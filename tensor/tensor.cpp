@@ -15,7 +15,7 @@
 #include <sstream>
 
 #include "tensor/allocator.h"
-#include "tensor/kernels.h"
+#include "tensor/kernels/kernels.h"
 #include "tensor/random.h"
 #include "tensor/view.h"
 

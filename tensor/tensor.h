@@ -5,7 +5,7 @@
 // the Storage; `contiguous()` and `clone()` are the ways to get fresh memory.
 //
 // The op functions declared here are *differentiable*: their definitions live in autograd/, each next to
-// its backward. The raw, graph-free kernels they call live in tensor/kernels.h.
+// its backward. The raw, graph-free kernels they call live in tensor/kernels/kernels.h.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -22,6 +22,9 @@
 namespace heed {
 
 struct Node;  // autograd/node.h: one recorded op in the graph
+namespace kernels {
+struct FlashAttentionParams;  // tensor/kernels/flash_attention.h
+}
 class Tensor;
 class Generator;
 
@@ -276,6 +279,18 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
 Tensor matmul(const Tensor& a, const Tensor& b);
 /// x @ w^T + b, as nn.Linear: x (...,K), w (N,K), b (N) or undefined.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+// fused attention (the kernel and its parameters: tensor/kernels/flash_attention.h)
+/// The differentiable fused attention (autograd/ops_attention.cpp): kernels::flash_attention_forward, with
+/// flash_attention_backward as its gradient. FIRST-ORDER ONLY: its backward is a raw kernel, so
+/// create_graph=true through it throws AutogradError; use the composite nn::scaled_dot_product_attention
+/// (impl = AttentionImpl::Composite) for double backward.
+Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, const kernels::FlashAttentionParams& p);
+
+/// The same for self-attention from one packed projection, as MultiheadAttention's in_proj makes it:
+/// qkv (B, T, 3·NH·D), the last dim [q | k | v], each NH heads of D  ->  out (B, NH, T, D). Equal to
+/// flash_attention on the three (B, NH, T, D) views, but its gradient is one (B, T, 3·NH·D) tensor, where
+/// three views would each return a zero-padded (B, T, 3·NH·D) gradient to be summed. Also first-order only.
+Tensor flash_attention_packed(const Tensor& qkv, int64_t num_heads, const kernels::FlashAttentionParams& p);
 
 // C++ operators; a double on either side becomes a 0-d tensor of the other side's dtype.
 Tensor operator+(const Tensor& a, const Tensor& b);

@@ -7,8 +7,8 @@
 #include <unordered_set>
 
 #include "heed.h"
-#include "tensor/flash_attention.h"
-#include "tensor/kernels.h"
+#include "tensor/kernels/flash_attention.h"
+#include "tensor/kernels/kernels.h"
 
 using namespace heed;
 

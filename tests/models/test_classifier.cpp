@@ -1,4 +1,4 @@
-// Tests for models/classifier.cpp and the judge it trains (nn/fmnist_judge.h): the network's shapes and
+// Tests for models/classifier.cpp and the judge it trains (models/zoo/judge.h): the network's shapes and
 // errors, and, when `./run classifier` has cached its weights, their test accuracy and FD-FMNIST's zero;
 // and `classifier --fd-of FILE`, run as a program, on test images, on noise and on files it must refuse.
 #include <doctest/doctest.h>
@@ -11,8 +11,8 @@
 #include <sstream>
 
 #include "heed.h"
-#include "nn/fmnist_judge.h"
-#include "nn/safetensors.h"
+#include "models/zoo/judge.h"
+#include "io/safetensors.h"
 
 using namespace heed;
 

@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "heed.h"
-#include "nn/safetensors.h"
-#include "nn/viz.h"
+#include "io/safetensors.h"
+#include "viz/viz.h"
 
 using namespace heed;
 namespace fs = std::filesystem;

@@ -17,7 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "heed.h"
-#include "nn/safetensors.h"
+#include "io/safetensors.h"
 
 using namespace heed;
 namespace fs = std::filesystem;

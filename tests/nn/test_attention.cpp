@@ -1,4 +1,4 @@
-// Tests for nn/attention.cpp and the fused kernel (tensor/flash_attention.cpp, autograd/ops_attention.cpp):
+// Tests for nn/attention.cpp and the fused kernel (tensor/kernels/flash_attention.cpp, autograd/ops_attention.cpp):
 // the composite against hand-computed values and finite differences (first and second order), the fused
 // kernel against the composite and against its scalar reference, every sparse pattern against dense
 // attention with the equivalent mask, masking that never makes NaN, and the memory the fused path saves.
@@ -9,7 +9,7 @@
 
 #include "heed.h"
 #include "nn/attention.h"
-#include "tensor/flash_attention.h"
+#include "tensor/kernels/flash_attention.h"
 
 using namespace heed;
 using nn::AttentionImpl;
@@ -200,7 +200,7 @@ TEST_CASE("attention: errors name the op and the shapes") {
   CHECK_THROWS_AS(nn::local_attention(q, q, q, -1), Error);
   CHECK_THROWS_AS(nn::block_sparse_attention(q, k, v, nn::block_layout(2, 2, {}), 2), Error);  // needs (2, 3)
   CHECK_THROWS_AS(nn::block_sparse_attention(q, k, v, nn::block_layout(2, 3, {}), 0), Error);
-  CHECK_THROWS_AS(nn::attention_dropout_mask({2, 2}, -0.1, 0, 0), Error);
+  CHECK_THROWS_AS(kernels::attention_dropout_mask({2, 2}, -0.1, 0, 0, float32), Error);
   CHECK_THROWS_AS(kernels::flash_attention_forward(q, k, v, {.key_padding_mask = bools({3, 5}, std::vector<int>(15, 0))}), Error);
 }
 
@@ -351,7 +351,7 @@ TEST_CASE("attention fused: dropout equals the composite's given the same Philox
   g3.set_offset(40);
   Tensor w_drop = nn::scaled_dot_product_attention(q, k, v, composite({.dropout_p = 0.3, .generator = &g3, .need_weights = true})).weights;
   Tensor w = nn::scaled_dot_product_attention(q, k, v, composite({.need_weights = true})).weights;
-  Tensor z = nn::attention_dropout_mask(w.shape(), 0.3, 123, 40, float64);
+  Tensor z = kernels::attention_dropout_mask(w.shape(), 0.3, 123, 40, float64);
   CHECK(allclose(w_drop, w * z, 0, 0));
   double kept = (z > 0.0).to(float64).mean().item();
   CHECK(kept == doctest::Approx(0.7).epsilon(0.02));

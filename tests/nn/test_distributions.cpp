@@ -7,7 +7,7 @@
 
 #include "heed.h"
 #include "nn/distributions.h"
-#include "nn/safetensors.h"
+#include "io/safetensors.h"
 
 using namespace heed;
 using namespace heed::distributions;

@@ -14,7 +14,7 @@
 
 #include "heed.h"
 #include "nn/layers.h"
-#include "nn/safetensors.h"
+#include "io/safetensors.h"
 
 using namespace heed;
 using V = std::vector<Tensor>;

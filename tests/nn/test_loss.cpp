@@ -9,8 +9,8 @@
 
 #include "heed.h"
 #include "nn/loss.h"
-#include "nn/safetensors.h"
-#include "tensor/kernels.h"
+#include "io/safetensors.h"
+#include "tensor/kernels/kernels.h"
 
 using namespace heed;
 using nn::Reduction;

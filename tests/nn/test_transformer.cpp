@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "heed.h"
-#include "nn/safetensors.h"
+#include "io/safetensors.h"
 #include "nn/transformer.h"
 
 using namespace heed;

@@ -4,7 +4,7 @@
 #include <sstream>
 
 #include "heed.h"
-#include "tensor/kernels.h"
+#include "tensor/kernels/kernels.h"
 
 using namespace heed;
 

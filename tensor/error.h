@@ -1,0 +1,16 @@
+// error.h: the one exception type heed throws for a user's mistake.
+//
+// Every message starts with the op or layer that refused, then shows the shapes or the value at fault:
+//   matmul: (2,3) @ (4,5): inner dimensions 3 != 4
+// Loaders (io/safetensors.h, data/data.h) and modules throw types derived from it, so one
+// `catch (const heed::Error&)` sees them all. Internal invariants are asserts, not Errors.
+#pragma once
+#include <stdexcept>
+
+namespace heed {
+
+struct Error : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+}  // namespace heed
