@@ -25,13 +25,11 @@
 // training images, 1 epoch, FD-FMNIST of 1000 samples (it prints so).
 #include <cmath>
 
-#include "heed.h"
-#include "models/zoo/judge.h"  // data/data.h, nn/layers.h
-#include "nn/loss.h"
-#include "nn/optim/training_state.h"  // nn/optim/optim.h
-#include "nn/transformer.h"
-#include "viz/viz.h"
+#include "data/data.h"
+#include "heed.h"  // tensor, autograd, nn, nn/optim, io/safetensors
+#include "models/zoo/judge.h"
 #include "models/zoo/zoo.h"
+#include "viz/viz.h"
 
 using namespace heed;
 template <class Layer>

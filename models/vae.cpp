@@ -15,14 +15,11 @@
 // weights over the patches) and self_attention.png (the first layer's heads, patch to patch).
 // checkpoint.safetensors lets --resume continue a run bit for bit. --quick: 512 training images, 1 epoch,
 // smaller evaluations (it prints which).
-#include "heed.h"
-#include "nn/distributions.h"
-#include "models/zoo/judge.h"  // data/data.h, nn/layers.h
-#include "nn/loss.h"
-#include "nn/optim/training_state.h"  // nn/optim/optim.h
-#include "nn/transformer.h"
-#include "viz/viz.h"
+#include "data/data.h"
+#include "heed.h"  // tensor, autograd, nn, nn/optim, io/safetensors
+#include "models/zoo/judge.h"
 #include "models/zoo/zoo.h"
+#include "viz/viz.h"
 
 using namespace heed;
 using distributions::Normal;

@@ -1,5 +1,5 @@
-// fmnist_judge.h: a small CNN that classifies Fashion-MNIST, and FD-FMNIST, the sample-quality score the
-// zoo's generative models (vae, gan) are judged by.
+// judge.h: FD-FMNIST, the sample-quality score the zoo's generative models (vae, gan) are judged by, and the
+// network that judges: the CNN that models/classifier.cpp trains.
 //
 // FD-FMNIST is FID's recipe (Heusel et al. 2017) with a judge that fits the data: instead of Inception
 // features of ImageNet photos, the 128 penultimate features of a classifier trained on Fashion-MNIST.
@@ -13,18 +13,16 @@
 //   $XDG_CACHE_HOME/heed/fmnist_classifier.safetensors, else
 //   ~/.cache/heed/fmnist_classifier.safetensors
 //
-// `./run classifier` trains it and writes that file; a model that needs the judge when the file is
-// missing trains it first (it says so, and shows the progress), unless it runs under --quick (see
-// JudgeOptions).
+// `./run classifier` trains it and writes that file (its training loop lives there, in one file with the
+// rest of that model). A model that needs the judge when the file is missing runs the classifier program
+// first (it says so, and the progress shows), unless it runs under --quick (see JudgeOptions).
 //
 //   double fd = zoo::fd_fmnist(samples);   // samples (N,1,28,28) in [0,1] -> FD against N test images
 #pragma once
 #include <cstdint>
 #include <cstdio>
-#include <functional>
 #include <string>
 
-#include "data/data.h"
 #include "nn/layers.h"
 
 namespace heed::zoo {
@@ -50,23 +48,6 @@ struct FmnistClassifier : nn::Module {
   std::string type_name() const override { return "FmnistClassifier"; }
 };
 
-/// How the classifier is trained: Adam on the cross-entropy, shuffled batches, the lr decayed from `lr` to 0
-/// along a half cosine.
-struct ClassifierTraining {
-  int epochs = 8;  /// 5 reach 91.1%; 8 leave a margin above the 91% the zoo asks of its judge
-  int batch_size = 128;
-  double lr = 1e-3;
-  uint64_t seed = 0;
-  int64_t train_images = 60000;  /// the first this many training images
-};
-
-/// Trains `net` on `train` (its first cfg.train_images images) with a progress bar on `out` (nullptr: none),
-/// calling on_epoch(epoch, mean train loss) after each epoch (e.g. to evaluate and log). Leaves `net` in
-/// eval mode. Dropout draws from the global generator; the batch order from cfg.seed.
-void train_fmnist_classifier(FmnistClassifier& net, const data::FashionMNIST& train, const ClassifierTraining& cfg,
-                             std::FILE* out = stdout, const std::function<void(int, double)>& on_epoch = {});
-/// The fraction of `test` that `net` (put in eval mode) classifies correctly.
-double fmnist_accuracy(FmnistClassifier& net, const data::FashionMNIST& test);
 /// images (N,1,28,28) -> features (N,128) float32, in batches of 500, in eval mode, without a graph.
 Tensor fmnist_features(FmnistClassifier& net, const Tensor& images);
 
@@ -75,16 +56,16 @@ std::string judge_path();
 
 struct JudgeOptions {
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
-  /// When the cached weights are missing: false trains the full judge (ClassifierTraining's defaults, a
-  /// few minutes) and caches it; true trains a throwaway judge on 1000 images for one epoch, in seconds,
-  /// and caches nothing. A quick judge's FD says little; its purpose is a smoke test of the whole path.
+  /// When the cached weights are missing: false runs the `classifier` program (built beside the running
+  /// one) to train and cache the judge, a few minutes; true judges with an untrained network (seed 0) and
+  /// caches nothing. A quick judge's FD says little; its purpose is a smoke test of the whole path.
   bool quick = false;
   std::FILE* out = stdout;  /// where it says what it does
 };
 
-/// The process's judge, in eval mode: loaded from judge_path(), or trained as `options` say when the file
-/// is missing (the first call decides; later calls return the same network). Training runs on a generator
-/// of its own, so the caller's random stream is left where it was.
+/// The process's judge, in eval mode: loaded from judge_path(), or made as `options` say when the file is
+/// missing (the first call decides; later calls return the same network). The caller's random stream is
+/// left where it was.
 FmnistClassifier& load_or_train_judge(const JudgeOptions& options = {});
 
 /// The Fréchet distance between `judge`'s features of two sets of images (N,1,28,28) in [0,1], N >= 2.
