@@ -104,7 +104,7 @@ struct Node : std::enable_shared_from_this<Node> {
   std::vector<Hook> hooks;      // hooks registered on the (non-leaf) output tensor
   std::shared_ptr<TensorImpl> leaf;  // AccumulateGrad nodes only: the leaf that receives the gradient
   bool released = false;        // set after a backward without retain_graph
-  uint64_t seq = 0;             // creation order: ties in the topological sort break by it
+  uint64_t seq = 0;             // creation order (for debugging; the depth-first sort needs no tie-break)
 
   bool is_accumulate() const { return leaf != nullptr; }
   /// Frees the graph behind this node without recursion (see engine.cpp).

@@ -51,7 +51,7 @@ std::string MultiheadAttention::extra_repr() const {
          (config.batch_first ? ", batch_first=True" : "");
 }
 
-// (B, T, E) -> (B, NH, T, Dh): split the embedding into heads, heads before time.
+// (B, T, E) -> (B, NH, T, D): split the embedding into heads, heads before time.
 static Tensor split_heads(const Tensor& x, int64_t NH) {
   int64_t B = x.size(0), T = x.size(1), E = x.size(2);
   return x.reshape({B, T, NH, E / NH}).permute({0, 2, 1, 3});
@@ -97,7 +97,7 @@ MhaOutput MultiheadAttention::forward(const Tensor& query, const Tensor& key, co
       throw Error(std::string(who) + ": attn_mask should be (L, S) = " + shape_str({L, S}) + " or (B*NH, L, S) = " +
                   shape_str({B * num_heads, L, S}) + ", got " + shape_str(m.shape()));
   }
-  AttentionResult r;  // out (B, NH, L, Dh)
+  AttentionResult r;  // out (B, NH, L, D)
   if (in_proj_weight.defined() && query.is_same(key) && key.is_same(value)) {
     // Self-attention: one (B, L, E) @ (E, 3E) projection makes q, k and v side by side, and on the fused
     // path their gradients come back side by side too: one GEMM each way instead of three, and no sum.
@@ -111,9 +111,9 @@ MhaOutput MultiheadAttention::forward(const Tensor& query, const Tensor& key, co
     Tensor bq, bk, bv;
     if (in_proj_bias.defined())
       bq = in_proj_bias.narrow(0, 0, E), bk = in_proj_bias.narrow(0, E, E), bv = in_proj_bias.narrow(0, 2 * E, E);
-    Tensor qh = split_heads(linear(q, wq, bq), num_heads);  // (B, NH, L, Dh)
-    Tensor kh = split_heads(linear(k, wk, bk), num_heads);  // (B, NH, S, Dh)
-    Tensor vh = split_heads(linear(v, wv, bv), num_heads);  // (B, NH, S, Dh)
+    Tensor qh = split_heads(linear(q, wq, bq), num_heads);  // (B, NH, L, D)
+    Tensor kh = split_heads(linear(k, wk, bk), num_heads);  // (B, NH, S, D)
+    Tensor vh = split_heads(linear(v, wv, bv), num_heads);  // (B, NH, S, D)
     r = scaled_dot_product_attention(qh, kh, vh, opts);
   }
   Tensor o = r.out.permute({0, 2, 1, 3}).reshape({B, L, E});             // heads back together
@@ -279,21 +279,21 @@ std::pair<Tensor, Tensor> SelfAttention2d::forward_with_attention(const Tensor& 
   if (x.dim() != 4 || x.size(1) != C)
     throw Error("SelfAttention2d: expected input (B, " + std::to_string(C) + ", H, W), got " + shape_str(x.shape()));
   int64_t B = x.size(0), H = x.size(2), W = x.size(3);
-  Tensor q = f(x).flatten(2).transpose(1, 2);  // (B, HW, C/8): one query per pixel
+  Tensor q = f(x).flatten(2).transpose(1, 2);  // (B, H·W, C/8): one query per pixel
   Tensor k = g(x), v = h(x);                   // (B, C/8, H, W), (B, C/2, H, W)
   if (config.pool_keys && H % 2 == 0 && W % 2 == 0) {  // keys and values on a 2x2-pooled grid: 4x less attention
     k = max_pool2d(k, 2);
     v = max_pool2d(v, 2);
   }
-  k = k.flatten(2).transpose(1, 2);  // (B, HW', C/8)
-  v = v.flatten(2).transpose(1, 2);  // (B, HW', C/2)
+  k = k.flatten(2).transpose(1, 2);  // (B, P, C/8), P = H·W, or H·W/4 pooled
+  v = v.flatten(2).transpose(1, 2);  // (B, P, C/2)
   // SAGAN uses plain dot products (no 1/sqrt(d) scale). Composite: the weights are returned, and double
   // backward (a gradient penalty through a critic that holds this block) needs heed ops, not the fused kernel.
   AttentionOptions opts;
   opts.scale = 1.0;
   opts.need_weights = true;
   opts.impl = AttentionImpl::Composite;
-  AttentionResult r = scaled_dot_product_attention(q, k, v, opts);  // out (B, HW, C/2), weights (B, HW, HW')
+  AttentionResult r = scaled_dot_product_attention(q, k, v, opts);  // out (B, H·W, C/2), weights (B, H·W, P)
   Tensor o = r.out.transpose(1, 2).reshape({B, v.size(2), H, W});
   return {x + gamma * out(o), r.weights};
 }

@@ -9,7 +9,7 @@
 //   SelfAttention2d          SAGAN's attention over the pixels of a feature map
 //
 // Letters in shape comments: B batch, T (L, S) sequence lengths of queries (and keys), E embedding
-// dim, NH heads, Dh = E/NH the head dim, C channels, H W height and width.
+// width, NH heads, D = E/NH the head width, C channels, H W height and width (docs/glossary.md).
 #pragma once
 #include <string>
 
@@ -179,7 +179,7 @@ struct SelfAttention2d : Module {
   /// x (B, C, H, W) -> y (B, C, H, W)
   Tensor forward(const Tensor& x);
   Tensor operator()(const Tensor& x) { return forward(x); }
-  /// x (B, C, H, W) -> y (B, C, H, W) and the attention (B, HW, HW'), HW' = HW/4 with pooled keys.
+  /// x (B, C, H, W) -> y (B, C, H, W) and the attention (B, H·W, P): P = H·W keys, or H·W/4 with pooled keys.
   std::pair<Tensor, Tensor> forward_with_attention(const Tensor& x);
   std::string type_name() const override { return "SelfAttention2d"; }
 };

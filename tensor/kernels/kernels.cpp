@@ -486,7 +486,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias) {
       return y;
     }
     // A batch of row-major matrices times one shared matrix is a single tall GEMM: (B*M, K) @ (K, N).
-    // This is nn.Linear on a (B, T, C) input, the most common matmul of all.
+    // This is nn.Linear on a (B, T, E) input, the most common matmul of all.
     Shape fold;
     if (bb.empty() && b.dim() == 2 && !ba.empty() && view::can_view(a, {numel_of(ba) * M, K}, fold) && fold.size() == 2 &&
         fold[1] == 1 && fold[0] >= K) {  // rows really stacked: not an expanded (stride-0) batch

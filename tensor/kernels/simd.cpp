@@ -51,8 +51,13 @@
 #include <cassert>
 #include <cmath>
 #include <limits>
+#include <string_view>
 #include <type_traits>
 #include <utility>
+
+// Every switch over Unary or Binary below must handle every enumerator: a new op without its name, its
+// reference or its SIMD loop does not compile, instead of silently returning x.
+#pragma GCC diagnostic error "-Wswitch"
 
 namespace heed::simd {
 
@@ -81,6 +86,36 @@ const char* unary_name(Unary op) {
     case Unary::Reciprocal: return "reciprocal";
   }
   return "?";
+}
+
+const char* binary_name(Binary op) {
+  switch (op) {
+    case Binary::Add: return "add";
+    case Binary::Sub: return "sub";
+    case Binary::Mul: return "mul";
+    case Binary::Div: return "div";
+    case Binary::Pow: return "pow";
+    case Binary::Maximum: return "maximum";
+    case Binary::Minimum: return "minimum";
+  }
+  return "?";
+}
+
+// The enumerators are 0, 1, 2, ... and the switches above name each one, so the first value with no
+// name is one past the last enumerator.
+template <class E>
+static std::vector<E> walk_enum(const char* (*name)(E)) {
+  std::vector<E> all;
+  for (int i = 0; std::string_view(name(E(i))) != "?"; ++i) all.push_back(E(i));
+  return all;
+}
+const std::vector<Unary>& all_unary() {
+  static const std::vector<Unary> all = walk_enum<Unary>(unary_name);
+  return all;
+}
+const std::vector<Binary>& all_binary() {
+  static const std::vector<Binary> all = walk_enum<Binary>(binary_name);
+  return all;
 }
 
 namespace {

@@ -21,11 +21,13 @@
 //     is all -inf (log 0), instead of PyTorch's NaN. The attention layer relies on this.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace heed::simd {
 
 // ---- elementwise: one input ------------------------------------------------------------------------
 
+/// The enumerators keep their default values 0, 1, 2, ...: all_unary() walks them in that order.
 enum class Unary {
   Neg, Exp, Log, Sqrt, Rsqrt, Abs, Sign, Tanh, Sigmoid, Relu, LeakyRelu, Elu, GeluTanh, GeluErf, Silu,
   Softplus, Erf, Pow, Clamp, Square, Reciprocal
@@ -37,8 +39,12 @@ struct UnaryArgs {
   double a = 0, b = 0;
 };
 
-/// "exp", "gelu_erf", ...: for error messages and benchmark names.
+/// "exp", "gelu_erf", ...: for error messages and benchmark names; "?" for a value that is no Unary.
 const char* unary_name(Unary op);
+/// Every Unary, in declaration order. It is read off unary_name, whose switch must name every enumerator
+/// (simd.cpp makes a missing case a compile error), so the tests that sweep it (tests/tensor/kernels/)
+/// check a new op against its reference the day it is added, with no list to update.
+const std::vector<Unary>& all_unary();
 
 /// y[i*sy] = f(x[i*sx]) for i < n. Any strides; y may be x.
 template <class T> void unary_ref(Unary op, const T* x, int64_t sx, T* y, int64_t sy, int64_t n, UnaryArgs args);
@@ -47,8 +53,13 @@ template <class T> void unary_simd(Unary op, const T* x, T* y, int64_t n, UnaryA
 
 // ---- elementwise: two inputs -----------------------------------------------------------------------
 
-/// Maximum and Minimum propagate NaN like torch.maximum; Pow follows std::pow.
+/// Maximum and Minimum propagate NaN like torch.maximum; Pow follows std::pow. Default values 0, 1, 2, ...
 enum class Binary { Add, Sub, Mul, Div, Pow, Maximum, Minimum };
+
+/// "add", "maximum", ...; "?" for a value that is no Binary.
+const char* binary_name(Binary op);
+/// Every Binary, in declaration order, read off binary_name as all_unary() is off unary_name.
+const std::vector<Binary>& all_binary();
 
 /// y[i*sy] = a[i*sa] op b[i*sb]. A stride of 0 broadcasts one value along the row.
 template <class T>

@@ -3,7 +3,10 @@
 // backward. A last test fails if an op is registered (autograd/node.h) but no case here exercises it.
 #include <doctest/doctest.h>
 
+#include <fstream>
+#include <regex>
 #include <set>
+#include <sstream>
 #include <unordered_set>
 
 #include "heed.h"
@@ -100,6 +103,7 @@ std::vector<Case> table() {
       {"softmax", [] { return V{NC({3, 4})}; }, [](const V& x) { return softmax(x[0], 1) * softmax(x[0], 0); }},
       {"log_softmax", [] { return V{R({3, 4})}; }, [](const V& x) { return log_softmax(x[0], -1); }},
       {"norm", [] { return V{R({3, 2})}; }, [](const V& x) { return norm(x[0]); }},
+      {"sum_to_size", [] { return V{R({2, 3, 4})}; }, [](const V& x) { return sum_to_size(x[0], {3, 1}); }},
       // views
       {"view", [] { return V{R({2, 6})}; }, [](const V& x) { return x[0].view({3, 4}).reshape({4, 3}).flatten(); }},
       {"permute", [] { return V{R({2, 3, 4})}; }, [](const V& x) { return x[0].permute({2, 0, 1}).contiguous() * 2.0; }},
@@ -231,4 +235,75 @@ TEST_CASE("gradcheck reports the input, element and both values on a wrong backw
   CHECK_THROWS_WITH_AS(gradcheck(wrong, {x}), doctest::Contains("input 0 (shape (2)), element 0, output element 0"), GradcheckError);
   CHECK_THROWS_WITH_AS(gradcheck(wrong, {x}), doctest::Contains("analytic 3 vs numeric 2"), GradcheckError);
   CHECK_THROWS_AS(gradcheck([](const std::vector<Tensor>& v) { return v[0] * 2.0; }, {ones({2}).requires_grad_()}), GradcheckError);
+}
+
+// ---- the table against tensor/tensor.h ------------------------------------------------------------------
+// The registry test above starts from the ops that call register_ops. This one starts from the header a
+// user reads: every function declared under "differentiable ops" in tensor/tensor.h must have a row here,
+// named after it or calling it, so a new op cannot be declared and shipped without a gradcheck.
+
+namespace {
+
+std::string read_source(const std::string& relative) {
+  std::ifstream in(std::string(HEED_SOURCE_DIR) + "/" + relative);
+  REQUIRE_MESSAGE(in.good(), "cannot read ", relative);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The functions declared in tensor.h between "// ---- differentiable ops" and "// C++ operators", except
+// under a sub-heading that says "not differentiable". Sub-headings are lines that start with "// ".
+std::set<std::string> declared_differentiable_ops(const std::string& header) {
+  static const std::regex decl(R"(^(?:Tensor|std::pair<Tensor, Tensor>|std::vector<Tensor>) (\w+)\()");
+  std::set<std::string> names;
+  std::istringstream lines(header);
+  bool inside = false, skip = false;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("// ---- differentiable ops", 0) == 0) inside = true;
+    else if (line.rfind("// C++ operators", 0) == 0) break;
+    else if (!inside) continue;
+    else if (line.rfind("// ", 0) == 0) skip = line.find("not differentiable") != std::string::npos;
+    else if (std::smatch m; !skip && std::regex_search(line, m, decl)) names.insert(m[1]);
+  }
+  return names;
+}
+
+}  // namespace
+
+TEST_CASE("every differentiable op declared in tensor/tensor.h has a row in the gradcheck table") {
+  const std::set<std::string> declared = declared_differentiable_ops(read_source("tensor/tensor.h"));
+  CHECK(declared.count("exp") == 1);  // the parse found the section
+  CHECK(declared.count("eq") == 0);   // and skipped the comparisons
+  // argmax and argmin return int64 indices: nothing to differentiate.
+  const std::set<std::string> not_differentiable = {"argmax", "argmin"};
+  const std::string table_source = read_source("tests/autograd/test_gradcheck.cpp");
+  for (const std::string& op : declared) {
+    if (not_differentiable.count(op)) continue;
+    INFO("declared in tensor/tensor.h but no gradcheck row names or calls it: ", op);
+    const bool named = table_source.find("{\"" + op + "\"") != std::string::npos;
+    const bool called = std::regex_search(table_source, std::regex("\\b" + op + "\\("));
+    CHECK((named || called));
+  }
+}
+
+TEST_CASE("every op method of Tensor in tensor/tensor.h is also a free function there") {
+  // "ops as methods (same as the free functions below)": x.exp() is heed::exp(x), defined in one line in
+  // autograd/ops_view.cpp, so a method can never be an op of its own that the table above misses.
+  const std::string header = read_source("tensor/tensor.h");
+  static const std::regex free_fn(R"((?:^|\n)(?:Tensor|std::pair<Tensor, Tensor>) (\w+)\()");
+  std::set<std::string> free;
+  for (std::sregex_iterator it(header.begin(), header.end(), free_fn), end; it != end; ++it) free.insert((*it)[1]);
+  const size_t begin = header.find("// ---- ops as methods"), stop = header.find(" private:", begin);
+  REQUIRE(begin != std::string::npos);
+  REQUIRE(stop != std::string::npos);
+  const std::string methods = header.substr(begin, stop - begin);
+  static const std::regex method(R"(\n  Tensor (\w+)\()");
+  int count = 0;
+  for (std::sregex_iterator it(methods.begin(), methods.end(), method), end; it != end; ++it, ++count) {
+    const std::string name = (*it)[1];
+    INFO("Tensor::", name, " has no free function of the same name in tensor/tensor.h");
+    CHECK(free.count(name) == 1);
+  }
+  CHECK(count > 10);
 }
