@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "autograd/node.h"
+#include "tensor/kernels/activation.h"
 #include "tensor/kernels/kernels.h"
 
 namespace heed {
@@ -27,73 +28,12 @@ static const bool registered = register_ops({"neg", "exp", "log", "sqrt", "rsqrt
 static Tensor mask_like(const Tensor& m, const Tensor& x) { return kernels::cast(m, x.dtype()); }
 static Tensor scalar_like(double v, const Tensor& x) { return scalar_tensor(v, x.dtype()); }
 
-// ---- fused first-order backwards --------------------------------------------------------------------------
-// The backward of relu, leaky_relu and gelu written with ops makes several passes over the tensor and
-// allocates a temporary for each: relu's is compare, cast the mask, multiply; gelu's about eleven (erf,
-// exp and the products). On gpt_step's (2048, 512) MLP activations and conv_ae_step's feature maps that
-// is memory traffic this machine pays for (perf: gelu's backward passes ~15% of gpt_step, relu's 7% of
-// conv_ae_step). So a plain backward (no graph being recorded) of contiguous, same-shape float tensors
-// takes one fused pass below; create_graph takes the composite, whose own backward gives the second
-// derivative. tests/autograd/test_engine.cpp checks the two agree.
+// A plain backward (no graph being recorded) of contiguous, same-shape float tensors can take one fused
+// pass (tensor/kernels/activation.h) where the composite makes several; create_graph takes the composite,
+// whose own backward gives the second derivative. tests/autograd/test_engine.cpp checks the two agree.
 static bool fusable(const Tensor& d, const Tensor& x) {
   return !grad_enabled() && d.shape() == x.shape() && d.dtype() == x.dtype() && is_floating(x.dtype()) &&
          d.is_contiguous() && x.is_contiguous();
-}
-
-// f(d, x, y, n) over contiguous rows, in chunks over threads when the tensor is big.
-template <class F>
-static Tensor fused_backward(const char* name, const Tensor& d, const Tensor& x, F f) {
-  Tensor y = empty(x.shape(), x.dtype());
-  dispatch_floating(x.dtype(), name, [&](auto zero) {
-    using T = decltype(zero);
-    constexpr int64_t kChunk = 16384;
-    const T* dp = d.data_ptr<T>();
-    const T* xp = x.data_ptr<T>();
-    T* yp = y.data_ptr<T>();
-    int64_t n = x.numel(), chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (chunks > 2)
-    for (int64_t c = 0; c < chunks; c++) {
-      int64_t lo = c * kChunk;
-      f(dp + lo, xp + lo, yp + lo, std::min(kChunk, n - lo));
-    }
-  });
-  return y;
-}
-
-// dx = d where x > 0, else slope·d  (relu: slope 0)
-static Tensor relu_backward(const Tensor& d, const Tensor& x, double slope) {
-  return fused_backward("relu", d, x, [slope](const auto* dp, const auto* xp, auto* yp, int64_t n) {
-    using T = std::remove_cv_t<std::remove_pointer_t<decltype(dp)>>;
-    const T s = (T)slope;
-    for (int64_t i = 0; i < n; i++) yp[i] = xp[i] > 0 ? dp[i] : dp[i] * s;  // vectorised by the compiler
-  });
-}
-
-// dx = d (Φ(x) + x φ(x)), with erf and exp from simd.h on chunks that stay in L1.
-static Tensor gelu_backward(const Tensor& d, const Tensor& x) {
-  return fused_backward("gelu", d, x, [](const auto* dp, const auto* xp, auto* yp, int64_t n) {
-    using T = std::remove_cv_t<std::remove_pointer_t<decltype(dp)>>;
-    constexpr int64_t kRow = 512;
-    T u[kRow], e[kRow];
-    const bool fast = kernels::use_simd();
-    const T inv_sqrt2pi = T(0.5 * M_2_SQRTPI * M_SQRT1_2);
-    for (int64_t i0 = 0; i0 < n; i0 += kRow) {
-      const int64_t m = std::min(kRow, n - i0);
-      const T* xi = xp + i0;
-      for (int64_t k = 0; k < m; k++) {
-        u[k] = xi[k] * T(M_SQRT1_2);
-        e[k] = T(-0.5) * xi[k] * xi[k];
-      }
-      if (fast) {
-        simd::unary_simd<T>(U::Erf, u, u, m, {});
-        simd::unary_simd<T>(U::Exp, e, e, m, {});
-      } else {
-        simd::unary_ref<T>(U::Erf, u, 1, u, 1, m, {});
-        simd::unary_ref<T>(U::Exp, e, 1, e, 1, m, {});
-      }
-      for (int64_t k = 0; k < m; k++) yp[i0 + k] = dp[i0 + k] * (T(0.5) * (T(1) + u[k]) + xi[k] * (e[k] * inv_sqrt2pi));
-    }
-  });
 }
 
 // ---- unary -----------------------------------------------------------------------------------------------
@@ -154,7 +94,7 @@ Tensor sigmoid(const Tensor& x) {
 Tensor relu(const Tensor& x) {
   return record("relu", kernels::unary(U::Relu, x), {x}, [sx = SavedTensor(x)](const Tensor& d, const Tensor&) {
     Tensor x = sx.get();
-    if (fusable(d, x)) return Grads{relu_backward(d, x, 0.0)};
+    if (fusable(d, x)) return Grads{kernels::relu_backward(d, x, 0.0)};  // one pass
     return Grads{d * mask_like(kernels::compare("relu", kernels::Compare::Gt, x, scalar_like(0, x)), x)};
   });
 }
@@ -164,7 +104,7 @@ Tensor leaky_relu(const Tensor& x, double slope) {
   return record("leaky_relu", kernels::unary(U::LeakyRelu, x, {slope}), {x},
                 [sx = SavedTensor(x), slope](const Tensor& d, const Tensor&) {
                   Tensor x = sx.get();
-                  if (fusable(d, x)) return Grads{relu_backward(d, x, slope)};
+                  if (fusable(d, x)) return Grads{kernels::relu_backward(d, x, slope)};
                   Tensor pos = kernels::compare("leaky_relu", kernels::Compare::Gt, x, scalar_like(0, x));
                   return Grads{d * kernels::where(pos, scalar_like(1, x), scalar_like(slope, x))};
                 });
@@ -186,15 +126,16 @@ Tensor elu(const Tensor& x, double alpha) {
 //         dx = d (½(1 + t) + ½x(1 - t²) √(2/π)(1 + 3·0.044715x²)),  t = tanh u
 Tensor gelu(const Tensor& x, bool tanh_approx) {
   if (tanh_approx)
-    return record("gelu_tanh", kernels::unary(U::GeluTanh, x), {x}, [sx = SavedTensor(x)](const Tensor& d, const Tensor&) {
-      Tensor x = sx.get();
-      const double k = std::sqrt(2.0 / M_PI), c = 0.044715;
-      Tensor t = tanh(k * (x + c * x * x * x));
-      return Grads{d * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * (k * (1.0 + 3.0 * c * x * x)))};
-    });
+    return record("gelu_tanh", kernels::unary(U::GeluTanh, x), {x},
+                  [sx = SavedTensor(x)](const Tensor& d, const Tensor&) {
+                    Tensor x = sx.get();
+                    const double k = std::sqrt(2.0 / M_PI), c = 0.044715;
+                    Tensor t = tanh(k * (x + c * x * x * x));
+                    return Grads{d * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * (k * (1.0 + 3.0 * c * x * x)))};
+                  });
   return record("gelu", kernels::unary(U::GeluErf, x), {x}, [sx = SavedTensor(x)](const Tensor& d, const Tensor&) {
     Tensor x = sx.get();
-    if (fusable(d, x)) return Grads{gelu_backward(d, x)};
+    if (fusable(d, x)) return Grads{kernels::gelu_backward(d, x)};  // one pass
     Tensor cdf = 0.5 * (1.0 + erf(x * M_SQRT1_2));
     Tensor pdf = exp(-0.5 * x * x) * (0.5 * M_2_SQRTPI * M_SQRT1_2);  // 1/√(2π)
     return Grads{d * (cdf + x * pdf)};
@@ -226,24 +167,27 @@ Tensor erf(const Tensor& x) {
 
 // out = x^p;  dx = d p x^(p-1)
 Tensor pow(const Tensor& x, double p) {
-  return record("pow_scalar", kernels::unary(U::Pow, x, {p}), {x}, [sx = SavedTensor(x), p](const Tensor& d, const Tensor&) {
-    if (p == 0) return Grads{Tensor()};
-    Tensor x = sx.get();
-    return Grads{p == 1 ? d : p == 2 ? d * (2.0 * x) : d * (p * pow(x, p - 1))};
-  });
+  return record("pow_scalar", kernels::unary(U::Pow, x, {p}), {x},
+                [sx = SavedTensor(x), p](const Tensor& d, const Tensor&) {
+                  if (p == 0) return Grads{Tensor()};
+                  Tensor x = sx.get();
+                  return Grads{p == 1 ? d : p == 2 ? d * (2.0 * x) : d * (p * pow(x, p - 1))};
+                });
 }
 Tensor square(const Tensor& x) { return pow(x, 2.0); }
 
 // out = min(max(x, lo), hi);  dx = d where lo <= x <= hi, else 0
 Tensor clamp(const Tensor& x, double lo, double hi) {
   if (lo > hi) throw Error("clamp: lo " + std::to_string(lo) + " > hi " + std::to_string(hi));
-  return record("clamp", kernels::unary(U::Clamp, x, {lo, hi}), {x}, [sx = SavedTensor(x), lo, hi](const Tensor& d, const Tensor&) {
-    Tensor x = sx.get();
-    Tensor inside = kernels::logical("clamp", kernels::Logical::And,
-                                     kernels::compare("clamp", kernels::Compare::Ge, x, scalar_like(lo, x)),
-                                     kernels::compare("clamp", kernels::Compare::Le, x, scalar_like(hi, x)));
-    return Grads{d * mask_like(inside, x)};
-  });
+  return record("clamp", kernels::unary(U::Clamp, x, {lo, hi}), {x},
+                [sx = SavedTensor(x), lo, hi](const Tensor& d, const Tensor&) {
+                  Tensor x = sx.get();
+                  Tensor inside =
+                      kernels::logical("clamp", kernels::Logical::And,
+                                       kernels::compare("clamp", kernels::Compare::Ge, x, scalar_like(lo, x)),
+                                       kernels::compare("clamp", kernels::Compare::Le, x, scalar_like(hi, x)));
+                  return Grads{d * mask_like(inside, x)};
+                });
 }
 
 // ---- binary (broadcasting) ------------------------------------------------------------------------------
@@ -277,22 +221,29 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = kernels::binary("mul", B::Mul, a, b);
   OpFlags f = broadcast_flags(a, b, out);
-  return record("mul", out, {a, b}, [sa = SavedTensor(a), sb = SavedTensor(b), ra = a.requires_grad(), rb = b.requires_grad()](
-                                        const Tensor& d, const Tensor&) {
-    Tensor a = sa.get(), b = sb.get();
-    return Grads{ra ? sum_to_size(d * b, a.shape()) : Tensor(), rb ? sum_to_size(d * a, b.shape()) : Tensor()};
-  }, f);
+  return record(
+      "mul", out, {a, b},
+      [sa = SavedTensor(a), sb = SavedTensor(b), ra = a.requires_grad(), rb = b.requires_grad()](const Tensor& d,
+                                                                                                 const Tensor&) {
+        Tensor a = sa.get(), b = sb.get();
+        return Grads{ra ? sum_to_size(d * b, a.shape()) : Tensor(), rb ? sum_to_size(d * a, b.shape()) : Tensor()};
+      },
+      f);
 }
 
 // out = a / b;  da = d / b, db = -d a / b²
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = kernels::binary("div", B::Div, a, b);
   OpFlags f = broadcast_flags(a, b, out);
-  return record("div", out, {a, b}, [sa = SavedTensor(a), sb = SavedTensor(b), ra = a.requires_grad(), rb = b.requires_grad()](
-                                        const Tensor& d, const Tensor&) {
-    Tensor a = sa.get(), b = sb.get();
-    return Grads{ra ? sum_to_size(d / b, a.shape()) : Tensor(), rb ? sum_to_size(neg(d * a) / (b * b), b.shape()) : Tensor()};
-  }, f);
+  return record(
+      "div", out, {a, b},
+      [sa = SavedTensor(a), sb = SavedTensor(b), ra = a.requires_grad(), rb = b.requires_grad()](const Tensor& d,
+                                                                                                 const Tensor&) {
+        Tensor a = sa.get(), b = sb.get();
+        return Grads{ra ? sum_to_size(d / b, a.shape()) : Tensor(),
+                     rb ? sum_to_size(neg(d * a) / (b * b), b.shape()) : Tensor()};
+      },
+      f);
 }
 
 // out = a^b;  da = d b a^(b-1),  db = d out ln a  (taken as 0 where a <= 0, where ln a is undefined)
@@ -300,18 +251,21 @@ Tensor pow(const Tensor& a, const Tensor& b) {
   Tensor out = kernels::binary("pow", B::Pow, a, b);
   OpFlags f = broadcast_flags(a, b, out);
   f.save_output = true;
-  return record("pow", out, {a, b}, [sa = SavedTensor(a), sb = SavedTensor(b), ra = a.requires_grad(), rb = b.requires_grad()](
-                                        const Tensor& d, const Tensor& out) {
-    Tensor a = sa.get(), b = sb.get();
-    Tensor da, db;
-    if (ra) da = sum_to_size(d * b * pow(a, b - 1.0), a.shape());
-    if (rb) {
-      Tensor pos = kernels::compare("pow", kernels::Compare::Gt, a, scalar_like(0, a));
-      Tensor safe_a = where(pos, a, ones_like(a));  // ln 1 = 0 where a <= 0
-      db = sum_to_size(d * out * log(safe_a), b.shape());
-    }
-    return Grads{da, db};
-  }, f);
+  return record(
+      "pow", out, {a, b},
+      [sa = SavedTensor(a), sb = SavedTensor(b), ra = a.requires_grad(), rb = b.requires_grad()](const Tensor& d,
+                                                                                                 const Tensor& out) {
+        Tensor a = sa.get(), b = sb.get();
+        Tensor da, db;
+        if (ra) da = sum_to_size(d * b * pow(a, b - 1.0), a.shape());
+        if (rb) {
+          Tensor pos = kernels::compare("pow", kernels::Compare::Gt, a, scalar_like(0, a));
+          Tensor safe_a = where(pos, a, ones_like(a));  // ln 1 = 0 where a <= 0
+          db = sum_to_size(d * out * log(safe_a), b.shape());
+        }
+        return Grads{da, db};
+      },
+      f);
 }
 
 // out = max(a, b);  the gradient goes to the larger input, split half and half on ties (as PyTorch)
@@ -319,13 +273,16 @@ static Tensor minmax(const char* name, B op, const Tensor& a, const Tensor& b) {
   Tensor out = kernels::binary(name, op, a, b);
   OpFlags f = broadcast_flags(a, b, out);
   bool is_max = op == B::Maximum;
-  return record(name, out, {a, b}, [sa = SavedTensor(a), sb = SavedTensor(b), is_max, name](const Tensor& d, const Tensor&) {
-    Tensor a = sa.get(), b = sb.get();
-    Tensor wins = kernels::compare(name, is_max ? kernels::Compare::Gt : kernels::Compare::Lt, a, b);
-    Tensor ties = kernels::compare(name, kernels::Compare::Eq, a, b);
-    Tensor wa = mask_like(wins, a) + 0.5 * mask_like(ties, a);  // a's share of the gradient: 1, ½ or 0
-    return Grads{sum_to_size(d * wa, a.shape()), sum_to_size(d * (1.0 - wa), b.shape())};
-  }, f);
+  return record(
+      name, out, {a, b},
+      [sa = SavedTensor(a), sb = SavedTensor(b), is_max, name](const Tensor& d, const Tensor&) {
+        Tensor a = sa.get(), b = sb.get();
+        Tensor wins = kernels::compare(name, is_max ? kernels::Compare::Gt : kernels::Compare::Lt, a, b);
+        Tensor ties = kernels::compare(name, kernels::Compare::Eq, a, b);
+        Tensor wa = mask_like(wins, a) + 0.5 * mask_like(ties, a);  // a's share of the gradient: 1, ½ or 0
+        return Grads{sum_to_size(d * wa, a.shape()), sum_to_size(d * (1.0 - wa), b.shape())};
+      },
+      f);
 }
 Tensor maximum(const Tensor& a, const Tensor& b) { return minmax("maximum", B::Maximum, a, b); }
 Tensor minimum(const Tensor& a, const Tensor& b) { return minmax("minimum", B::Minimum, a, b); }
@@ -338,18 +295,26 @@ Tensor le(const Tensor& a, const Tensor& b) { return kernels::compare("le", kern
 Tensor gt(const Tensor& a, const Tensor& b) { return kernels::compare("gt", kernels::Compare::Gt, a, b); }
 Tensor ge(const Tensor& a, const Tensor& b) { return kernels::compare("ge", kernels::Compare::Ge, a, b); }
 Tensor logical_not(const Tensor& m) { return kernels::logical("logical_not", kernels::Logical::Not, m, m); }
-Tensor logical_and(const Tensor& a, const Tensor& b) { return kernels::logical("logical_and", kernels::Logical::And, a, b); }
-Tensor logical_or(const Tensor& a, const Tensor& b) { return kernels::logical("logical_or", kernels::Logical::Or, a, b); }
+Tensor logical_and(const Tensor& a, const Tensor& b) {
+  return kernels::logical("logical_and", kernels::Logical::And, a, b);
+}
+Tensor logical_or(const Tensor& a, const Tensor& b) {
+  return kernels::logical("logical_or", kernels::Logical::Or, a, b);
+}
 
 // out = cond ? a : b;  da = d where cond, db = d where not cond
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   Tensor out = kernels::where(cond, a, b);
   OpFlags f = broadcast_flags(a, b, out);
-  return record("where", out, {a, b}, [cond, sa = a.shape(), sb = b.shape(), ra = a.requires_grad(), rb = b.requires_grad()](
-                                          const Tensor& d, const Tensor&) {
-    Tensor zero = scalar_like(0, d);
-    return Grads{ra ? sum_to_size(where(cond, d, zero), sa) : Tensor(), rb ? sum_to_size(where(cond, zero, d), sb) : Tensor()};
-  }, f);
+  return record(
+      "where", out, {a, b},
+      [cond, sa = a.shape(), sb = b.shape(), ra = a.requires_grad(), rb = b.requires_grad()](const Tensor& d,
+                                                                                             const Tensor&) {
+        Tensor zero = scalar_like(0, d);
+        return Grads{ra ? sum_to_size(where(cond, d, zero), sa) : Tensor(),
+                     rb ? sum_to_size(where(cond, zero, d), sb) : Tensor()};
+      },
+      f);
 }
 
 // Composite: out = mask ? value : x.

@@ -20,6 +20,7 @@
 #include "nn/loss.h"
 #include "nn/optim/optim.h"
 #include "tensor/kernels/kernels.h"
+#include "tensor/kernels/optim.h"
 
 using namespace heed;
 
@@ -28,8 +29,8 @@ namespace {
 constexpr int64_t kParams = 1 << 20;
 constexpr int64_t kAdamBytes = 7 * sizeof(float);
 
-const optim::kernels::AdamScalars kScalars{0.9, 0.999, 1e-8, 0.0, 1.0, 1e-3 / (1 - 0.9), std::sqrt(1 - 0.999),
-                                           false, false};
+const kernels::AdamScalars kScalars{0.9, 0.999, 1e-8, 0.0, 1.0, 1e-3 / (1 - 0.9), std::sqrt(1 - 0.999),
+                                    false, false};
 
 void BM_adam_kernel(benchmark::State& state, bool simd) {
   Generator gen(1);
@@ -38,8 +39,8 @@ void BM_adam_kernel(benchmark::State& state, bool simd) {
   std::vector<float> m(kParams), v(kParams);
   for (auto _ : state) {
     float* none = nullptr;  // no max_exp_avg_sq without amsgrad
-    if (simd) optim::kernels::adam_update_simd(p.data(), g.data(), m.data(), v.data(), none, kParams, kScalars);
-    else optim::kernels::adam_update_ref(p.data(), g.data(), m.data(), v.data(), none, kParams, kScalars);
+    if (simd) kernels::adam_update_simd(p.data(), g.data(), m.data(), v.data(), none, kParams, kScalars);
+    else kernels::adam_update_ref(p.data(), g.data(), m.data(), v.data(), none, kParams, kScalars);
     benchmark::DoNotOptimize(p.data());
   }
   state.SetBytesProcessed(state.iterations() * kParams * kAdamBytes);

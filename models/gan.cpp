@@ -7,8 +7,8 @@
 //   loss is the binary cross-entropy on D's logits (G's is the non-saturating -log D(G(z))); weights drawn
 //   from N(0, 0.02), Adam 2e-4 with betas (0.5, 0.999), as the paper. F = 32 channels rather than the paper's 64
 //   or more, and 3 epochs, keep `./run gan` within 15 minutes on two shared cores. Batches of 32 (the paper:
-//   128) give more steps in the same time, which matters more here: after 2 epochs FD-FMNIST was 164.1 with
-//   batches of 32 and 225.6 with 64; after 3 epochs of 32, 122.2, in 5 min 29 s on an idle machine.
+//   128) give more steps in the same time, which matters more here than larger batches (models/RESULTS.md
+//   compares the two).
 // --arch sagan (Zhang et al. 2019): the same shapes with SelfAttention2d at 14x14 in G and in D, spectral norm
 //   (nn/spectral_norm.h) on every layer of both but G's BatchNorms, as the paper; the hinge loss; Adam with the
 //   paper's two time-scales, 1e-4 for G and 4e-4 for D, and its betas (0, 0.9).
@@ -190,7 +190,8 @@ Tensor images_from(GeneratorNet& G, const Tensor& z) {
   NoGradGuard no_grad;
   G.eval();
   std::vector<Tensor> parts;
-  for (int64_t i = 0; i < z.size(0); i += 500) parts.push_back(G.forward(z.narrow(0, i, std::min<int64_t>(500, z.size(0) - i))));
+  for (int64_t i = 0; i < z.size(0); i += 500)
+    parts.push_back(G.forward(z.narrow(0, i, std::min<int64_t>(500, z.size(0) - i))));
   G.train();
   return (cat(parts, 0) + 1.0) * 0.5;
 }
@@ -208,8 +209,8 @@ void save_attention(GeneratorNet& G, const Tensor& z, const std::string& path) {
   for (int64_t i = 0; i < z.size(0); ++i) {
     tiles.push_back(nn::upsample_nearest(images.select(0, i).unsqueeze(0), 2).squeeze(0).expand({3, 56, 56}));
     for (auto [r, col] : queries) {
-      viz::Image im = viz::render_overlay(images.select(0, i), attention.select(0, i).select(0, r * 14 + col).reshape({7, 7}),
-                                          {.scale = 2});
+      viz::Image im = viz::render_overlay(images.select(0, i),
+                                          attention.select(0, i).select(0, r * 14 + col).reshape({7, 7}), {.scale = 2});
       for (int y = 4 * r; y < 4 * r + 4; ++y)  // one 14x14 cell is 2x2 image pixels, 4x4 after the 2x scale
         for (int x = 4 * col; x < 4 * col + 4; ++x) im.at(x, y)[0] = 255, im.at(x, y)[1] = 0, im.at(x, y)[2] = 0;
       tiles.push_back(viz::to_tensor(im));
@@ -251,7 +252,8 @@ int main(int argc, char** argv) {
       run.epochs = 1, c.train_images = 1024, c.fd_samples = 1000, c.log_every = 2;
       std::printf("gan: --quick: 1024 training images, 1 epoch, FD-FMNIST of 1000 samples against 1000 test images\n");
     }
-    Tensor train = data::load_fashion_mnist(true, data::Scale::MinusOneOne, c.data_dir).images.narrow(0, 0, c.train_images);
+    Tensor train =
+        data::load_fashion_mnist(true, data::Scale::MinusOneOne, c.data_dir).images.narrow(0, 0, c.train_images);
     data::DataLoader loader(data::TensorDataset{{train}},
                             {.batch_size = run.batch_size, .shuffle = true, .seed = run.seed});
     const int64_t per_epoch = loader.size();

@@ -1,28 +1,20 @@
 // loss.cpp: the losses of loss.h. Each is a few lines of heed ops, so its backward is the primitives'.
 //
 // Reading order: the argument checks every loss shares; the regression losses; the two binary
-// cross-entropies; cross-entropy and nll_loss (composite, then the fused kernel); kl_div; the GAN hinges and
-// WGAN-GP's gradient penalty.
+// cross-entropies; cross-entropy and nll_loss (composite, then the fused op); kl_div; the GAN hinges and
+// WGAN-GP's gradient penalty. The two fused ops, binary_cross_entropy_elementwise and cross_entropy_rows,
+// are in autograd/ops_loss.cpp, their loops in tensor/kernels/loss.cpp.
 #include "nn/loss.h"
 
-#include <algorithm>
 #include <cmath>
-#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "autograd/engine.h"
 #include "autograd/node.h"
-#include "tensor/kernels/kernels.h"
-#include "tensor/kernels/simd.h"
 
 namespace heed::nn {
-
-using Grads = std::vector<Tensor>;
-
-// The ops recorded here (the fused cross-entropy and binary cross-entropy); every other loss is composed of registered primitives.
-static const bool registered = register_ops({"cross_entropy", "binary_cross_entropy"});
 
 // ---- checks shared by every loss --------------------------------------------------------------------------
 namespace {
@@ -32,7 +24,8 @@ std::string str(const char* loss) { return std::string(loss) + ": "; }
 void check_float(const char* loss, const char* what, const Tensor& t) {
   if (!t.defined()) throw Error(str(loss) + what + " is an undefined tensor");
   if (!is_floating(t.dtype()))
-    throw Error(str(loss) + what + " must be float32 or float64, got " + dtype_name(t.dtype()) + " " + shape_str(t.shape()));
+    throw Error(str(loss) + what + " must be float32 or float64, got " + dtype_name(t.dtype()) + " " +
+                shape_str(t.shape()));
 }
 
 // Regression losses and their kin compare two tensors element by element, so the shapes must match exactly.
@@ -104,108 +97,13 @@ Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction reduc
 }
 
 // ---- two classes ------------------------------------------------------------------------------------------------
-// log x clamped below at -100, PyTorch's guard in binary_cross_entropy. The "double where": log is only
-// evaluated where it is above -100, on 1 elsewhere, so its backward d/x never divides 0 by 0 at x = 0,
-// and the outer where sends no gradient to the clamped elements (their loss is the constant 100).
-static Tensor clamped_log(const Tensor& x) {
-  Tensor ok = x > std::exp(-100.0);
-  return where(ok, log(where(ok, x, ones_like(x))), full_like(x, -100.0));
-}
-
-// The elementwise loss -(y log⁺p + (1-y) log⁺(1-p)) as one fused op, log⁺ = clamped_log. Composite, it
-// was about ten passes and temporaries (four wheres, two logs, the masks) forward and as many backward:
-// 30% of vae_step (perf: where 14%, compare, fill, logs). The fused forward takes the logs from simd.h on
-// L1-sized chunks; the plain backward is one loop; under create_graph the backward is written in heed
-// ops (bce_backward_ops), so the second derivative is still there. Both match the composite, which the
-// gradcheck tables and PyTorch's fixtures (tests/nn/test_loss.cpp) check.
-//   dp = -y [p > e^-100]/p + (1-y) [1-p > e^-100]/(1-p)   (times d),   dy = -(log⁺p - log⁺(1-p))
-namespace {
-
-constexpr double kLogFloor = -100.0;
-
-std::pair<Tensor, Tensor> bce_backward_ops(const Tensor& p, const Tensor& y, const Tensor& d, bool need_dy) {
-  const double tiny = std::exp(kLogFloor);
-  Tensor q = 1.0 - p;
-  Tensor okp = p > tiny, okq = q > tiny, zero = zeros_like(p), one = ones_like(p);
-  Tensor inv_p = where(okp, 1.0 / where(okp, p, one), zero), inv_q = where(okq, 1.0 / where(okq, q, one), zero);
-  Tensor dp = d * ((1.0 - y) * inv_q - y * inv_p);
-  Tensor dy = need_dy ? -(d * (clamped_log(p) - clamped_log(q))) : Tensor();
-  return {dp, dy};
-}
-
-// loss[i] for contiguous p, y; throws on a p outside [0, 1] (a logit passed by mistake).
-template <class T>
-void bce_forward_kernel(const T* p, const T* y, T* out, int64_t n) {
-  constexpr int64_t kRow = 512;
-  T lp[kRow], lq[kRow];
-  const bool fast = heed::kernels::use_simd();
-  for (int64_t i0 = 0; i0 < n; i0 += kRow) {
-    const int64_t m = std::min(kRow, n - i0);
-    for (int64_t k = 0; k < m; k++) {
-      const T v = p[i0 + k];
-      if (!(v >= 0 && v <= 1))
-        throw Error("binary_cross_entropy: input value " + std::to_string(v) + " at index " + std::to_string(i0 + k) +
-                    " is not a probability in [0,1] (for logits use binary_cross_entropy_with_logits)");
-      lp[k] = v, lq[k] = T(1) - v;
-    }
-    if (fast) {
-      simd::unary_simd<T>(simd::Unary::Log, lp, lp, m, {});
-      simd::unary_simd<T>(simd::Unary::Log, lq, lq, m, {});
-    } else {
-      simd::unary_ref<T>(simd::Unary::Log, lp, 1, lp, 1, m, {});
-      simd::unary_ref<T>(simd::Unary::Log, lq, 1, lq, 1, m, {});
-    }
-    const T floor = T(kLogFloor);
-    for (int64_t k = 0; k < m; k++) {
-      const T yk = y[i0 + k];
-      out[i0 + k] = -(yk * std::max(lp[k], floor) + (T(1) - yk) * std::max(lq[k], floor));
-    }
-  }
-}
-
-template <class T>
-void bce_backward_kernel(const T* p, const T* y, const T* d, T* dp, int64_t n) {
-  const T tiny = T(std::exp(kLogFloor));
-  for (int64_t i = 0; i < n; i++) {
-    const T q = T(1) - p[i];
-    const T inv_p = p[i] > tiny ? T(1) / p[i] : T(0), inv_q = q > tiny ? T(1) / q : T(0);
-    dp[i] = d[i] * ((T(1) - y[i]) * inv_q - y[i] * inv_p);
-  }
-}
-
-Tensor bce_elementwise(const Tensor& input, const Tensor& target) {
-  Tensor p = input.contiguous(), y = target.contiguous();
-  Tensor loss = empty(p.shape(), p.dtype());
-  dispatch_floating(p.dtype(), "binary_cross_entropy", [&](auto zero) {
-    using T = decltype(zero);
-    bce_forward_kernel<T>(p.data_ptr<T>(), y.data_ptr<T>(), loss.data_ptr<T>(), p.numel());
-  });
-  bool need_dy = target.requires_grad();
-  return record("binary_cross_entropy", loss, {input, target},
-                [sp = SavedTensor(input), sy = SavedTensor(target), need_dy](const Tensor& d, const Tensor&) {
-                  Tensor p = sp.get(), y = sy.get();
-                  if (grad_enabled() || need_dy) {
-                    auto [dp, dy] = bce_backward_ops(p, y, d, need_dy);
-                    return Grads{dp, dy};
-                  }
-                  Tensor pc = p.contiguous(), yc = y.contiguous(), dc = d.contiguous(), dp = empty(p.shape(), p.dtype());
-                  dispatch_floating(p.dtype(), "binary_cross_entropy backward", [&](auto zero) {
-                    using T = decltype(zero);
-                    bce_backward_kernel<T>(pc.data_ptr<T>(), yc.data_ptr<T>(), dc.data_ptr<T>(), dp.data_ptr<T>(), pc.numel());
-                  });
-                  return Grads{dp, Tensor()};
-                });
-}
-
-}  // namespace
-
 // out = -w (y log p + (1-y) log(1-p));  dp = w (p - y) / (p (1-p)),  dy = -w (log p - log(1-p))
 Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, const BCEOptions& o) {
   const char* name = "binary_cross_entropy";
   check_pair(name, input, target);
   check_weight(name, "weight", o.weight, input);
-  // Probabilities only: a logit passed by mistake would silently give nonsense, so the kernel says where to go.
-  Tensor loss = bce_elementwise(input, target);
+  // Probabilities only: a logit passed by mistake would silently give nonsense, so the op says where to go.
+  Tensor loss = binary_cross_entropy_elementwise(input, target);
   if (o.weight.defined()) loss = loss * o.weight;
   return reduce(loss, o.reduction);
 }
@@ -263,8 +161,9 @@ void check_class_targets(const char* loss, const Tensor& input, const Tensor& ta
 void check_target_dtype(const char* loss, const Tensor& target, bool allow_probabilities) {
   if (!target.defined()) throw Error(str(loss) + "target is an undefined tensor");
   if (target.dtype() == int64 || (allow_probabilities && is_floating(target.dtype()))) return;
-  throw Error(str(loss) + "target must be int64 class indices" + (allow_probabilities ? " or float class probabilities" : "") +
-              ", got " + dtype_name(target.dtype()) + " " + shape_str(target.shape()));
+  throw Error(str(loss) + "target must be int64 class indices" +
+              (allow_probabilities ? " or float class probabilities" : "") + ", got " + dtype_name(target.dtype()) +
+              " " + shape_str(target.shape()));
 }
 
 // (1,C,1,...,1): a per-class vector laid along dim 1 of an (N,C,d1,...) tensor.
@@ -314,7 +213,8 @@ static Tensor cross_entropy_probabilities(const Tensor& x, const Tensor& target,
   const char* name = "cross_entropy";
   check_pair(name, x, target);
   if (o.ignore_index >= 0)
-    throw Error(str(name) + "ignore_index " + std::to_string(o.ignore_index) + " is not supported with class-probability targets");
+    throw Error(str(name) + "ignore_index " + std::to_string(o.ignore_index) +
+                " is not supported with class-probability targets");
   int64_t C = x.shape()[1];
   if (o.weight.defined() && (o.weight.shape() != Shape{C} || o.weight.dtype() != x.dtype()))
     throw Error(str(name) + "weight " + shape_str(o.weight.shape()) + " " + dtype_name(o.weight.dtype()) +
@@ -360,151 +260,10 @@ Tensor cross_entropy_composite(const Tensor& input, const Tensor& target, const 
   return unbatched && o.reduction == Reduction::None ? loss.squeeze(0) : loss;
 }
 
-// ---- many classes: the fused kernel -------------------------------------------------------------------------
-// For x (N,C) and class indices, one pass per row replaces log_softmax, gather, index_select and the masks.
-// With lse_i = log Σ_c e^x[i,c], logp = x - lse, and W = Σ_c w_c:
-//
-//   out[i] = (1-ε) w[t_i] (lse_i - x[i,t_i])  +  ε/C Σ_c w_c (lse_i - x[i,c])        (0 if t_i is ignored)
-//   dx[i,c] = dout[i] (softmax(x_i)_c a_i - b_i,c),   a_i = (1-ε) w[t_i] + ε W / C,
-//                                                     b_i,c = (1-ε) w[t_i] [c = t_i] + ε w_c / C
-//
-// (the derivative of lse is softmax, and Σ_c of each term's weight gives a_i). a, the one-hot coefficient
-// c_i = (1-ε) w[t_i] and the mean's denominator Σ_i w[t_i] depend only on the targets, so the forward
-// computes them once.
-//
-// The backward has two forms of that one formula, picked when it runs. A plain backward (no graph being
-// recorded, the usual case) runs a raw kernel: one pass per row, softmax straight into dx, then the
-// corrections in place. Under create_graph it runs the formula in heed ops (softmax, scatter_add), so that
-// a second derivative flows through softmax's own backward. tests/nn/test_loss.cpp checks both against
-// the composite, and gradgradcheck checks the second.
-namespace {
-
-struct CrossEntropyRows {
-  int64_t N = 0, C = 0;
-  double eps = 0;
-  std::vector<int64_t> target;     // (N); an ignored row holds class 0, and its a, c and keep are 0
-  std::vector<double> weight;      // (C); ones without a weight
-  std::vector<double> a, c, keep;  // (N)
-  double weight_sum = 0;           // Σ w[t_i] over the counted rows
-};
-
-CrossEntropyRows row_constants(const Tensor& target, const Tensor& weight, int64_t C, int64_t ignore_index, double eps) {
-  CrossEntropyRows r;
-  r.N = target.numel();
-  r.C = C;
-  r.eps = eps;
-  r.target = target.to_vector<int64_t>();
-  r.weight = weight.defined() ? weight.to_vector<double>() : std::vector<double>(C, 1.0);
-  double W = 0;
-  for (double v : r.weight) W += v;
-  r.a.assign(r.N, 0);
-  r.c.assign(r.N, 0);
-  r.keep.assign(r.N, 0);
-  for (int64_t i = 0; i < r.N; i++) {
-    if (r.target[i] == ignore_index) {
-      r.target[i] = 0;
-      continue;
-    }
-    r.keep[i] = 1;
-    r.c[i] = (1.0 - eps) * r.weight[r.target[i]];
-    r.a[i] = r.c[i] + eps * W / (double)C;
-    r.weight_sum += r.weight[r.target[i]];
-  }
-  return r;
-}
-
-// Each row's log-softmax goes to a scratch row that stays in L1 cache, so x is read from memory once. The
-// row kernel is simd::softmax_row, SIMD or its scalar reference as the tensor kernels are switched.
-template <class T>
-void cross_entropy_forward_kernel(const T* x, const CrossEntropyRows& r, T* loss) {
-  const bool fast = kernels::use_simd();
-  const int64_t C = r.C;
-#pragma omp parallel if (r.N * C >= 32768)
-  {
-    std::vector<T> logp(C);
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < r.N; i++) {
-      if (r.keep[i] == 0) {
-        loss[i] = 0;
-        continue;
-      }
-      if (fast) simd::softmax_row_simd(x + i * C, logp.data(), C, true);
-      else simd::softmax_row_ref(x + i * C, logp.data(), C, true);
-      const int64_t t = r.target[i];
-      double out = -(1.0 - r.eps) * r.weight[t] * (double)logp[t];
-      if (r.eps > 0) {
-        double s = 0;
-        for (int64_t c = 0; c < C; c++) s += r.weight[c] * (double)logp[c];
-        out -= r.eps / (double)C * s;
-      }
-      loss[i] = (T)out;
-    }
-  }
-}
-
-// dx = dout_i (a_i softmax(x_i) - b_i), first order: one pass per row.
-template <class T>
-void cross_entropy_backward_kernel(const T* x, const T* dout, const CrossEntropyRows& r, T* dx) {
-  const bool fast = kernels::use_simd();
-  const int64_t C = r.C;
-#pragma omp parallel for schedule(static) if (r.N * C >= 32768)
-  for (int64_t i = 0; i < r.N; i++) {
-    T* row = dx + i * C;
-    if (r.keep[i] == 0) {
-      std::fill(row, row + C, T(0));
-      continue;
-    }
-    if (fast) simd::softmax_row_simd(x + i * C, row, C, false);
-    else simd::softmax_row_ref(x + i * C, row, C, false);
-    const double d = (double)dout[i];
-    const T scale = (T)(d * r.a[i]);
-    for (int64_t c = 0; c < C; c++) row[c] *= scale;
-    row[r.target[i]] -= (T)(d * r.c[i]);  // the one-hot term
-    if (r.eps > 0) {
-      const double k = d * r.eps / (double)C;
-      for (int64_t c = 0; c < C; c++) row[c] -= (T)(k * r.weight[c]);
-    }
-  }
-}
-
-// The same dx in heed ops, differentiable again (used under create_graph).
-Tensor cross_entropy_backward_ops(const Tensor& x, const Tensor& d, const CrossEntropyRows& r) {
-  const DType dt = x.dtype();
-  Tensor a = from_vector(r.a, {r.N}).to(dt), c = from_vector(r.c, {r.N}).to(dt);
-  Tensor g = softmax(x, 1) * (d * a).unsqueeze(1);
-  g = scatter_add(g, 1, from_vector(r.target, {r.N, 1}), (-(d * c)).unsqueeze(1));  // the one-hot term
-  if (r.eps > 0) {
-    Tensor keep = from_vector(r.keep, {r.N}).to(dt), w = from_vector(r.weight, {1, r.C}).to(dt);
-    g = g - (d * keep * (r.eps / (double)r.C)).unsqueeze(1) * w;
-  }
-  return g;
-}
-
-// The per-row losses (N), and the mean's denominator.
-std::pair<Tensor, double> cross_entropy_rows(const Tensor& x_in, const Tensor& target, const Tensor& weight,
-                                             int64_t ignore_index, double eps) {
-  Tensor x = x_in.contiguous();
-  auto r = std::make_shared<const CrossEntropyRows>(row_constants(target, weight, x.shape()[1], ignore_index, eps));
-  Tensor rows = empty({r->N}, x.dtype());
-  dispatch_floating(x.dtype(), "cross_entropy", [&](auto zero) {
-    using T = decltype(zero);
-    cross_entropy_forward_kernel<T>(x.data_ptr<T>(), *r, rows.data_ptr<T>());
-  });
-  Tensor out = record("cross_entropy", rows, {x_in}, [sx = SavedTensor(x_in), r](const Tensor& d, const Tensor&) {
-    Tensor x = sx.get();
-    if (grad_enabled()) return Grads{cross_entropy_backward_ops(x, d, *r)};
-    Tensor xc = x.contiguous(), dc = d.contiguous(), dx = empty(x.shape(), x.dtype());
-    dispatch_floating(x.dtype(), "cross_entropy backward", [&](auto zero) {
-      using T = decltype(zero);
-      cross_entropy_backward_kernel<T>(xc.data_ptr<T>(), dc.data_ptr<T>(), *r, dx.data_ptr<T>());
-    });
-    return Grads{dx};
-  });
-  return {out, r->weight_sum};
-}
-
-}  // namespace
-
+// ---- many classes: the fused op -----------------------------------------------------------------------------
+// For x (N,C) and class indices, heed::cross_entropy_rows (autograd/ops_loss.cpp) makes one pass per row
+// where the composite runs log_softmax, gather, index_select and the masks; tests/nn/test_loss.cpp checks
+// it against cross_entropy_composite.
 Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntropyOptions& o) {
   check_target_dtype("cross_entropy", target, true);
   check_smoothing(o.label_smoothing);
@@ -517,7 +276,7 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntro
   Tensor x = unbatched ? input.unsqueeze(0) : input;
   Tensor t = unbatched ? target.unsqueeze(0) : target;
   check_class_targets("cross_entropy", x, t, o.weight, o.ignore_index);
-  auto [rows, weight_sum] = cross_entropy_rows(x, t, o.weight, o.ignore_index, o.label_smoothing);
+  auto [rows, weight_sum] = heed::cross_entropy_rows(x, t, o.weight, o.ignore_index, o.label_smoothing);
   switch (o.reduction) {
     case Reduction::None: return unbatched ? rows.squeeze(0) : rows;
     case Reduction::Sum: return sum(rows);
@@ -532,7 +291,8 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntro
 Tensor kl_div(const Tensor& input, const Tensor& target, Reduction reduction, bool log_target) {
   check_pair("kl_div", input, target);
   if (log_target) return reduce(exp(target) * (target - input), reduction);
-  // t log t with the double where of clamped_log: log never sees 0, so no nan reaches the gradient.
+  // t log t with a double where (as binary cross-entropy's clamped log in autograd/ops_loss.cpp): log never
+  // sees 0, so no nan reaches the gradient.
   Tensor pos = target > 0.0;
   Tensor t_log_t = target * log(where(pos, target, ones_like(target)));
   return reduce(t_log_t - target * input, reduction);

@@ -9,11 +9,12 @@
 // They are free functions in heed::nn (torch.nn.functional's, without the `functional`).
 //
 // Every loss is composed from heed's differentiable primitives, so its gradient and its gradient's
-// gradient come from the primitives' backward formulas (WGAN-GP differentiates a loss twice). The one
-// exception is the common case of cross_entropy, logits (N,C) with class indices, which has a fused
-// kernel (log-softmax and the pick of the target's log-probability in one pass over each row). Its
-// backward is a raw row kernel too, except under create_graph, where the same formula runs in heed ops,
-// so it is differentiable twice as well; tests/nn/test_loss.cpp checks both against cross_entropy_composite.
+// gradient come from the primitives' backward formulas (WGAN-GP differentiates a loss twice). Two common
+// cases call a fused op instead (autograd/ops_loss.cpp): binary_cross_entropy's elementwise loss, and
+// cross_entropy on logits (N,C) with class indices (log-softmax and the pick of the target's
+// log-probability in one pass over each row). Their backwards are raw loops too, except under
+// create_graph, where the same formulas run in heed ops, so they are differentiable twice as well;
+// tests/nn/test_loss.cpp checks both against the composites.
 //
 // Shapes use N for the batch and C for classes; (N,C,d1,...) means any number of trailing spatial dims,
 // as in segmentation. A loss with one option takes it as an argument after the tensors (the order of

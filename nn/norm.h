@@ -5,8 +5,9 @@
 //   BatchNorm   per channel, over the batch and all positions   x (N,C) / (N,C,L) / (N,C,H,W): dims 0, 2, 3...
 //   LayerNorm   per sample, over the trailing normalized_shape   x (..., *normalized_shape)
 //   GroupNorm   per sample and group of C/G channels             x (N,C,*)
-// The variance that normalises is the biased one (divide by n), as in PyTorch. They are composites of
-// mean, sum, mul, add and rsqrt, so their gradients, and second derivatives, come from those ops.
+// The variance that normalises is the biased one (divide by n), as in PyTorch. BatchNorm and GroupNorm are
+// composites of mean, sum, mul, add and rsqrt, so their gradients, and second derivatives, come from those
+// ops; LayerNorm calls the op heed::layer_norm (autograd/ops_norm.cpp), which has second derivatives too.
 //
 // BatchNorm also keeps running estimates for evaluation (buffers running_mean, running_var and the int64
 // num_batches_tracked), updated in training mode under NoGradGuard as PyTorch does:

@@ -2,9 +2,9 @@
 //
 // Why cache at all: a training step allocates and frees the same few hundred buffers every iteration,
 // many of them hundreds of KB. glibc serves such sizes from fresh pages (mmap, or a heap top it trimmed
-// on the previous free), and the kernel must fault in and zero every page before heed writes it: on the
-// gpt_step benchmark that was 8% of the step in clear_page_erms and exc_page_fault alone. Keeping freed
-// blocks and handing them out again for the next request of the same size class skips all of that.
+// on the previous free), and the kernel must fault in and zero every page before heed writes it, every
+// step (bench/README.md has the profile). Keeping freed blocks and handing them out again for the next
+// request of the same size class skips all of that.
 // PyTorch's CPU allocator does not cache; its GPU one does, for the same reason.
 //
 // The rules, kept simple enough to reason about memory:

@@ -279,6 +279,22 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
 Tensor matmul(const Tensor& a, const Tensor& b);
 /// x @ w^T + b, as nn.Linear: x (...,K), w (N,K), b (N) or undefined.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+// normalisation
+/// Normalises over the trailing dims, as F.layer_norm: x (..., *normalized_shape); weight and bias, when
+/// defined, have normalized_shape and x's dtype. y = (x - mean) / √(var + eps) · weight + bias, with the
+/// biased variance. Throws heed::Error naming the shapes when they do not fit. Second order.
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
+                  const Tensor& bias = Tensor(), double eps = 1e-5);
+// losses, unreduced: the fused ops behind nn/loss.h's losses, which add the checks, weights and reductions
+/// -(y log p + (1-y) log(1-p)) elementwise, each log clamped below at -100 as PyTorch does; p holds
+/// probabilities in [0,1] (a value outside throws), y has p's shape and dtype. Second order.
+Tensor binary_cross_entropy_elementwise(const Tensor& p, const Tensor& y);
+/// The cross-entropy of each row of logits x (N,C) against int64 class indices target (N), with an optional
+/// constant class weight (C) and label smoothing in [0,1]; rows whose target is ignore_index give 0.
+/// Returns the losses (N) and the mean's denominator, Σ weight[target_i] over the rows not ignored.
+/// Second order (in x).
+std::pair<Tensor, double> cross_entropy_rows(const Tensor& x, const Tensor& target, const Tensor& weight,
+                                             int64_t ignore_index, double label_smoothing);
 // fused attention (the kernel and its parameters: tensor/kernels/flash_attention.h)
 /// The differentiable fused attention (autograd/ops_attention.cpp): kernels::flash_attention_forward, with
 /// flash_attention_backward as its gradient. FIRST-ORDER ONLY: its backward is a raw kernel, so

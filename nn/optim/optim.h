@@ -28,10 +28,11 @@
 //
 // How a step runs: under NoGradGuard, one fused loop per parameter reads p, g and the buffers once and
 // writes them once (an Adam step is a single pass over p, g, m, v), rather than a chain of tensor ops that
-// would sweep memory once per op. The loop comes in two levels, as tensor/kernels/simd.h's kernels: a plain scalar
-// reference, and an xsimd version that tests check against it; heed::kernels::set_use_simd(false) selects
-// the reference. Each update writes into the parameter's storage in place and bumps its version, so a
-// backward that saved the old value fails loudly instead of using the new one.
+// would sweep memory once per op. The loops are in tensor/kernels/optim.h, in two levels as simd.h's
+// kernels: a plain scalar reference, and an xsimd version that tests check against it;
+// heed::kernels::set_use_simd(false) selects the reference. Each update writes into the parameter's
+// storage in place and bumps its version, so a backward that saved the old value fails loudly instead of
+// using the new one.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -226,43 +227,5 @@ class RMSprop : public Optimizer {
   std::vector<std::string> buffer_names(size_t group) const override;
   std::vector<Options> options_;
 };
-
-// ---- the fused update loops (optim.cpp): each optimizer's step calls one per parameter ---------------------------
-// `*_ref` is the plain scalar loop, the definition; `*_simd` is the same arithmetic on xsimd batches, with
-// the reference finishing the tail. The scalars are computed once per step in double and used in T, as
-// PyTorch passes Python floats to float kernels. T is float or double.
-namespace kernels {
-
-struct SGDScalars {
-  double lr, momentum, dampening, weight_decay;
-  bool nesterov, maximize;
-  bool first;  // the momentum buffer's first update: buf = d
-};
-/// buf may be null when momentum is 0.
-template <class T> void sgd_update_ref(T* p, const T* g, T* buf, int64_t n, const SGDScalars& s);
-template <class T> void sgd_update_simd(T* p, const T* g, T* buf, int64_t n, const SGDScalars& s);
-
-struct AdamScalars {
-  double beta1, beta2, eps, weight_decay;  // weight_decay: added to g (Adam), 0 for AdamW
-  double decay;                            // AdamW's 1 - lr·wd (1 for Adam)
-  double step_size;                        // lr / (1 - β1^t)
-  double bias_correction2_sqrt;            // √(1 - β2^t)
-  bool amsgrad, maximize;
-};
-/// vmax may be null without amsgrad.
-template <class T> void adam_update_ref(T* p, const T* g, T* m, T* v, T* vmax, int64_t n, const AdamScalars& s);
-template <class T> void adam_update_simd(T* p, const T* g, T* m, T* v, T* vmax, int64_t n, const AdamScalars& s);
-
-struct RMSpropScalars {
-  double lr, alpha, eps, weight_decay, momentum;
-  bool centered, maximize;
-};
-/// grad_avg may be null unless centered, buf unless momentum > 0.
-template <class T>
-void rmsprop_update_ref(T* p, const T* g, T* square_avg, T* grad_avg, T* buf, int64_t n, const RMSpropScalars& s);
-template <class T>
-void rmsprop_update_simd(T* p, const T* g, T* square_avg, T* grad_avg, T* buf, int64_t n, const RMSpropScalars& s);
-
-}  // namespace kernels
 
 }  // namespace heed::optim

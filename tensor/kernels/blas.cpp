@@ -3,11 +3,11 @@
 // Why dlopen instead of linking -lopenblas:
 //   Debian's OpenBLAS (0.3.21) is built with DYNAMIC_ARCH: it carries kernels for many CPUs and picks one
 //   in a library constructor that runs when the library is loaded. It does not recognise newer CPUs such
-//   as Sapphire Rapids and falls back to its oldest x86-64 kernels ("Prescott"): measured there, about
-//   31 GFLOP/s per core in sgemm instead of about 155 with its SkylakeX kernels. The fix is the environment variable OPENBLAS_CORETYPE, read by
-//   that constructor. But when heed links libopenblas, the dynamic loader runs the constructor before
-//   main() and before any of heed's code, so heed cannot set the variable in time. Loading the library
-//   ourselves on first use moves the constructor after our setenv.
+//   as Sapphire Rapids and falls back to its oldest x86-64 kernels ("Prescott"), which run sgemm at a
+//   fifth of the speed of its SkylakeX kernels there (bench/README.md). The fix is the environment
+//   variable OPENBLAS_CORETYPE, read by that constructor. But when heed links libopenblas, the dynamic
+//   loader runs the constructor before main() and before any of heed's code, so heed cannot set the
+//   variable in time. Loading the library ourselves on first use moves the constructor after our setenv.
 //
 // What we pick: OPENBLAS_CORETYPE=SkylakeX when the CPU has AVX-512F, Haswell when it has AVX2, and
 // otherwise we leave OpenBLAS's own detection alone. A value the user set is never overwritten. What
@@ -113,8 +113,7 @@ OpenBlas load_openblas() {
   // OpenBLAS's worker threads, after each job, spin (sched_yield in a loop) for 2^28 cycles, 0.1 s, before
   // they sleep. Between two BLAS calls heed runs its own OpenMP kernels on the same cores, so for that
   // tenth of a second the idle BLAS worker competes with them. 2^18 cycles (about 0.1 ms) still covers
-  // the gap between back-to-back GEMMs. With 2 threads on the loaded 2-vCPU machine (bench/README.md):
-  // gpt_step 2694 -> 1176 ms, and 841 -> 740 ms with GOMP_SPINCOUNT=10000 (which ./run sets).
+  // the gap between back-to-back GEMMs. bench/README.md ("Spinning thread pools") has the measurements.
   setenv("OPENBLAS_THREAD_TIMEOUT", "18", /*overwrite=*/0);
 
   std::string errors;

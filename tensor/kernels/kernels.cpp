@@ -4,6 +4,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cmath>
@@ -93,8 +94,8 @@ static void for_each_row(const Shape& shape, const std::array<Shape, N>& strides
 
 static void check_same_dtype(const char* name, const Tensor& a, const Tensor& b) {
   if (a.dtype() != b.dtype())
-    throw Error(std::string(name) + ": dtype mismatch, " + dtype_name(a.dtype()) + " " + shape_str(a.shape()) + " and " +
-                dtype_name(b.dtype()) + " " + shape_str(b.shape()) + " (convert one with .to())");
+    throw Error(std::string(name) + ": dtype mismatch, " + dtype_name(a.dtype()) + " " + shape_str(a.shape()) +
+                " and " + dtype_name(b.dtype()) + " " + shape_str(b.shape()) + " (convert one with .to())");
 }
 
 template <class T>
@@ -165,12 +166,13 @@ static Tensor compare_loop(const Tensor& a, const Tensor& b, const Shape& out, F
   bool* yb = base_ptr<bool>(y);
   const T* ab = base_ptr<T>(a);
   const T* bb = base_ptr<T>(b);
-  for_each_row<3>(out, {y.strides(), broadcast_strides(a.shape(), a.strides(), out), broadcast_strides(b.shape(), b.strides(), out)},
-                  {y.offset(), a.offset(), b.offset()},
-                  [&](const std::array<int64_t, 3>& off, int64_t n, const std::array<int64_t, 3>& st) {
-                    for (int64_t i = 0; i < n; i++)
-                      yb[off[0] + i * st[0]] = cmp(ab[off[1] + i * st[1]], bb[off[2] + i * st[2]]);
-                  });
+  for_each_row<3>(
+      out,
+      {y.strides(), broadcast_strides(a.shape(), a.strides(), out), broadcast_strides(b.shape(), b.strides(), out)},
+      {y.offset(), a.offset(), b.offset()},
+      [&](const std::array<int64_t, 3>& off, int64_t n, const std::array<int64_t, 3>& st) {
+        for (int64_t i = 0; i < n; i++) yb[off[0] + i * st[0]] = cmp(ab[off[1] + i * st[1]], bb[off[2] + i * st[2]]);
+      });
   return y;
 }
 
@@ -194,7 +196,8 @@ Tensor compare(const char* name, Compare op, const Tensor& a, const Tensor& b) {
 Tensor logical(const char* name, Logical op, const Tensor& a, const Tensor& b) {
   const Tensor& bb = op == Logical::Not ? a : b;
   if (a.dtype() != boolean || bb.dtype() != boolean)
-    throw Error(std::string(name) + ": expected bool masks, got " + dtype_name(a.dtype()) + " and " + dtype_name(bb.dtype()));
+    throw Error(std::string(name) + ": expected bool masks, got " + dtype_name(a.dtype()) + " and " +
+                dtype_name(bb.dtype()));
   Shape out = broadcast_shapes(name, a.shape(), bb.shape());
   switch (op) {
     case Logical::And: return compare_loop<bool>(a, bb, out, [](bool x, bool y) { return x && y; });
@@ -205,7 +208,8 @@ Tensor logical(const char* name, Logical op, const Tensor& a, const Tensor& b) {
 }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
-  if (cond.dtype() != boolean) throw Error(std::string("where: the condition must be bool, got ") + dtype_name(cond.dtype()));
+  if (cond.dtype() != boolean)
+    throw Error(std::string("where: the condition must be bool, got ") + dtype_name(cond.dtype()));
   check_same_dtype("where", a, b);
   Shape out = broadcast_shapes("where", broadcast_shapes("where", cond.shape(), a.shape()), b.shape());
   return dispatch_all(a.dtype(), [&](auto zero) {
@@ -221,7 +225,8 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
                     {y.offset(), cond.offset(), a.offset(), b.offset()},
                     [&](const std::array<int64_t, 4>& off, int64_t n, const std::array<int64_t, 4>& st) {
                       for (int64_t i = 0; i < n; i++)
-                        yb[off[0] + i * st[0]] = cb[off[1] + i * st[1]] ? ab[off[2] + i * st[2]] : bb[off[3] + i * st[3]];
+                        yb[off[0] + i * st[0]] =
+                            cb[off[1] + i * st[1]] ? ab[off[2] + i * st[2]] : bb[off[3] + i * st[3]];
                     });
     return y;
   });
@@ -342,8 +347,8 @@ Tensor sum(const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
     } else {
       // Neighbouring dims that are both reduced, or both kept, are one dim of the contiguous data: a conv
       // bias gradient sums (N, C, H, W) over {0, 2, 3}, which is (N, C, H·W) over {0, 2}. Then one merged
-      // dim at a time, the last first: rows of H·W, not N·C·H rows of W (perf, conv_ae_step: 9.5% of the
-      // step in sum_block_simd on rows of 7 or 14 floats).
+      // dim at a time, the last first: rows of H·W, not N·C·H rows of W (a small conv's W is 7 or 14
+      // floats, far too short a row to sum at speed).
       Shape merged;
       std::vector<int64_t> reduced;  // indices into merged
       for (int64_t i = 0; i < x.dim(); i++) {
@@ -372,7 +377,8 @@ std::pair<Tensor, Tensor> max_dim(const Tensor& x, int64_t dim, bool keepdim, bo
   const char* name = is_min ? "min" : "max";
   dim = wrap_dim(name, dim, x.dim());
   if (x.dim() > 0 && x.shape()[dim] == 0)
-    throw Error(std::string(name) + ": cannot reduce an empty dim " + std::to_string(dim) + " of shape " + shape_str(x.shape()));
+    throw Error(std::string(name) + ": cannot reduce an empty dim " + std::to_string(dim) + " of shape " +
+                shape_str(x.shape()));
   Tensor xc = view::contiguous(x);
   Shape out = x.shape();
   if (x.dim() > 0) out[dim] = 1;
@@ -455,8 +461,10 @@ static BlasView blas_view(const Tensor& t) {
 Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias) {
   check_same_dtype("matmul", a, b);
   if (a.dim() < 2 || b.dim() < 2)
-    throw Error("matmul kernel: needs 2-d or batched operands, got " + shape_str(a.shape()) + " @ " + shape_str(b.shape()));
-  int64_t M = a.shape()[a.dim() - 2], K = a.shape()[a.dim() - 1], K2 = b.shape()[b.dim() - 2], N = b.shape()[b.dim() - 1];
+    throw Error("matmul kernel: needs 2-d or batched operands, got " + shape_str(a.shape()) + " @ " +
+                shape_str(b.shape()));
+  int64_t M = a.shape()[a.dim() - 2], K = a.shape()[a.dim() - 1], K2 = b.shape()[b.dim() - 2],
+          N = b.shape()[b.dim() - 1];
   if (K != K2)
     throw Error("matmul: " + shape_str(a.shape()) + " @ " + shape_str(b.shape()) + ": inner dimensions " +
                 std::to_string(K) + " != " + std::to_string(K2));
@@ -488,8 +496,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias) {
     // A batch of row-major matrices times one shared matrix is a single tall GEMM: (B*M, K) @ (K, N).
     // This is nn.Linear on a (B, T, E) input, the most common matmul of all.
     Shape fold;
-    if (bb.empty() && b.dim() == 2 && !ba.empty() && view::can_view(a, {numel_of(ba) * M, K}, fold) && fold.size() == 2 &&
-        fold[1] == 1 && fold[0] >= K) {  // rows really stacked: not an expanded (stride-0) batch
+    if (bb.empty() && b.dim() == 2 && !ba.empty() && view::can_view(a, {numel_of(ba) * M, K}, fold) &&
+        fold.size() == 2 && fold[1] == 1 && fold[0] >= K) {  // rows really stacked: not an expanded (stride-0) batch
       BlasView vb = blas_view(b);
       Tensor bc = vb.ok ? b : view::contiguous(b);
       if (!vb.ok) vb = blas_view(bc);
@@ -520,9 +528,51 @@ Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias) {
   });
 }
 
+// One GEMM per batch entry i, all adding into the same output; the strided walk over b's batch dims
+// finds each b_i in place (a broadcast b has stride 0 there, and every i reads the same matrix).
+template <class T>
+static Tensor matmul_grad_shared_a_typed(const Tensor& d, const Tensor& b, bool transposed) {
+  const int64_t M = d.size(-2), N = d.size(-1), K = b.size(-2);
+  Shape batch(d.shape().begin(), d.shape().end() - 2);
+  Shape eb = batch;
+  eb.push_back(K), eb.push_back(N);
+  Tensor dc = d.contiguous(), bx = b.expand(eb);
+  const T* dp = dc.data_ptr<T>();
+  const T* bp = static_cast<const T*>(bx.storage()->data);
+  const int64_t ldb = std::max<int64_t>(bx.stride(-2), N), nb = numel_of(batch), nd = (int64_t)batch.size();
+  Tensor out = empty(transposed ? Shape{K, M} : Shape{M, K}, d.dtype());
+  T* op = out.data_ptr<T>();
+  for (int64_t i = 0; i < nb; i++) {
+    int64_t ob = bx.offset(), rem = i;
+    for (int64_t k = nd - 1; k >= 0; k--) {
+      ob += (rem % batch[k]) * bx.stride(k);
+      rem /= batch[k];
+    }
+    const T* di = dp + i * M * N;
+    const T beta = i == 0 ? T(0) : T(1);
+    if (transposed) blas::gemm<T>(false, true, K, M, N, T(1), bp + ob, ldb, di, N, beta, op, M);
+    else blas::gemm<T>(false, true, M, K, N, T(1), di, N, bp + ob, ldb, beta, op, K);
+  }
+  return transposed ? out.mT() : out;
+}
+
+Tensor matmul_grad_shared_a(const Tensor& dout, const Tensor& b, bool column_major) {
+  return dispatch_floating(dout.dtype(), "matmul", [&](auto zero) {
+    return matmul_grad_shared_a_typed<decltype(zero)>(dout, b, column_major);
+  });
+}
+
+bool matmul_grad_shared_a_applies(const Tensor& a, const Tensor& b, const Tensor& d) {
+  if (!is_floating(d.dtype()) || d.dim() < 3) return false;
+  if (numel_of(Shape(a.shape().begin(), a.shape().end() - 2)) != 1) return false;
+  if (numel_of(Shape(d.shape().begin(), d.shape().end() - 2)) <= 1) return false;
+  return (b.size(-1) == 1 || b.stride(-1) == 1) && (b.size(-2) == 1 || b.stride(-2) >= b.size(-1));
+}
+
 // ---- indexing and joining -------------------------------------------------------------------------------
 static std::vector<int64_t> checked_indices(const char* name, const Tensor& index, int64_t size, int64_t dim) {
-  if (index.dtype() != int64) throw Error(std::string(name) + ": index must be int64, got " + dtype_name(index.dtype()));
+  if (index.dtype() != int64)
+    throw Error(std::string(name) + ": index must be int64, got " + dtype_name(index.dtype()));
   std::vector<int64_t> idx = index.to_vector<int64_t>();
   for (int64_t& i : idx) {
     if (i < -size || i >= size)
@@ -596,10 +646,13 @@ static void for_each_index(const Shape& shape, F&& f) {
   }
 }
 
-static void check_gather_shapes(const char* name, const Tensor& x, int64_t dim, const Tensor& index, const Tensor* src) {
-  if (index.dtype() != int64) throw Error(std::string(name) + ": index must be int64, got " + dtype_name(index.dtype()));
+static void check_gather_shapes(const char* name, const Tensor& x, int64_t dim, const Tensor& index,
+                                const Tensor* src) {
+  if (index.dtype() != int64)
+    throw Error(std::string(name) + ": index must be int64, got " + dtype_name(index.dtype()));
   if (index.dim() != x.dim())
-    throw Error(std::string(name) + ": index " + shape_str(index.shape()) + " must have as many dims as input " + shape_str(x.shape()));
+    throw Error(std::string(name) + ": index " + shape_str(index.shape()) + " must have as many dims as input " +
+                shape_str(x.shape()));
   for (int64_t d = 0; d < x.dim(); d++) {
     if (d != dim && index.shape()[d] > x.shape()[d])
       throw Error(std::string(name) + ": index " + shape_str(index.shape()) + " is larger than input " +
@@ -623,8 +676,8 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
     for_each_index(index.shape(), [&](const std::vector<int64_t>& c, int64_t lin) {
       int64_t k = idx[lin];
       if (k < 0 || k >= size)
-        throw Error("gather: index " + std::to_string(k) + " out of range for dim " + std::to_string(dim) + " of size " +
-                    std::to_string(size));
+        throw Error("gather: index " + std::to_string(k) + " out of range for dim " + std::to_string(dim) +
+                    " of size " + std::to_string(size));
       int64_t off = x.offset();
       for (int64_t d = 0; d < x.dim(); d++) off += (d == dim ? k : c[d]) * x.strides()[d];
       yp[lin] = xb[off];
@@ -637,7 +690,8 @@ Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tens
   dim = wrap_dim("scatter_add", dim, x.dim());
   check_same_dtype("scatter_add", x, src);
   if (src.dim() != x.dim())
-    throw Error("scatter_add: src " + shape_str(src.shape()) + " must have as many dims as input " + shape_str(x.shape()));
+    throw Error("scatter_add: src " + shape_str(src.shape()) + " must have as many dims as input " +
+                shape_str(x.shape()));
   check_gather_shapes("scatter_add", x, dim, index, &src);
   Tensor y = cast(x, x.dtype());
   std::vector<int64_t> idx = index.to_vector<int64_t>();
@@ -698,8 +752,8 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
 // on a zero-padded copy of one channel, (H + 2ph) × (W + 2pw): there every tap of every window is inside,
 // so the whole map for one channel is a single table of kh·kw·L offsets into the padded image, the same
 // for every channel and image. im2col is then a gather along the table (vectorised), col2im a scatter-add
-// along it. conv_ae_step's layers have 7×7 and 14×14 outputs, rows far too short for per-row work to pay
-// off: the reference loop cost about 5 ns per element there (perf: im2col and col2im 27% of the step).
+// along it. Small convolutions have 7×7 and 14×14 outputs, rows far too short for per-row work to pay
+// off, so the per-element bounds tests of the reference loop dominate there.
 template <class T, bool kAdd>
 static void window_map_ref(T* img, T* cols, int64_t C, int64_t H, int64_t W, const Window2d& w) {
   int64_t OH = w.out_h(H), OW = w.out_w(W), L = OH * OW;
@@ -774,7 +828,8 @@ static void window_map_fast(T* img, T* cols, int64_t C, int64_t H, int64_t W, co
 
 // im2col / col2im over N images, the fast or the reference map, images spread over threads.
 template <class T, bool kAdd>
-static void window_map_images(T* img, T* cols, int64_t N, int64_t C, int64_t H, int64_t W, const Window2d& w, bool par) {
+static void window_map_images(T* img, T* cols, int64_t N, int64_t C, int64_t H, int64_t W, const Window2d& w,
+                              bool par) {
   const int64_t K = C * w.kh * w.kw, L = w.out_h(H) * w.out_w(W);
   if (!use_simd()) {
 #pragma omp parallel for schedule(static) if (par)
@@ -786,19 +841,22 @@ static void window_map_images(T* img, T* cols, int64_t N, int64_t C, int64_t H, 
   {
     std::vector<T> pad(m.Hp * m.Wp, T(0));
 #pragma omp for schedule(static)
-    for (int64_t n = 0; n < N; n++) window_map_fast<T, kAdd>(img + n * C * H * W, cols + n * K * L, C, H, W, w, m, pad.data());
+    for (int64_t n = 0; n < N; n++)
+      window_map_fast<T, kAdd>(img + n * C * H * W, cols + n * K * L, C, H, W, w, m, pad.data());
   }
 }
 
 static void check_window(const char* name, const Window2d& w, int64_t H, int64_t W) {
   if (w.kh < 1 || w.kw < 1 || w.sh < 1 || w.sw < 1 || w.dh < 1 || w.dw < 1 || w.ph < 0 || w.pw < 0)
     throw Error(std::string(name) + ": invalid window kernel=(" + std::to_string(w.kh) + "," + std::to_string(w.kw) +
-                ") stride=(" + std::to_string(w.sh) + "," + std::to_string(w.sw) + ") padding=(" + std::to_string(w.ph) +
-                "," + std::to_string(w.pw) + ") dilation=(" + std::to_string(w.dh) + "," + std::to_string(w.dw) + ")");
+                ") stride=(" + std::to_string(w.sh) + "," + std::to_string(w.sw) + ") padding=(" +
+                std::to_string(w.ph) + "," + std::to_string(w.pw) + ") dilation=(" + std::to_string(w.dh) + "," +
+                std::to_string(w.dw) + ")");
   if (w.out_h(H) < 1 || w.out_w(W) < 1)
-    throw Error(std::string(name) + ": the " + std::to_string(w.kh) + "x" + std::to_string(w.kw) + " window (dilation " +
-                std::to_string(w.dh) + "x" + std::to_string(w.dw) + ", padding " + std::to_string(w.ph) + "x" +
-                std::to_string(w.pw) + ") does not fit a " + std::to_string(H) + "x" + std::to_string(W) + " input");
+    throw Error(std::string(name) + ": the " + std::to_string(w.kh) + "x" + std::to_string(w.kw) +
+                " window (dilation " + std::to_string(w.dh) + "x" + std::to_string(w.dw) + ", padding " +
+                std::to_string(w.ph) + "x" + std::to_string(w.pw) + ") does not fit a " + std::to_string(H) + "x" +
+                std::to_string(W) + " input");
 }
 
 Tensor im2col(const Tensor& x, const Window2d& w) {
@@ -821,7 +879,8 @@ Tensor col2im(const Tensor& cols, int64_t C, int64_t H, int64_t W, const Window2
   check_window("col2im", w, H, W);
   int64_t K = C * w.kh * w.kw, L = w.out_h(H) * w.out_w(W);
   if (cols.dim() != 3 || cols.size(1) != K || cols.size(2) != L)
-    throw Error("col2im: expected (N," + std::to_string(K) + "," + std::to_string(L) + ") columns, got " + shape_str(cols.shape()));
+    throw Error("col2im: expected (N," + std::to_string(K) + "," + std::to_string(L) + ") columns, got " +
+                shape_str(cols.shape()));
   int64_t N = cols.size(0);
   Tensor cc = view::contiguous(cols);
   Tensor img = zeros({N, C, H, W}, cols.dtype());

@@ -53,6 +53,15 @@ Tensor softmax(const Tensor& x, int64_t dim, bool log);
 /// a @ b + bias: every row starts as bias and the GEMM adds into it (beta = 1), so the bias costs no pass of
 /// its own (with beta = 0, BLAS zeroes the output in a pass before it multiplies: the bias replaces that).
 Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias = Tensor());
+/// matmul's gradient for an `a` (M, K) that a whole batch shares (conv2d's weight under N images):
+/// da = Σ_i dout_i @ b_iᵀ over every batch entry i, for dout (..., M, N) and b (..., K, N) broadcast to
+/// dout's batch. Each GEMM adds into one (M, K) result (beta = 1), instead of writing N products
+/// (N, M, K) and summing them. With column_major, the result is built as its transpose Σ_i b_i dout_iᵀ and
+/// returned as a (M, K) view of it, in the layout of an `a` stored column-major (conv_transpose2d's w.mT()).
+Tensor matmul_grad_shared_a(const Tensor& dout, const Tensor& b, bool column_major);
+/// Whether matmul_grad_shared_a takes this case: a's batch dims hold one matrix, dout's more than one, b's
+/// rows readable by BLAS in place (unit stride along N), and a floating dtype.
+bool matmul_grad_shared_a_applies(const Tensor& a, const Tensor& b, const Tensor& dout);
 
 // ---- indexing and joining ----------------------------------------------------------------------------
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);

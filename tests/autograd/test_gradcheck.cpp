@@ -75,7 +75,8 @@ std::vector<Case> table() {
       {"silu", [] { return V{R({5})}; }, [](const V& x) { return silu(x[0]); }},
       {"softplus", [] { return V{R({5})}; }, [](const V& x) { return softplus(x[0]); }},
       {"erf", [] { return V{R({5})}; }, [](const V& x) { return erf(x[0]); }},
-      {"pow_scalar", [] { return V{positive({4})}; }, [](const V& x) { return pow(x[0], 2.5) + pow(x[0], -1.5) + x[0].square(); }},
+      {"pow_scalar", [] { return V{positive({4})}; },
+       [](const V& x) { return pow(x[0], 2.5) + pow(x[0], -1.5) + x[0].square(); }},
       {"clamp", [] { return V{tensor({-2.0, -0.3, 0.1, 0.6, 3.0}, float64).requires_grad_()}; },
        [](const V& x) { return clamp(x[0], -1.0, 1.0); }},
       // binary, broadcasting
@@ -84,7 +85,8 @@ std::vector<Case> table() {
       {"mul", [] { return V{R({2, 3}), R({})}; }, [](const V& x) { return x[0] * x[1]; }},
       {"div", [] { return V{R({2, 3}), away({3})}; }, [](const V& x) { return x[0] / x[1]; }},
       {"pow", [] { return V{positive({2, 3}), R({3})}; }, [](const V& x) { return pow(x[0], x[1]); }},
-      {"maximum", [] { return V{distinct({2, 3}), full({1, 3}, 1.0, float64).requires_grad_()}; }, [](const V& x) { return maximum(x[0], x[1]); }},
+      {"maximum", [] { return V{distinct({2, 3}), full({1, 3}, 1.0, float64).requires_grad_()}; },
+       [](const V& x) { return maximum(x[0], x[1]); }},
       {"minimum", [] { return V{distinct({6}), distinct({6}, -1.0)}; }, [](const V& x) { return minimum(x[0], x[1]); }},
       {"where", [] { return V{R({2, 3}), R({3})}; },
        [](const V& x) { return where(tensor({1.0, 0.0, 1.0}, float64) > 0.5, x[0], x[1]); }},
@@ -93,12 +95,14 @@ std::vector<Case> table() {
       // reductions
       {"sum", [] { return V{NC({3, 4})}; }, [](const V& x) { return sum(x[0], {1}, true) * sum(x[0]); }},
       {"mean", [] { return V{R({2, 3, 4})}; }, [](const V& x) { return mean(x[0], {0, 2}); }},
-      {"max_dim", [] { return V{distinct({3, 4})}; }, [](const V& x) { return max(x[0], 1).first + min(x[0], 0, true).first.sum(); }},
+      {"max_dim", [] { return V{distinct({3, 4})}; },
+       [](const V& x) { return max(x[0], 1).first + min(x[0], 0, true).first.sum(); }},
       {"max_all", [] { return V{distinct({3, 4})}; }, [](const V& x) { return max(x[0]) * min(x[0]); }},
       {"max_all ties", [] { return V{tensor({1.0, 3.0, 3.0, 2.0}, float64).requires_grad_()}; },
        [](const V& x) { return max(x[0]); }, false, {.eps = 1e-6, .atol = 1e-5, .rtol = 1e-3}},
       {"amax", [] { return V{distinct({3, 4})}; }, [](const V& x) { return amax(x[0], 0, true); }},
-      {"var", [] { return V{R({3, 5})}; }, [](const V& x) { return var(x[0], 1).sum() * heed::std(x[0], 0, 0).sum() + var(x[0]); }},
+      {"var", [] { return V{R({3, 5})}; },
+       [](const V& x) { return var(x[0], 1).sum() * heed::std(x[0], 0, 0).sum() + var(x[0]); }},
       {"logsumexp", [] { return V{R({3, 4})}; }, [](const V& x) { return logsumexp(x[0], 1); }},
       {"softmax", [] { return V{NC({3, 4})}; }, [](const V& x) { return softmax(x[0], 1) * softmax(x[0], 0); }},
       {"log_softmax", [] { return V{R({3, 4})}; }, [](const V& x) { return log_softmax(x[0], -1); }},
@@ -106,10 +110,13 @@ std::vector<Case> table() {
       {"sum_to_size", [] { return V{R({2, 3, 4})}; }, [](const V& x) { return sum_to_size(x[0], {3, 1}); }},
       // views
       {"view", [] { return V{R({2, 6})}; }, [](const V& x) { return x[0].view({3, 4}).reshape({4, 3}).flatten(); }},
-      {"permute", [] { return V{R({2, 3, 4})}; }, [](const V& x) { return x[0].permute({2, 0, 1}).contiguous() * 2.0; }},
+      {"permute", [] { return V{R({2, 3, 4})}; },
+       [](const V& x) { return x[0].permute({2, 0, 1}).contiguous() * 2.0; }},
       {"transpose", [] { return V{R({2, 3})}; }, [](const V& x) { return matmul(x[0].transpose(0, 1), x[0]); }},
-      {"expand", [] { return V{R({3, 1})}; }, [](const V& x) { return x[0].expand({2, 3, 4}) * arange(0, 4, 1, float64); }},
-      {"slice", [] { return V{R({4, 6})}; }, [](const V& x) { return x[0].slice(0, 0, 4, 2).slice(1, 1, 6, 2) * x[0].narrow(0, 1, 2).slice(1, -3, 100); }},
+      {"expand", [] { return V{R({3, 1})}; },
+       [](const V& x) { return x[0].expand({2, 3, 4}) * arange(0, 4, 1, float64); }},
+      {"slice", [] { return V{R({4, 6})}; },
+       [](const V& x) { return x[0].slice(0, 0, 4, 2).slice(1, 1, 6, 2) * x[0].narrow(0, 1, 2).slice(1, -3, 100); }},
       {"select", [] { return V{R({4, 3})}; }, [](const V& x) { return x[0].select(0, 2) * x[0].select(1, -1).sum(); }},
       {"squeeze", [] { return V{R({3, 1})}; }, [](const V& x) { return x[0].squeeze().unsqueeze(0).squeeze(0) * 3.0; }},
       {"slice_backward", [] { return V{R({2, 3})}; },
@@ -124,8 +131,10 @@ std::vector<Case> table() {
        {.eps = 1e-2, .atol = 1e-5, .rtol = 1e-3}},
       // indexing and joining
       {"index_select", [] { return V{R({4, 3})}; }, [](const V& x) { return index_select(x[0], 0, I({3, 0, 3})); }},
-      {"index_add", [] { return V{R({4, 3}), R({2, 3})}; }, [](const V& x) { return index_add(x[0], 0, I({1, 1}), x[1]); }},
-      {"gather", [] { return V{R({3, 4})}; }, [](const V& x) { return gather(x[0], 1, I({0, 3, 3, 1, 2, 2}, {3, 2})); }},
+      {"index_add", [] { return V{R({4, 3}), R({2, 3})}; },
+       [](const V& x) { return index_add(x[0], 0, I({1, 1}), x[1]); }},
+      {"gather", [] { return V{R({3, 4})}; },
+       [](const V& x) { return gather(x[0], 1, I({0, 3, 3, 1, 2, 2}, {3, 2})); }},
       {"scatter_add", [] { return V{R({3, 4}), R({3, 3})}; },
        [](const V& x) { return scatter_add(x[0], 1, I({0, 3, 3, 1, 2, 2}, {3, 2}), x[1]); }},
       {"cat", [] { return V{R({2, 3}), NC({1, 3})}; }, [](const V& x) { return cat({x[0], x[1], x[0]}, 0); }},
@@ -143,10 +152,13 @@ std::vector<Case> table() {
       {"matmul batched", [] { return V{R({2, 3, 4}), R({2, 4, 2})}; }, [](const V& x) { return matmul(x[0], x[1]); }},
       {"matmul vectors", [] { return V{R({3}), R({3, 2}), R({2})}; },
        [](const V& x) { return matmul(x[0], x[1]) * matmul(x[1], x[2]).sum() + matmul(x[0], x[0]); }},
-      {"linear", [] { return V{R({2, 3, 4}), R({5, 4}), R({5})}; }, [](const V& x) { return linear(x[0], x[1], x[2]); }},
+      {"linear", [] { return V{R({2, 3, 4}), R({5, 4}), R({5})}; },
+       [](const V& x) { return linear(x[0], x[1], x[2]); }},
       // convolution as matrix multiply
       {"im2col", [] { return V{R({2, 2, 5, 4})}; },
-       [](const V& x) { return im2col(x[0], {.kh = 3, .kw = 2, .sh = 2, .sw = 1, .ph = 1, .pw = 0, .dh = 1, .dw = 2}); }},
+       [](const V& x) {
+         return im2col(x[0], {.kh = 3, .kw = 2, .sh = 2, .sw = 1, .ph = 1, .pw = 0, .dh = 1, .dw = 2});
+       }},
       {"col2im", [] { return V{R({1, 2 * 2 * 2, 3 * 5})}; },
        [](const V& x) { return col2im(x[0], 2, 4, 4, {.kh = 2, .kw = 2, .sh = 1, .sw = 1, .ph = 0, .pw = 1}); }},
       // the fused attention kernel (first order only: its backward is a raw kernel)
@@ -154,21 +166,27 @@ std::vector<Case> table() {
        [](const V& x) { return flash_attention(x[0], x[1], x[2], {.scale = 0.5, .causal = true}); }, false},
       {"flash_attention_packed", [] { return V{R({2, 5, 3 * 2 * 3})}; },  // (B, T, 3·NH·D), NH = 2, D = 3
        [](const V& x) { return flash_attention_packed(x[0], 2, {.scale = 0.5, .causal = true}); }, false},
-      // the fused cross-entropy of nn/loss.cpp (its create_graph backward is heed ops, so second order too)
+      // normalisation (a fused op whose create_graph backward is heed ops, so second order too)
       {"layer_norm", [] { return V{R({3, 2, 4}), R({2, 4}), R({2, 4})}; },
+       [](const V& x) { return layer_norm(x[0], {2, 4}, x[1], x[2]); }},
+      {"layer_norm (no affine)", [] { return V{R({5, 3})}; },
+       [](const V& x) { return layer_norm(x[0], {3}, {}, {}, 0.1); }},
+      {"layer_norm (nn::LayerNorm)", [] { return V{NC({4, 3}), R({3}), R({3})}; },
        [](const V& x) {
-         nn::LayerNorm ln(Shape{2, 4});
+         nn::LayerNorm ln(3);
          ln.weight = x[1], ln.bias = x[2];
          return ln(x[0]);
        }},
-      {"layer_norm (no affine)", [] { return V{R({5, 3})}; }, [](const V& x) { return nn::LayerNorm(3, 1e-5, false)(x[0]); }},
-      {"binary_cross_entropy", [] { return V{sigmoid(R({3, 4})).detach().requires_grad_(), sigmoid(R({3, 4})).detach().requires_grad_()}; },
+      // the fused losses (autograd/ops_loss.cpp; their create_graph backwards are heed ops, so second order too)
+      {"binary_cross_entropy",
+       [] { return V{sigmoid(R({3, 4})).detach().requires_grad_(), sigmoid(R({3, 4})).detach().requires_grad_()}; },
        [](const V& x) { return nn::binary_cross_entropy(x[0], x[1], {.reduction = nn::Reduction::None}); }},
       {"binary_cross_entropy (constant target)", [] { return V{sigmoid(R({7})).detach().requires_grad_()}; },
        [](const V& x) { return nn::binary_cross_entropy(x[0], tensor({0, 1, 0.25, 1, 0, 0.5, 1}, float64)); }},
       {"cross_entropy", [] { return V{R({5, 4})}; },
        [](const V& x) {
-         return nn::cross_entropy(x[0], I({0, 3, 1, -100, 2}), {.label_smoothing = 0.1, .reduction = nn::Reduction::None});
+         nn::CrossEntropyOptions o{.label_smoothing = 0.1, .reduction = nn::Reduction::None};
+         return nn::cross_entropy(x[0], I({0, 3, 1, -100, 2}), o);
        }},
       {"checkpoint", [] { return V{R({2, 3}), R({3, 3})}; },
        [](const V& x) { return checkpoint([](const V& in) { return tanh(matmul(in[0], in[1])); }, x); }, false},
@@ -229,12 +247,15 @@ TEST_CASE("gradcheck reports the input, element and both values on a wrong backw
   // A deliberately wrong op: forward x^2, backward claims 3x.
   TensorFn wrong = [](const std::vector<Tensor>& x) {
     Tensor out = x[0].detach() * x[0].detach();
-    return attach("sum", out, {x[0]}, [x0 = x[0]](const Tensor& d, const Tensor&) { return std::vector<Tensor>{d * x0 * 3.0}; }, {});
+    auto backward = [x0 = x[0]](const Tensor& d, const Tensor&) { return std::vector<Tensor>{d * x0 * 3.0}; };
+    return attach("sum", out, {x[0]}, backward, {});
   };
   Tensor x = tensor({1.0, 2.0}, float64).requires_grad_();
-  CHECK_THROWS_WITH_AS(gradcheck(wrong, {x}), doctest::Contains("input 0 (shape (2)), element 0, output element 0"), GradcheckError);
+  CHECK_THROWS_WITH_AS(gradcheck(wrong, {x}), doctest::Contains("input 0 (shape (2)), element 0, output element 0"),
+                       GradcheckError);
   CHECK_THROWS_WITH_AS(gradcheck(wrong, {x}), doctest::Contains("analytic 3 vs numeric 2"), GradcheckError);
-  CHECK_THROWS_AS(gradcheck([](const std::vector<Tensor>& v) { return v[0] * 2.0; }, {ones({2}).requires_grad_()}), GradcheckError);
+  CHECK_THROWS_AS(gradcheck([](const std::vector<Tensor>& v) { return v[0] * 2.0; }, {ones({2}).requires_grad_()}),
+                  GradcheckError);
 }
 
 // ---- the table against tensor/tensor.h ------------------------------------------------------------------

@@ -1,6 +1,6 @@
 // Tests for nn/optim/optim.cpp, nn/optim/schedule.cpp and nn/clip.cpp: five steps of every optimizer against PyTorch
-// 1.13 (tests/fixtures/optim), the SIMD update loops against their scalar references, state dicts, groups,
-// schedules, clipping, and the error paths.
+// 1.13 (tests/fixtures/optim), state dicts, groups, schedules, clipping, and the error paths. The update
+// loops' two levels are tested in tests/tensor/kernels/test_optim.cpp.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -19,12 +19,14 @@
 #include "io/safetensors.h"
 #include "nn/optim/schedule.h"
 #include "tensor/kernels/kernels.h"
+#include "tensor/kernels/optim.h"
 
 using namespace heed;
 
 namespace {
 
-void check_close(const Tensor& got, const Tensor& want, const std::string& what, double rtol = 1.3e-6, double atol = 1e-5) {
+void check_close(const Tensor& got, const Tensor& want, const std::string& what, double rtol = 1.3e-6,
+                 double atol = 1e-5) {
   INFO(what);
   REQUIRE(got.defined());
   REQUIRE(want.defined());
@@ -33,7 +35,8 @@ void check_close(const Tensor& got, const Tensor& want, const std::string& what,
   size_t worst = 0;
   double excess = -INFINITY;
   for (size_t i = 0; i < a.size(); i++) {
-    double e = std::isnan(a[i]) || std::isnan(b[i]) ? INFINITY : std::fabs(a[i] - b[i]) - (atol + rtol * std::fabs(b[i]));
+    double e =
+        std::isnan(a[i]) || std::isnan(b[i]) ? INFINITY : std::fabs(a[i] - b[i]) - (atol + rtol * std::fabs(b[i]));
     if (e > excess) excess = e, worst = i;
   }
   CHECK_MESSAGE(excess <= 0, what, ": element ", worst, " is ", a.empty() ? 0 : a[worst], ", expected ",
@@ -69,7 +72,8 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const std::string& name, const 
         ps, Adam::Options{.lr = 1e-2, .beta1 = 0.8, .beta2 = 0.9, .weight_decay = 0.1, .amsgrad = true});
   if (name == "adamw") return std::make_unique<AdamW>(ps, AdamW::Options{.lr = 1e-2, .weight_decay = 0.1});
   if (name == "adamw_amsgrad")
-    return std::make_unique<AdamW>(ps, AdamW::Options{.lr = 2e-2, .beta1 = 0.85, .beta2 = 0.95, .eps = 1e-6, .amsgrad = true});
+    return std::make_unique<AdamW>(
+        ps, AdamW::Options{.lr = 2e-2, .beta1 = 0.85, .beta2 = 0.95, .eps = 1e-6, .amsgrad = true});
   if (name == "rmsprop") return std::make_unique<RMSprop>(ps, RMSprop::Options{.lr = 1e-2});
   if (name == "rmsprop_centered_momentum")
     return std::make_unique<RMSprop>(
@@ -131,75 +135,6 @@ TEST_CASE("nn optim: five steps of every optimizer match PyTorch 1.13 (tests/fix
   heed::kernels::set_use_simd(true);
 }
 
-// ---- the two levels of the update loops ---------------------------------------------------------------------------
-namespace {
-
-// Runs `update(simd?, arrays)` from the same random start at both levels and compares every array.
-// With exact IEEE operations in the same order the two would agree bit for bit, and they do when built
-// with -ffp-contract=off. GCC's default for GNU C++ contracts a*b + c into one fused multiply-add where it
-// sees fit, not always at the same places in the scalar and the vector loop, and a fused operation rounds
-// once instead of twice. So each element may differ by a few ulp of the terms it was computed from, which
-// are O(1) here: the tolerance is 16 ulp of max(1, |value|). A wrong formula, offset or tail is off by O(1).
-// The inputs keep the problem well conditioned: second moments >= 0.1, and square_avg - grad_avg² >= 0.5
-// for centered RMSprop, whose square root would otherwise amplify the rounding of a near-cancellation.
-template <class T>
-void check_levels(const char* what, int64_t n, int arrays, const std::function<void(bool, std::vector<T*>&)>& update) {
-  Generator g(n * 31 + arrays);
-  std::vector<std::vector<T>> a(arrays), b(arrays);
-  for (int k = 0; k < arrays; k++) {
-    // array 0 is p, 1 is g, 2.. are buffers
-    Tensor t = randn({n}, dtype_of<T>(), &g);
-    if (k >= 2) t = abs(t) + 0.1;
-    a[k] = b[k] = t.template to_vector<T>();
-  }
-  std::vector<T*> pa, pb;
-  for (int k = 0; k < arrays; k++) pa.push_back(a[k].data()), pb.push_back(b[k].data());
-  update(false, pa);
-  update(true, pb);
-  const double ulp = std::numeric_limits<T>::epsilon();
-  for (int k = 0; k < arrays; k++) {
-    for (int64_t i = 0; i < n; i++) {
-      INFO(what, " ", sizeof(T) == 4 ? "float" : "double", " n=", n, " array ", k, " element ", i);
-      CHECK(std::fabs((double)a[k][i] - (double)b[k][i]) <= 16 * ulp * std::max(1.0, std::fabs((double)a[k][i])));
-    }
-  }
-}
-
-template <class T>
-void check_all_levels() {
-  using namespace optim::kernels;
-  for (int64_t n : {1, 7, 17, 1023}) {
-    for (auto s : {SGDScalars{0.1, 0, 0, 0, false, false, false}, SGDScalars{0.1, 0.9, 0.1, 0, false, false, true},
-                   SGDScalars{0.1, 0.9, 0.1, 0.01, false, false, false}, SGDScalars{0.05, 0.9, 0, 0.01, true, true, false}})
-      check_levels<T>("sgd", n, 3, [&](bool simd, std::vector<T*>& x) {
-        T* buf = s.momentum != 0 ? x[2] : nullptr;
-        simd ? sgd_update_simd(x[0], x[1], buf, n, s) : sgd_update_ref(x[0], x[1], buf, n, s);
-      });
-    for (auto s : {AdamScalars{0.9, 0.999, 1e-8, 0, 1, 0.01 / 0.1, std::sqrt(0.001), false, false},
-                   AdamScalars{0.8, 0.9, 1e-6, 0.1, 1, 0.02, 0.5, true, true},
-                   AdamScalars{0.9, 0.95, 1e-8, 0, 0.999, 0.003, 0.7, true, false}})
-      check_levels<T>("adam", n, 5, [&](bool simd, std::vector<T*>& x) {
-        T* vmax = s.amsgrad ? x[4] : nullptr;
-        simd ? adam_update_simd(x[0], x[1], x[2], x[3], vmax, n, s) : adam_update_ref(x[0], x[1], x[2], x[3], vmax, n, s);
-      });
-    for (auto s : {RMSpropScalars{0.01, 0.99, 1e-8, 0, 0, false, false}, RMSpropScalars{0.01, 0.9, 1e-8, 0.01, 0.9, true, true}})
-      check_levels<T>("rmsprop", n, 5, [&](bool simd, std::vector<T*>& x) {
-        // square_avg = grad_avg² + |noise| + 0.5 (see above)
-        for (int64_t i = 0; i < n; i++) x[2][i] += x[3][i] * x[3][i] + T(0.4);
-        T* ga = s.centered ? x[3] : nullptr;
-        T* buf = s.momentum > 0 ? x[4] : nullptr;
-        simd ? rmsprop_update_simd(x[0], x[1], x[2], ga, buf, n, s) : rmsprop_update_ref(x[0], x[1], x[2], ga, buf, n, s);
-      });
-  }
-}
-
-}  // namespace
-
-TEST_CASE("nn optim: the SIMD update loops agree with the scalar reference (sizes 1, 7, 17, 1023)") {
-  check_all_levels<float>();
-  check_all_levels<double>();
-}
-
 TEST_CASE("nn optim: a large parameter is updated in threaded chunks exactly as in one pass") {
   const int64_t n = 100003;  // several chunks and an odd tail
   Generator g(3);
@@ -212,9 +147,9 @@ TEST_CASE("nn optim: a large parameter is updated in threaded chunks exactly as 
   heed::kernels::set_use_simd(true);
   // The same update as one call of the reference loop over the whole array.
   std::vector<float> pv = p0.to_vector<float>(), gv = g0.to_vector<float>(), m(n), v(n), vmax(n);
-  optim::kernels::adam_update_ref(pv.data(), gv.data(), m.data(), v.data(), vmax.data(), n,
-                                  {0.9, 0.999, 1e-8, 0.01, 1.0, 1e-3 / (1 - std::pow(0.9, 1.0)),
-                                   std::sqrt(1 - std::pow(0.999, 1.0)), true, false});
+  heed::kernels::adam_update_ref(pv.data(), gv.data(), m.data(), v.data(), vmax.data(), n,
+                                 {0.9, 0.999, 1e-8, 0.01, 1.0, 1e-3 / (1 - std::pow(0.9, 1.0)),
+                                  std::sqrt(1 - std::pow(0.999, 1.0)), true, false});
   CHECK(p.to_vector<float>() == pv);
   CHECK(opt.state_dict().at("state.0.exp_avg").to_vector<float>() == m);
 }
@@ -226,7 +161,9 @@ TEST_CASE("nn optim: every optimizer brings a regression loss down") {
   Tensor y = matmul(x, w_true);
   using Ps = std::vector<Tensor>;
   std::vector<std::function<std::unique_ptr<optim::Optimizer>(const Tensor&)>> makers = {
-      [](const Tensor& w) { return std::make_unique<optim::SGD>(Ps{w}, optim::SGD::Options{.lr = 0.05, .momentum = 0.9}); },
+      [](const Tensor& w) {
+        return std::make_unique<optim::SGD>(Ps{w}, optim::SGD::Options{.lr = 0.05, .momentum = 0.9});
+      },
       [](const Tensor& w) { return std::make_unique<optim::Adam>(Ps{w}, optim::Adam::Options{.lr = 0.05}); },
       [](const Tensor& w) { return std::make_unique<optim::AdamW>(Ps{w}, optim::AdamW::Options{.lr = 0.05}); },
       [](const Tensor& w) { return std::make_unique<optim::RMSprop>(Ps{w}, optim::RMSprop::Options{.lr = 0.01}); },
@@ -382,21 +319,24 @@ TEST_CASE("nn optim: load_state_dict lists every problem and changes nothing whe
   CHECK_THROWS_AS(adam.load_state_dict(good), nn::StateDictError);  // an SGD dict in an Adam
   Tensor other = ones({3}).requires_grad_();
   optim::SGD two({w, other}, {.momentum = 0.9});
-  CHECK_THROWS_WITH_AS(two.load_state_dict(good), doctest::Contains("param_groups.0.params does not list"), nn::StateDictError);
+  CHECK_THROWS_WITH_AS(two.load_state_dict(good), doctest::Contains("param_groups.0.params does not list"),
+                       nn::StateDictError);
 }
 
 TEST_CASE("nn optim: bad parameters and options are heed::Errors") {
   Tensor w = ones({2}).requires_grad_();
-  CHECK_THROWS_WITH_AS(optim::SGD({w, w}), doctest::Contains("SGD: parameter 1 (2) appears twice (in groups 0 and 0)"), Error);
+  CHECK_THROWS_WITH_AS(optim::SGD({w, w}), doctest::Contains("SGD: parameter 1 (2) appears twice (in groups 0 and 0)"),
+                       Error);
   CHECK_THROWS_AS(optim::Adam(std::vector<optim::Adam::Group>{{{w}}, {{w}}}), Error);
   CHECK_THROWS_WITH_AS(optim::Adam({arange(3)}), doctest::Contains("Adam: parameter 0 is int64"), Error);
   Tensor transposed = ones({3, 2}).transpose(0, 1).requires_grad_();
   CHECK_THROWS_WITH_AS(optim::Adam({transposed}), doctest::Contains("is not contiguous"), Error);
   CHECK_THROWS_WITH_AS(optim::Adam(std::vector<Tensor>{}), doctest::Contains("Adam: got no parameters"), Error);
-  CHECK_THROWS_WITH_AS(optim::SGD({w}, {.lr = 0.1, .nesterov = true}), doctest::Contains("nesterov needs momentum > 0"), Error);
-  CHECK_THROWS_AS(optim::SGD({w}, {.lr = -1}), Error);
-  CHECK_THROWS_WITH_AS(optim::Adam({w}, {.beta1 = 1.0}), doctest::Contains("Adam: group 0: beta1 must be in [0,1), got 1"),
+  CHECK_THROWS_WITH_AS(optim::SGD({w}, {.lr = 0.1, .nesterov = true}), doctest::Contains("nesterov needs momentum > 0"),
                        Error);
+  CHECK_THROWS_AS(optim::SGD({w}, {.lr = -1}), Error);
+  CHECK_THROWS_WITH_AS(optim::Adam({w}, {.beta1 = 1.0}),
+                       doctest::Contains("Adam: group 0: beta1 must be in [0,1), got 1"), Error);
   CHECK_THROWS_AS(optim::AdamW({w}, {.eps = -1}), Error);
   CHECK_THROWS_AS(optim::RMSprop({w}, {.alpha = -0.5}), Error);
   optim::SGD opt({w});

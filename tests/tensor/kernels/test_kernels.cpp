@@ -88,7 +88,8 @@ TEST_CASE("binary kernels: broadcasting and views, fast path equals reference") 
     auto [fp, rp] = fast_and_ref([&] { return kernels::binary("pow", Bn::Pow, kernels::unary(U::Abs, a) + 0.5, b); });
     CHECK(close(fp, rp, dt == float32 ? 1e-5 : 1e-13));
   }
-  CHECK_THROWS_WITH_AS(ones({2, 3}) + ones({4, 3}), doctest::Contains("add: shapes (2,3) and (4,3) cannot be broadcast"), Error);
+  CHECK_THROWS_WITH_AS(ones({2, 3}) + ones({4, 3}),
+                       doctest::Contains("add: shapes (2,3) and (4,3) cannot be broadcast"), Error);
 }
 
 TEST_CASE("comparisons, where and masked_fill") {
@@ -265,6 +266,28 @@ TEST_CASE("matmul with a bias: the GEMM that starts from the bias equals matmul 
   CHECK_THROWS_WITH_AS(linear(zeros({2, 3}), zeros({4, 3}), zeros({5})), doctest::Contains("linear: bias (5)"), Error);
 }
 
+TEST_CASE("matmul_grad_shared_a: one GEMM chain equals the plain rule sum over the batch of d @ b^T") {
+  manual_seed(8);
+  for (DType dt : {float32, float64}) {
+    const double tol = dt == float32 ? 1e-4 : 1e-12;
+    for (int64_t n : {2, 7, 17}) {
+      // a (1, M, K) shared by the batch: b (n, 1, K, N) broadcast along dim 1, d (n, 3, M, N); odd M, K, N
+      Tensor a = randn({1, 5, 7}, dt), b = randn({n, 1, 7, 9}, dt), d = randn({n, 3, 5, 9}, dt);
+      REQUIRE(kernels::matmul_grad_shared_a_applies(a, b, d));
+      Tensor plain = sum_to_size(matmul(d, b.mT()), a.shape());
+      CHECK(close(kernels::matmul_grad_shared_a(d, b, false).reshape(a.shape()), plain, tol));
+      // an `a` stored column-major: the result comes out in that layout
+      Tensor ac = randn({7, 5}, dt).mT();
+      Tensor col = kernels::matmul_grad_shared_a(d, b, true);
+      CHECK(col.stride(0) == 1);
+      CHECK(close(col, sum_to_size(matmul(d, b.mT()), ac.shape()), tol));
+      // b's rows strided along N: BLAS cannot read them in place, so the op takes the plain rule
+      CHECK_FALSE(kernels::matmul_grad_shared_a_applies(a, randn({n, 1, 9, 7}, dt).mT(), d));
+    }
+  }
+  CHECK_FALSE(kernels::matmul_grad_shared_a_applies(zeros({2, 5, 7}), zeros({2, 7, 9}), zeros({2, 5, 9})));
+}
+
 TEST_CASE("im2col and col2im: the bounds-once fast path equals the per-element reference") {
   // Odd sizes, strides 1-3, padding wider than the kernel reach, dilation, and windows that leave whole
   // rows or columns of taps outside the image.
@@ -281,9 +304,9 @@ TEST_CASE("im2col and col2im: the bounds-once fast path equals the per-element r
     for (const auto& w : wins)
       for (Shape s : {Shape{2, 3, 7, 9}, Shape{1, 1, 5, 5}, Shape{3, 2, 11, 6}}) {
         CAPTURE(shape_str(s));
-        std::string geometry = "k" + std::to_string(w.kh) + "x" + std::to_string(w.kw) + " s" + std::to_string(w.sh) + "x" +
-                               std::to_string(w.sw) + " p" + std::to_string(w.ph) + "x" + std::to_string(w.pw) + " d" +
-                               std::to_string(w.dh) + "x" + std::to_string(w.dw);
+        std::string geometry = "k" + std::to_string(w.kh) + "x" + std::to_string(w.kw) + " s" + std::to_string(w.sh) +
+                               "x" + std::to_string(w.sw) + " p" + std::to_string(w.ph) + "x" + std::to_string(w.pw) +
+                               " d" + std::to_string(w.dh) + "x" + std::to_string(w.dw);
         CAPTURE(geometry);
         Tensor x = randn(s, dt);
         auto [cols, cols_ref] = fast_and_ref([&] { return kernels::im2col(x, w); });
@@ -319,7 +342,8 @@ TEST_CASE("indexing and joining against naive loops, and their errors") {
   CHECK(parts.size() == 2);
   CHECK(parts[1].shape() == Shape{3, 1});
   CHECK(chunk(x, 3, 0).size() == 3);
-  CHECK_THROWS_WITH_AS(index_select(x, 0, from_vector<int64_t>({3})), doctest::Contains("index_select: index 3 out of range"), Error);
+  CHECK_THROWS_WITH_AS(index_select(x, 0, from_vector<int64_t>({3})),
+                       doctest::Contains("index_select: index 3 out of range"), Error);
   CHECK_THROWS_AS(index_select(x, 0, tensor({1})), Error);  // float index
   CHECK_THROWS_AS(gather(x, 1, from_vector<int64_t>({4}, {1, 1})), Error);
   CHECK_THROWS_AS(gather(x, 1, from_vector<int64_t>({0}, {1})), Error);
