@@ -312,7 +312,11 @@ RunConfig Cli::parse(int argc, const char* const* argv) {
     std::fputs(help().c_str(), stdout);
     std::exit(0);
   }
-  if (dist::rank() != 0) return *cfg;  // under mpirun, rank 0 alone prints
+  // Under mpirun, rank 0 alone prints: the other ranks' standard output goes nowhere (errors still show).
+  if (dist::rank() != 0) {
+    if (!std::freopen("/dev/null", "w", stdout)) std::fprintf(stderr, "%s: rank %d prints too\n", model_.c_str(), dist::rank());
+    return *cfg;
+  }
   // Two lines that make a log self-describing: what built and ran it, and with which settings.
   std::string settings;
   for (const Spec& s : specs_)
