@@ -148,6 +148,7 @@ Tensor attach(const char* name, Tensor out, const std::vector<Tensor>& inputs, B
   impl->grad.reset();
   impl->grad_accumulator.reset();
   impl->hooks.clear();
+  impl->post_accumulate_grad_hooks.clear();
   impl->requires_grad = true;
   impl->grad_fn = node;
   Tensor result(impl);
@@ -176,6 +177,13 @@ void Tensor::register_hook(Hook fn) const {
     throw Error("register_hook: the tensor of shape " + shape_str(shape()) + " does not require grad");
   if (grad_fn()) grad_fn()->hooks.push_back(std::move(fn));
   else impl_->hooks.push_back(std::move(fn));
+}
+
+void Tensor::register_post_accumulate_grad_hook(PostAccumulateGradHook fn) const {
+  if (!requires_grad() || !is_leaf())
+    throw Error("register_post_accumulate_grad_hook: the tensor of shape " + shape_str(shape()) +
+                " is not a leaf that requires grad");
+  impl_->post_accumulate_grad_hooks.push_back(std::move(fn));
 }
 
 // ---- the backward pass -------------------------------------------------------------------------------------
@@ -341,6 +349,7 @@ static std::vector<Tensor> run_backward(const std::vector<Tensor>& outputs, cons
       Tensor contribution = create_graph ? g : g.detach();
       Tensor old(n->leaf->grad);
       n->leaf->grad = (old.defined() ? add(old, contribution) : contribution).impl_ptr();
+      for (const PostAccumulateGradHook& h : n->leaf->post_accumulate_grad_hooks) h(Tensor(n->leaf));
       continue;
     }
     if (g.defined()) {

@@ -11,9 +11,11 @@
 #include "nn/loss.h"
 #include "nn/optim/optim.h"
 #include "nn/transformer.h"
+#include "bench/models.h"
 
 using namespace heed;
 using namespace heed::nn;
+using namespace heed::bench;
 
 // ---- mha_step: MHA B16 T128 d256 h8, Adam ------------------------------------------------------------
 static void BM_mha_step(benchmark::State& state) {
@@ -33,16 +35,7 @@ static void BM_mha_step(benchmark::State& state) {
 BENCHMARK(BM_mha_step)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 
 // ---- vae_step: pytorch/examples' VAE 784-400-20, B128, Adam --------------------------------------------
-struct VAE : Module {
-  Linear fc1{784, 400}, mu{400, 20}, lv{400, 20}, fc3{20, 400}, fc4{400, 784};
-  VAE() {
-    register_module("fc1", fc1);
-    register_module("mu", mu);
-    register_module("lv", lv);
-    register_module("fc3", fc3);
-    register_module("fc4", fc4);
-  }
-};
+// struct VAE: bench/models.h
 
 static void BM_vae_step(benchmark::State& state) {
   manual_seed(0);
@@ -86,26 +79,7 @@ static void BM_gan_step(benchmark::State& state) {
 BENCHMARK(BM_gan_step)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 
 // ---- gpt_step: char GPT, 4 pre-LN blocks, d128, 4 heads, T64, B32, vocabulary 96, AdamW --------------------
-struct GPT : Module {
-  Embedding tok, pos;
-  ModuleList blocks;
-  LayerNorm ln;
-  Linear head;
-  GPT(int64_t V, int64_t T, int64_t d, int64_t h, int64_t L) : tok(V, d), pos(T, d), ln(d), head(d, V) {
-    for (int64_t i = 0; i < L; i++) blocks.add<CausalSelfAttentionBlock>(d, h);
-    register_module("tok", tok);
-    register_module("pos", pos);
-    register_module("blocks", blocks);
-    register_module("ln", ln);
-    register_module("head", head);
-  }
-  Tensor forward(const Tensor& idx) {
-    int64_t T = idx.size(1);
-    Tensor x = tok(idx) + pos(arange(T));
-    for (size_t i = 0; i < blocks.size(); i++) x = blocks.at<CausalSelfAttentionBlock>(i)(x);
-    return head(ln(x));
-  }
-};
+// struct GPT: bench/models.h
 
 static void BM_gpt_step(benchmark::State& state) {
   manual_seed(0);

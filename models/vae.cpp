@@ -15,7 +15,10 @@
 // weights over the patches) and self_attention.png (the first layer's heads, patch to patch).
 // checkpoint.safetensors lets --resume continue a run bit for bit. --quick: 512 training images, 1 epoch,
 // smaller evaluations (it prints which).
+// `mpirun -np P vae ...` (or `./run vae --np P ...`) trains the same model on P processes (dist/ddp.h): each
+// rank takes batch_size/P images of every batch, and rank 0 alone evaluates and writes.
 #include "data/data.h"
+#include "dist/ddp.h"
 #include "heed.h"  // tensor, autograd, nn, nn/optim, io/safetensors
 #include "models/zoo/judge.h"
 #include "models/zoo/zoo.h"
@@ -235,9 +238,14 @@ int main(int argc, char** argv) {
     }
     Tensor train = data::load_fashion_mnist(true, data::Scale::ZeroOne, c.data_dir).images.narrow(0, 0, c.train_images);
     Tensor test = data::load_fashion_mnist(false, data::Scale::ZeroOne, c.data_dir).images.narrow(0, 0, c.test_images);
-    data::DataLoader loader(data::TensorDataset{{train}},
-                            {.batch_size = run.batch_size, .shuffle = true, .seed = run.seed});
-    const int64_t per_epoch = loader.size();
+    // Each rank's share of every batch: its shard of the epoch's order (with one rank, the whole order).
+    const int ranks = dist::world_size();
+    cli.require(run.batch_size % ranks == 0, "--batch-size " + std::to_string(run.batch_size) +
+                                                 " must divide evenly among " + std::to_string(ranks) + " ranks");
+    const int64_t batch = run.batch_size / ranks;
+    dist::DistributedSampler sampler(train.size(0), {.shuffle = true, .seed = run.seed});
+    data::DataLoader loader(data::TensorDataset{{train}}, {.batch_size = batch});
+    const int64_t per_epoch = (sampler.num_samples() + batch - 1) / batch;
     const int64_t steps = cli.get<int64_t>("steps") > 0 ? cli.get<int64_t>("steps") : run.epochs * per_epoch;
     run.epochs = (int)((steps + per_epoch - 1) / per_epoch);
 
@@ -247,27 +255,32 @@ int main(int argc, char** argv) {
     optim::Adam opt(vae.parameters(), {.lr = run.lr});
     const std::string resume = cli.get<std::string>("resume");  // restores the weights, Adam and the generator
     int64_t step = resume.empty() ? 0 : optim::load_training_state(resume, vae, opt).step;
-    std::printf("vae: %s, latent %lld, %lld parameters; training from step %lld of %lld\n", c.arch.c_str(),
-                (long long)c.latent, (long long)vae.num_parameters(), (long long)step, (long long)steps);
+    dist::DistributedDataParallel ddp(vae);  // rank 0's weights everywhere; backward averages the gradients
+    // Each rank draws its own z noise; rank 0 keeps the stream of a single-process run (and of the checkpoint).
+    if (dist::rank() > 0) manual_seed(run.seed + 1000003 * (uint64_t)dist::rank() + (uint64_t)step);
+    std::printf("vae: %s, latent %lld, %lld parameters; training from step %lld of %lld on %d rank(s)\n",
+                c.arch.c_str(), (long long)c.latent, (long long)vae.num_parameters(), (long long)step,
+                (long long)steps, ranks);
     zoo::RunLog log(cli, run);
     log.set_config("train_images", c.train_images), log.set_config("test_images", c.test_images);
-    const bool eval = cli.get<bool>("eval");
+    const bool eval = cli.get<bool>("eval") && dist::rank() == 0;  // the other ranks go on to the next epoch
 
     // Epoch e's batch order is a function of (seed, e) alone, so a resumed run starts at batch step % per_epoch.
     for (int64_t epoch = step / per_epoch; step < steps; ++epoch) {
-      std::vector<int64_t> order = loader.order(epoch);
+      std::vector<int64_t> order = sampler.indices(epoch);
       zoo::ProgressBar bar(log.epoch_label((int)epoch + 1), per_epoch);
       for (int64_t b = step % per_epoch; b < per_epoch && step < steps; ++b, ++step) {
         Tensor x = loader.batch(order, b)[0];
         bar.update(train_step(vae, opt, x), x.size(0));
       }
       bar.finish();
-      zoo::Metrics row{{"train_loss", bar.mean_loss()}};
+      zoo::Metrics row{{"train_loss", dist::all_reduce(bar.mean_loss(), dist::ReduceOp::Avg)}};
       if (eval) row.emplace_back("test_loss", test_neg_elbo(vae, test, run.seed + 1));
       log.epoch((int)epoch + 1, row);
     }
-    optim::save_training_state(log.dir() + "/checkpoint.safetensors", vae, opt, optim::StateDict{}, step,
-                            {{"arch", c.arch}, {"latent", std::to_string(c.latent)}});
+    if (dist::rank() == 0)
+      optim::save_training_state(log.dir() + "/checkpoint.safetensors", vae, opt, optim::StateDict{}, step,
+                                 {{"arch", c.arch}, {"latent", std::to_string(c.latent)}});
     if (eval) {
       Generator gen(run.seed + 2);  // evaluation draws from streams of its own, never from training's
       const double nll = mean_over(test.narrow(0, 0, c.iw_images), std::max<int64_t>(1, 4000 / c.iw_samples),

@@ -50,6 +50,7 @@ MemoryStats memory_stats();
 void reset_peak_memory();
 
 using Hook = std::function<Tensor(const Tensor&)>;
+using PostAccumulateGradHook = std::function<void(const Tensor&)>;  // sees the leaf, its grad() up to date
 
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
@@ -62,6 +63,7 @@ struct TensorImpl {
   std::shared_ptr<Node> grad_fn;
   std::weak_ptr<Node> grad_accumulator;  // a leaf's AccumulateGrad node, shared by all its uses
   std::vector<Hook> hooks;               // a leaf's hooks; a non-leaf keeps them on its grad_fn
+  std::vector<PostAccumulateGradHook> post_accumulate_grad_hooks;  // a leaf's, run after its grad is updated
 };
 
 class Tensor {
@@ -127,6 +129,9 @@ class Tensor {
   /// `fn` sees this tensor's gradient during backward and may return a replacement (or an undefined
   /// Tensor to keep it).
   void register_hook(Hook fn) const;
+  /// For a leaf: `fn(leaf)` runs during backward right after the gradient is added into leaf.grad(), as
+  /// PyTorch's register_post_accumulate_grad_hook (dist::DistributedDataParallel starts its all-reduce there).
+  void register_post_accumulate_grad_hook(PostAccumulateGradHook fn) const;
 
   // ---- in-place (for optimizers and initialisers; they bump the storage version) --------------------
   Tensor& add_(const Tensor& other, double alpha = 1.0);

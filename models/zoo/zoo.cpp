@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "dist/dist.h"
 #include "io/file.h"
 #include "viz/viz.h"
 #include "tensor/kernels/blas.h"
@@ -292,7 +293,7 @@ std::optional<RunConfig> Cli::try_parse(int argc, const char* const* argv) {
   cfg.out = get<std::string>("out");
   if (given("out") && cfg.out.empty()) throw UsageError("--out must not be empty");
   if (cfg.out.empty()) cfg.out = default_out(model_);
-  prepare_out(cfg.out);
+  if (dist::rank() == 0) prepare_out(cfg.out);  // under mpirun, rank 0 alone writes (RunLog too)
   for (Spec& s : specs_)
     if (s.name == "out") s.value = cfg.out;  // the config records where the run really went
   if (cfg.threads >= 1) set_num_threads(cfg.threads);
@@ -311,6 +312,11 @@ RunConfig Cli::parse(int argc, const char* const* argv) {
     std::fputs(help().c_str(), stdout);
     std::exit(0);
   }
+  // Under mpirun, rank 0 alone prints: the other ranks' standard output goes nowhere (errors still show).
+  if (dist::rank() != 0) {
+    if (!std::freopen("/dev/null", "w", stdout)) std::fprintf(stderr, "%s: rank %d prints too\n", model_.c_str(), dist::rank());
+    return *cfg;
+  }
   // Two lines that make a log self-describing: what built and ran it, and with which settings.
   std::string settings;
   for (const Spec& s : specs_)
@@ -323,19 +329,21 @@ RunConfig Cli::parse(int argc, const char* const* argv) {
 }
 
 int main_guard(const std::string& model, const std::function<int()>& body) {
+  int code = 1;
   try {
     return body();
   } catch (const std::invalid_argument& e) {
     // UsageError, heed::Error and the rest of std::invalid_argument: the input was wrong (zoo.h, EXIT CODES).
     std::fprintf(stderr, "%s: %s\n", model.c_str(), one_line(e.what()).c_str());
-    return 2;
+    code = 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: error: %s\n", model.c_str(), one_line(e.what()).c_str());
-    return 1;
   } catch (...) {
     std::fprintf(stderr, "%s: error: an exception that is not a std::exception\n", model.c_str());
-    return 1;
   }
+  // Under mpirun the other ranks may be waiting for this one in a collective: end the whole job now.
+  if (dist::is_distributed()) dist::abort(code);
+  return code;
 }
 
 // The lead's CMakeLists.txt defines these for the library, e.g.
@@ -359,7 +367,8 @@ std::string git_commit() {
 // ---- the progress bar ------------------------------------------------------------------------------------
 
 ProgressBar::ProgressBar(std::string label, int64_t total, std::FILE* out)
-    : label_(std::move(label)), total_(total), out_(out), tty_(out && ::isatty(::fileno(out))) {
+    : label_(std::move(label)), total_(total), out_(dist::rank() == 0 ? out : nullptr),  // rank 0 alone draws
+      tty_(out_ && ::isatty(::fileno(out_))) {
   if (total < 1) throw Error("ProgressBar: total must be >= 1 batches, got " + std::to_string(total));
   start_ = last_draw_ = std::chrono::steady_clock::now();
 }
@@ -507,14 +516,15 @@ RunLog::RunLog(const Cli& cli, const RunConfig& config, std::FILE* console) : Ru
 }
 
 RunLog::RunLog(const RunConfig& config, std::FILE* console)
-    : config_(config), console_(console), start_(std::chrono::steady_clock::now()),
+    : config_(config), console_(dist::rank() == 0 ? console : nullptr), start_(std::chrono::steady_clock::now()),
       started_at_(local_time("%Y-%m-%dT%H:%M:%S")) {
   if (config_.out.empty()) throw Error("RunLog: config.out is empty (Cli::parse sets it to the run directory)");
+  values_ = standard_values(config_);
+  command_ = config_.model;
+  if (dist::rank() != 0) return;  // under mpirun, rank 0 alone prints and writes the run's files
   std::error_code ec;
   fs::create_directories(config_.out, ec);
   if (ec) throw Error("RunLog: cannot create '" + config_.out + "': " + ec.message());
-  values_ = standard_values(config_);
-  command_ = config_.model;
   BlasInfo info = blas_info();
   blas_core_ = info.core;
   blas_summary_ = blas_summary();
@@ -580,6 +590,7 @@ void RunLog::say(const std::string& line) const {
 }
 
 void RunLog::write(const char* status) const {
+  if (dist::rank() != 0) return;
   nlohmann::ordered_json j;
   j["model"] = config_.model;
   j["status"] = status;
@@ -614,6 +625,7 @@ void RunLog::write(const char* status) const {
 void RunLog::finish() {
   if (finished_) return;
   finished_ = true;
+  if (dist::rank() != 0) return;
   write("finished");
   const fs::path dir(config_.out);
 

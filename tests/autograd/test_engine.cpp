@@ -299,3 +299,17 @@ TEST_CASE("the fused softmax and log_softmax agree with their composite definiti
     }
   }
 }
+
+TEST_CASE("post-accumulate-grad hooks see the leaf with its gradient updated") {
+  Tensor w = ones({3}).requires_grad_();
+  std::vector<double> seen;
+  w.register_post_accumulate_grad_hook([&](const Tensor& leaf) { seen.push_back(leaf.grad().sum().item()); });
+  (w * w).sum().backward();  // dw = 2w: the hook runs once, after both uses of w were summed
+  (3.0 * w).sum().backward();  // accumulated: 2 + 3 per element
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0] == 6.0);
+  CHECK(seen[1] == 15.0);
+  Tensor y = w * 2.0;
+  CHECK_THROWS_AS(y.register_post_accumulate_grad_hook([](const Tensor&) {}), Error);
+  CHECK_THROWS_AS(ones({2}).register_post_accumulate_grad_hook([](const Tensor&) {}), Error);
+}
