@@ -16,6 +16,7 @@
 #include "autograd/node.h"
 #include "tensor/kernels/kernels.h"
 #include "tensor/kernels/simd.h"
+#include "tensor/parallel.h"
 
 namespace heed::nn {
 
@@ -419,11 +420,14 @@ template <class T>
 void cross_entropy_forward_kernel(const T* x, const CrossEntropyRows& r, T* loss) {
   const bool fast = kernels::use_simd();
   const int64_t C = r.C;
+  ParallelGuard guard;  // a failed allocation inside the region would call std::terminate (tensor/parallel.h)
 #pragma omp parallel if (r.N * C >= 32768)
   {
-    std::vector<T> logp(C);
+    std::vector<T> logp;
+    const bool ready = guard.run([&] { logp.resize(C); });
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < r.N; i++) {
+      if (!ready) continue;
       if (r.keep[i] == 0) {
         loss[i] = 0;
         continue;
@@ -440,6 +444,7 @@ void cross_entropy_forward_kernel(const T* x, const CrossEntropyRows& r, T* loss
       loss[i] = (T)out;
     }
   }
+  guard.rethrow();
 }
 
 // dx = dout_i (a_i softmax(x_i) - b_i), first order: one pass per row.
