@@ -249,7 +249,7 @@ int main(int argc, char** argv) {
     VAE& vae = *model;
     optim::Adam opt(vae.parameters(), {.lr = run.lr});
     const std::string resume = cli.get<std::string>("resume");  // restores the weights, Adam and the generator
-    int64_t step = resume.empty() ? 0 : optim::load_training_state(resume, vae, opt).step;
+    int64_t step = resume.empty() ? 0 : zoo::resume_training(cli, run, vae, opt);  // and settles --lr
     std::printf("vae: %s, latent %lld, %lld parameters; training from step %lld of %lld\n", c.arch.c_str(),
                 (long long)c.latent, (long long)vae.num_parameters(), (long long)step, (long long)steps);
     zoo::RunLog log(cli, run);
@@ -262,7 +262,15 @@ int main(int argc, char** argv) {
       zoo::ProgressBar bar(log.epoch_label((int)epoch + 1), per_epoch);
       for (int64_t b = step % per_epoch; b < per_epoch && step < steps; ++b, ++step) {
         Tensor x = loader.batch(order, b)[0];
-        bar.update(train_step(vae, opt, x), x.size(0));
+        double loss;
+        try {
+          loss = train_step(vae, opt, x);
+        } catch (const Error&) {  // non-finite weights fail inside an op ("Normal: scale must be > 0, got nan")
+          zoo::check_finite_parameters(vae, step + 1);
+          throw;
+        }
+        zoo::check_finite_loss(loss, step + 1);
+        bar.update(loss, x.size(0));
       }
       bar.finish();
       zoo::Metrics row{{"train_loss", bar.mean_loss()}};
@@ -270,7 +278,7 @@ int main(int argc, char** argv) {
       log.epoch((int)epoch + 1, row);
     }
     optim::save_training_state(log.dir() + "/checkpoint.safetensors", vae, opt, optim::StateDict{}, step,
-                            {{"arch", c.arch}, {"latent", std::to_string(c.latent)}});
+                            zoo::checkpoint_metadata(run, {{"arch", c.arch}, {"latent", std::to_string(c.latent)}}));
     if (eval) {
       Generator gen(run.seed + 2);  // evaluation draws from streams of its own, never from training's
       const double nll = mean_over(test.narrow(0, 0, c.iw_images), std::max<int64_t>(1, 4000 / c.iw_samples),
