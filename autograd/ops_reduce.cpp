@@ -77,7 +77,10 @@ Tensor sum_to_size(const Tensor& x, const Shape& shape) {
 // out, idx = max(x, dim);  dx = d scattered to the position idx picked (the first max on ties)
 static std::pair<Tensor, Tensor> max_or_min(const Tensor& x, int64_t dim, bool keepdim, bool is_min) {
   dim = wrap_dim_scalar_ok(is_min ? "min" : "max", dim, x.dim());
-  auto [values, indices] = kernels::max_dim(x, dim, keepdim, is_min);
+  // Named, not a structured binding: a lambda cannot capture one before clang 16 (the fuzz build's compiler).
+  const std::pair<Tensor, Tensor> picked = kernels::max_dim(x, dim, keepdim, is_min);
+  const Tensor& values = picked.first;
+  const Tensor indices = picked.second;
   if (!is_floating(x.dtype())) return {values, indices};
   Tensor out = record("max_dim", values, {x}, [shape = x.shape(), indices, dim, keepdim](const Tensor& d, const Tensor&) {
     Tensor dd = keepdim || shape.empty() ? d : d.unsqueeze(dim);

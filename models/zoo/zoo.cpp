@@ -675,12 +675,12 @@ void RunLog::epoch(int epoch, const Metrics& metrics) {
 
 void RunLog::final(const Metrics& metrics) {
   check_names("RunLog::final", metrics);
-  for (const auto& [name, v] : metrics) {
-    auto it = std::find_if(final_.begin(), final_.end(), [&](const auto& m) { return m.first == name; });
+  for (const auto& metric : metrics) {  // not a structured binding: clang < 16 cannot capture one
+    auto it = std::find_if(final_.begin(), final_.end(), [&](const auto& m) { return m.first == metric.first; });
     if (it != final_.end())
-      it->second = v;
+      it->second = metric.second;
     else
-      final_.emplace_back(name, v);
+      final_.emplace_back(metric);
   }
 }
 
