@@ -41,18 +41,20 @@ const std::vector<std::string>& registered_ops() { return registry(); }
 // ---- saved tensors -----------------------------------------------------------------------------------------
 SavedTensor::SavedTensor(const Tensor& t) : t_(t), version_(t.defined() ? t.storage()->version : 0) {}
 
-static void check_version(uint64_t saved, const Tensor& t) {
+// `op` is the op that saved the tensor: the node whose backward runs, or (for a saved output, checked just
+// before that backward starts) the node itself.
+static void check_version(uint64_t saved, const Tensor& t, const char* op) {
   if (t.storage()->version == saved) return;
   std::ostringstream os;
-  os << "autograd: a tensor of shape " << shape_str(t.shape()) << " that '"
-     << (t_current_node ? t_current_node->name : "?") << "' saved for backward was modified in place by '"
+  os << "autograd: a tensor of shape " << shape_str(t.shape()) << " that '" << op
+     << "' saved for backward was modified in place by '"
      << t.storage()->last_inplace_op << "' (version " << saved << " when saved, " << t.storage()->version
      << " now); clone it before the in-place op";
   throw AutogradError(os.str());
 }
 
 Tensor SavedTensor::get() const {
-  if (t_.defined()) check_version(version_, t_);
+  if (t_.defined()) check_version(version_, t_, t_current_node ? t_current_node->name : "a backward");
   return t_;
 }
 
@@ -242,7 +244,7 @@ static std::vector<Tensor> run_node(Node* n, const Tensor& dout, bool create_gra
                         "through it");
   Tensor out;
   if (n->flags.save_output) {
-    check_version(n->saved_output_version, n->saved_output);
+    check_version(n->saved_output_version, n->saved_output, n->name);  // before t_current_node is n
     // Re-attach the node to the output alias, so that a backward formula using the output (exp' = exp)
     // is itself differentiable in create_graph mode.
     auto impl = std::make_shared<TensorImpl>(*n->saved_output.impl());

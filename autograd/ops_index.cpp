@@ -14,7 +14,7 @@ static const bool registered = register_ops({"index_select", "index_add", "gathe
 
 // out = x.index_select(dim, idx);  dx = zeros with d's slices added at idx (repeats add up)
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
-  dim = wrap_dim("index_select", dim, x.dim());
+  dim = wrap_dim_scalar_ok("index_select", dim, x.dim());  // a 0-d x is its own one slice, as in PyTorch
   return record("index_select", kernels::index_select(x, dim, index), {x}, [shape = x.shape(), dim, index](const Tensor& d, const Tensor&) {
     return Grads{index_add(zeros(shape, d.dtype()), dim, index, d)};
   });
@@ -22,7 +22,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 
 // out = x with src's slices added at idx;  dx = d, dsrc = d.index_select(dim, idx)
 Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src) {
-  dim = wrap_dim("index_add", dim, x.dim());
+  dim = wrap_dim_scalar_ok("index_add", dim, x.dim());
   return record("index_add", kernels::index_add(x, dim, index, src), {x, src}, [dim, index](const Tensor& d, const Tensor&) {
     return Grads{d, index_select(d, dim, index)};
   });
@@ -88,14 +88,21 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
   dim = wrap_dim("split", dim, x.dim());
   if (split_size <= 0) throw Error("split: split_size must be positive, got " + std::to_string(split_size));
   std::vector<Tensor> parts;
-  for (int64_t at = 0; at < x.size(dim); at += split_size) parts.push_back(x.narrow(dim, at, std::min(split_size, x.size(dim) - at)));
+  // Step by the part just taken, never past the end: at + split_size could overflow.
+  const int64_t n = x.size(dim);
+  for (int64_t at = 0, len; at < n; at += len) {
+    len = std::min(split_size, n - at);
+    parts.push_back(x.narrow(dim, at, len));
+  }
   return parts;
 }
 
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
   if (chunks <= 0) throw Error("chunk: chunks must be positive, got " + std::to_string(chunks));
   dim = wrap_dim("chunk", dim, x.dim());
-  return split(x, std::max<int64_t>(1, (x.size(dim) + chunks - 1) / chunks), dim);
+  const int64_t n = x.size(dim);
+  // ceil(n / chunks), written so that n + chunks - 1 cannot overflow.
+  return split(x, n == 0 ? 1 : 1 + (n - 1) / chunks, dim);
 }
 
 }  // namespace heed

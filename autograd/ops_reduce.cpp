@@ -19,7 +19,7 @@ static const bool registered =
 static std::vector<int64_t> wrap_dims(const char* op, const std::vector<int64_t>& dims, int64_t ndim) {
   std::vector<int64_t> out;
   for (int64_t d : dims) {
-    int64_t w = wrap_dim(op, d, ndim);
+    int64_t w = wrap_dim_scalar_ok(op, d, ndim);
     if (std::find(out.begin(), out.end(), w) != out.end())
       throw Error(std::string(op) + ": dim " + std::to_string(w) + " appears twice");
     out.push_back(w);
@@ -53,7 +53,7 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) 
   if (!is_floating(x.dtype())) throw Error(std::string("mean: needs a float tensor, got ") + dtype_name(x.dtype()));
   std::vector<int64_t> dims = wrap_dims("mean", dims_in, x.dim());
   int64_t n = 1;
-  for (int64_t d : dims) n *= x.shape()[d];
+  for (int64_t d : dims) n *= x.dim() ? x.shape()[d] : 1;  // a 0-d tensor's dim 0 holds its one element
   return sum(x, dims, keepdim) / (double)n;
 }
 Tensor mean(const Tensor& x) { return mean(x, all_dims(x), false); }
@@ -76,8 +76,11 @@ Tensor sum_to_size(const Tensor& x, const Shape& shape) {
 
 // out, idx = max(x, dim);  dx = d scattered to the position idx picked (the first max on ties)
 static std::pair<Tensor, Tensor> max_or_min(const Tensor& x, int64_t dim, bool keepdim, bool is_min) {
-  dim = wrap_dim(is_min ? "min" : "max", dim, x.dim());
-  auto [values, indices] = kernels::max_dim(x, dim, keepdim, is_min);
+  dim = wrap_dim_scalar_ok(is_min ? "min" : "max", dim, x.dim());
+  // Named, not a structured binding: a lambda cannot capture one before clang 16 (the fuzz build's compiler).
+  const std::pair<Tensor, Tensor> picked = kernels::max_dim(x, dim, keepdim, is_min);
+  const Tensor& values = picked.first;
+  const Tensor indices = picked.second;
   if (!is_floating(x.dtype())) return {values, indices};
   Tensor out = record("max_dim", values, {x}, [shape = x.shape(), indices, dim, keepdim](const Tensor& d, const Tensor&) {
     Tensor dd = keepdim || shape.empty() ? d : d.unsqueeze(dim);
@@ -123,12 +126,12 @@ Tensor min(const Tensor& x) {
   return extreme_shared("max_all", x, all_dims(x), false, true);
 }
 Tensor amax(const Tensor& x, int64_t dim, bool keepdim) {
-  return extreme_shared("amax", x, {wrap_dim("amax", dim, x.dim())}, keepdim, false);
+  return extreme_shared("amax", x, {wrap_dim_scalar_ok("amax", dim, x.dim())}, keepdim, false);
 }
 
 // Composite: var = Σ (x - mean)² / (n - correction).
 Tensor var(const Tensor& x, int64_t dim, int64_t correction, bool keepdim) {
-  dim = wrap_dim("var", dim, x.dim());
+  dim = wrap_dim_scalar_ok("var", dim, x.dim());  // torch.var(scalar, 0) is nan (0 / 0), not an error
   int64_t n = x.dim() ? x.shape()[dim] : 1;
   Tensor c = x - mean(x, {dim}, true);
   return sum(c * c, {dim}, keepdim) / (double)std::max<int64_t>(0, n - correction);
@@ -144,7 +147,7 @@ Tensor std(const Tensor& x, int64_t dim, int64_t correction, bool keepdim) { ret
 // leaves the gradient exact. A row of all -inf gives m = -inf, so m is replaced by 0 there (the result,
 // ln 0 = -inf, is still right).
 Tensor logsumexp(const Tensor& x, int64_t dim, bool keepdim) {
-  dim = wrap_dim("logsumexp", dim, x.dim());
+  dim = wrap_dim_scalar_ok("logsumexp", dim, x.dim());
   Tensor m = kernels::max_dim(x, dim, true, false).first;
   m = kernels::where(kernels::unary(simd::Unary::Abs, m) < INFINITY, m, zeros_like(m));
   Tensor out = log(sum(exp(x - m), {dim}, true)) + m;
@@ -153,7 +156,7 @@ Tensor logsumexp(const Tensor& x, int64_t dim, bool keepdim) {
 
 // out = softmax(x) along dim (fused kernel);  dx = out (d - Σ d·out)
 Tensor softmax(const Tensor& x, int64_t dim) {
-  dim = wrap_dim("softmax", dim, x.dim());
+  dim = wrap_dim_scalar_ok("softmax", dim, x.dim());
   return record("softmax", kernels::softmax(x, dim, false), {x}, [dim](const Tensor& d, const Tensor& out) {
     return Grads{out * (d - sum(d * out, {dim}, true))};
   }, {.save_output = true});
@@ -161,7 +164,7 @@ Tensor softmax(const Tensor& x, int64_t dim) {
 
 // out = log_softmax(x) (fused kernel);  dx = d - e^out Σ d
 Tensor log_softmax(const Tensor& x, int64_t dim) {
-  dim = wrap_dim("log_softmax", dim, x.dim());
+  dim = wrap_dim_scalar_ok("log_softmax", dim, x.dim());
   return record("log_softmax", kernels::softmax(x, dim, true), {x}, [dim](const Tensor& d, const Tensor& out) {
     return Grads{d - exp(out) * sum(d, {dim}, true)};
   }, {.save_output = true});

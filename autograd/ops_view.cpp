@@ -42,8 +42,8 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
 }
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
-  d0 = wrap_dim("transpose", d0, dim());
-  d1 = wrap_dim("transpose", d1, dim());
+  d0 = wrap_dim_scalar_ok("transpose", d0, dim());  // transpose(0, -1) of a scalar is the scalar, as in PyTorch
+  d1 = wrap_dim_scalar_ok("transpose", d1, dim());
   if (dim() < 2 && d0 == d1) return *this;
   std::vector<int64_t> p(dim());
   std::iota(p.begin(), p.end(), 0);

@@ -8,9 +8,11 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 namespace heed::data {
@@ -85,6 +87,43 @@ std::string gzip_cut_note(gzFile f) {
   int errnum = Z_OK;
   gzerror(f, &errnum);
   return errnum == Z_BUF_ERROR ? " (the gzip stream itself is cut short)" : "";
+}
+
+// zlib's gzread stops at the end of the last gzip member and silently ignores whatever follows when it
+// does not look like another member, so "data.gz + garbage" would load. This walks the members with
+// inflate (output discarded): each must be a whole gzip stream, and the file must end where the last ends.
+void check_gzip_tail(const std::string& op, const std::string& path) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), std::fclose);
+  if (!f) throw Error(op + ": '" + path + "': cannot open: " + std::strerror(errno));
+  z_stream z{};
+  if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) throw Error(op + ": '" + path + "': zlib could not start");
+  std::unique_ptr<z_stream, int (*)(z_streamp)> end(&z, inflateEnd);
+  std::vector<uint8_t> in(1 << 16), out(1 << 16);
+  uint64_t read = 0, member_end = 0;
+  bool between = false;  // just past the end of a member
+  for (;;) {
+    if (z.avail_in == 0) {
+      size_t n = std::fread(in.data(), 1, in.size(), f.get());
+      if (n == 0) break;
+      read += n;
+      z.next_in = in.data(), z.avail_in = (uInt)n;
+    }
+    if (between) {  // more bytes after a member: they must start another one
+      inflateReset(&z);
+      between = false;
+    }
+    z.next_out = out.data(), z.avail_out = (uInt)out.size();
+    int r = inflate(&z, Z_NO_FLUSH);
+    if (r == Z_STREAM_END) {
+      member_end = read - z.avail_in;
+      between = true;
+    } else if (r != Z_OK && r != Z_BUF_ERROR) {
+      std::fseek(f.get(), 0, SEEK_END);
+      const long size = std::ftell(f.get());
+      throw Error(op + ": '" + path + "': " + std::to_string(size - (long)member_end) +
+                  " bytes of trailing data follow the gzip stream, which ends at byte " + std::to_string(member_end));
+    }
+  }
 }
 
 IdxFile read_idx_impl(const std::string& op, const std::string& path, int64_t max_bytes) {
@@ -163,6 +202,7 @@ IdxFile read_idx_impl(const std::string& op, const std::string& path, int64_t ma
   if (n_extra > 0)
     throw Error(op + ": '" + path + "' holds " + std::to_string(n_extra) + " bytes more than the " +
                 std::to_string(payload) + " bytes of data its header (" + dims_text + ") promises");
+  if (!gzdirect(in.f)) check_gzip_tail(op, path);
   return idx;
 }
 

@@ -284,7 +284,8 @@ DataLoader<Dataset>::DataLoader(Dataset dataset, LoaderOptions options)
 template <class Dataset>
 int64_t DataLoader<Dataset>::size() const {
   int64_t n = dataset_.size(), bs = options_.batch_size;
-  return options_.drop_last ? n / bs : (n + bs - 1) / bs;
+  // ceil(n / bs) without n + bs - 1, which overflows for bs = INT64_MAX (and gave 0 batches).
+  return options_.drop_last ? n / bs : (n == 0 ? 0 : 1 + (n - 1) / bs);
 }
 
 template <class Dataset>
@@ -312,10 +313,11 @@ std::vector<int64_t> DataLoader<Dataset>::order(int64_t epoch) const {
 template <class Dataset>
 typename DataLoader<Dataset>::Batch DataLoader<Dataset>::batch(const std::vector<int64_t>& order, int64_t b) const {
   int64_t n = (int64_t)order.size(), bs = options_.batch_size;
-  if (b < 0 || b * bs >= n)
+  // b < ceil(n / bs), tested by division: b * bs can overflow.
+  if (b < 0 || n == 0 || b > (n - 1) / bs)
     throw Error("DataLoader::batch: batch " + std::to_string(b) + " out of range for " + std::to_string(n) +
                 " samples in batches of " + std::to_string(bs));
-  int64_t start = b * bs, stop = std::min(n, start + bs);
+  int64_t start = b * bs, stop = start + std::min(bs, n - start);
   return make_batch(dataset_, std::vector<int64_t>(order.begin() + start, order.begin() + stop));
 }
 

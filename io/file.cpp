@@ -2,25 +2,55 @@
 #include "io/file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 
-#include "tensor/error.h"
 
 namespace heed::io {
 
 // ---- atomic writes -------------------------------------------------------------------------------------
 // The temporary's name carries the pid and a per-process counter, so two threads (or processes) saving to
 // one path write to different temporaries, and the last rename wins whole.
+int remove_stale_temporaries(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const std::string prefix = target.filename().string() + ".tmp.";
+  const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  std::error_code ec;
+  int removed = 0;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    // What follows the prefix must be <pid> or <pid>.<counter>, all digits: anything else is not ours.
+    const std::string rest = name.substr(prefix.size());
+    const size_t dot = rest.find('.');
+    const std::string pid_text = rest.substr(0, dot);
+    const std::string counter = dot == std::string::npos ? "1" : rest.substr(dot + 1);
+    auto digits = [](const std::string& s) {
+      return !s.empty() && s.size() <= 18 && s.find_first_not_of("0123456789") == std::string::npos;
+    };
+    if (!digits(pid_text) || !digits(counter)) continue;
+    const long long pid = std::stoll(pid_text);
+    if (pid <= 0 || pid > INT32_MAX || pid == ::getpid()) continue;
+    if (::kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
+    std::error_code rm;
+    if (fs::remove(it->path(), rm)) ++removed;
+  }
+  return removed;
+}
+
 AtomicFile::AtomicFile(std::string path, std::string op) : path_(std::move(path)), op_(std::move(op)) {
   static std::atomic<uint64_t> counter{0};
+  remove_stale_temporaries(path_);
   tmp_ = path_ + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw Error(op_ + ": cannot write '" + path_ + "': creating '" + tmp_ + "' failed: " + std::strerror(errno));
+  if (fd_ < 0) throw IoError(op_ + ": cannot write '" + path_ + "': creating '" + tmp_ + "' failed: " + std::strerror(errno));
 }
 
 AtomicFile::~AtomicFile() {
@@ -36,7 +66,7 @@ void AtomicFile::write(const void* data, size_t n) {
     ssize_t w = ::write(fd_, p, n);
     if (w < 0) {
       if (errno == EINTR) continue;
-      throw Error(op_ + ": cannot write '" + path_ + "': writing '" + tmp_ + "' failed: " + std::strerror(errno));
+      throw IoError(op_ + ": cannot write '" + path_ + "': writing '" + tmp_ + "' failed: " + std::strerror(errno));
     }
     p += w;
     n -= (size_t)w;
@@ -44,18 +74,18 @@ void AtomicFile::write(const void* data, size_t n) {
 }
 
 void AtomicFile::commit() {
-  if (::fsync(fd_) != 0) throw Error(op_ + ": cannot write '" + path_ + "': flushing '" + tmp_ + "' failed: " + std::strerror(errno));
+  if (::fsync(fd_) != 0) throw IoError(op_ + ": cannot write '" + path_ + "': flushing '" + tmp_ + "' failed: " + std::strerror(errno));
   int fd = fd_;
   fd_ = -1;  // closed below, whatever happens
   if (::close(fd) != 0) {
     int e = errno;
     ::unlink(tmp_.c_str());
-    throw Error(op_ + ": cannot write '" + path_ + "': closing '" + tmp_ + "' failed: " + std::strerror(e));
+    throw IoError(op_ + ": cannot write '" + path_ + "': closing '" + tmp_ + "' failed: " + std::strerror(e));
   }
   if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
     int e = errno;
     ::unlink(tmp_.c_str());
-    throw Error(op_ + ": cannot write '" + path_ + "': renaming '" + tmp_ + "' over it failed: " + std::strerror(e));
+    throw IoError(op_ + ": cannot write '" + path_ + "': renaming '" + tmp_ + "' over it failed: " + std::strerror(e));
   }
   // The rename is an update of the folder; until the folder is flushed a crash may still forget it.
   std::string dir = std::filesystem::path(path_).parent_path().string();

@@ -13,14 +13,24 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
 namespace heed::io {
 
 // ---- atomic writes -------------------------------------------------------------------------------------
-/// A file being written to `path` through a temporary beside it. Errors throw heed::Error naming `op`, the
-/// path and the system's reason. Not copyable; the destructor removes an uncommitted temporary.
+/// A file that could not be written: no such folder, no permission, a full disk. A failure of the run, not a
+/// caller's mistake, so a std::runtime_error (the zoo exits 1 for it, zoo.h). The message names the op, the
+/// path and the system's reason.
+struct IoError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// A file being written to `path` through a temporary beside it, named `path`.tmp.<pid>.<counter>. Errors
+/// throw IoError. Not copyable; the destructor removes an uncommitted temporary. Opening one first removes
+/// the stale temporaries of `path` (remove_stale_temporaries), so kills mid-save do not pile up full-size
+/// files.
 class AtomicFile {
  public:
   AtomicFile(std::string path, std::string op);
@@ -36,6 +46,11 @@ class AtomicFile {
   std::string path_, op_, tmp_;
   int fd_ = -1;
 };
+
+/// Removes `path`.tmp.<pid>[.<n>] files whose process no longer exists (kill(pid, 0) fails with ESRCH): what
+/// a process killed mid-save leaves. A live process's temporaries, this one's included, are kept. Returns
+/// how many it removed.
+int remove_stale_temporaries(const std::string& path);
 
 /// The whole of `bytes` to `path`, atomically (AtomicFile); `op` names the caller in errors.
 void write_file_atomic(const std::string& path, std::string_view bytes, const std::string& op = "write_file_atomic");

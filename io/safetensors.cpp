@@ -7,9 +7,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <set>
+#include <unordered_set>
 #include <vector>
 
 #include "io/file.h"
@@ -60,7 +61,7 @@ void save(const std::string& path, const TensorMap& tensors, const Metadata& met
   js.append((8 - js.size() % 8) % 8, ' ');  // pad to 8 bytes so the data that follows is aligned
 
   // Then the bytes, through io::AtomicFile: a reader sees the old file or the new one, never half of one.
-  try {
+  {
     io::AtomicFile f(path, "save");
     uint64_t n = js.size();
     f.write(&n, 8);  // little-endian on this machine (static_assert above)
@@ -68,15 +69,17 @@ void save(const std::string& path, const TensorMap& tensors, const Metadata& met
     for (const Tensor& t : data)
       f.write(static_cast<const char*>(t.storage()->data) + t.offset() * dtype_size(t.dtype()),
               t.numel() * dtype_size(t.dtype()));
-    f.commit();
-  } catch (const SafetensorsError&) {
-    throw;
-  } catch (const Error& e) {
-    throw SafetensorsError(e.what());
+    f.commit();  // io::IoError (a runtime_error) when the disk is full or the folder missing
   }
 }
 
 // ---- load -------------------------------------------------------------------------------------------------
+// A JSON value for an error message, cut to 80 characters: a hostile header may hold megabytes.
+static std::string brief(const json& j) {
+  std::string s = j.dump();
+  return s.size() <= 80 ? s : s.substr(0, 77) + "...";
+}
+
 struct Entry {
   std::string name;
   DType dtype;
@@ -84,12 +87,62 @@ struct Entry {
   uint64_t begin, end;
 };
 
+// A first, linear pass over the header with nlohmann's SAX interface, before any DOM is built. It refuses
+// what the DOM parser would accept but the reference implementation does not:
+//  - nesting deeper than serde_json's limit of 128: a 200 KB "[[[[...]]]]" would otherwise be built into a
+//    DOM that dump() (in an error message) and the destructor walk recursively, off the end of the stack;
+//  - duplicate keys, which nlohmann silently resolves to the last. Each open object keeps a hash set of its
+//    keys, so 200,000 tensors cost 200,000 inserts (the parse callback this replaces was quadratic).
+struct HeaderCheck : nlohmann::json_sax<json> {
+  static constexpr size_t kMaxDepth = 128;
+  std::vector<std::unordered_set<std::string>> keys;  // one per open object
+  size_t depth = 0;
+  std::string error;
+
+  bool open() {
+    if (++depth > kMaxDepth) return fail("the header nests deeper than " + std::to_string(kMaxDepth) + " levels");
+    keys.emplace_back();  // arrays get an (unused) set too, so that close() pops either
+    return true;
+  }
+  bool close() {
+    keys.pop_back();
+    --depth;
+    return true;
+  }
+  bool fail(std::string why) {
+    if (error.empty()) error = std::move(why);
+    return false;
+  }
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return open(); }
+  bool key(string_t& k) override {
+    if (!keys.back().insert(k).second) return fail("duplicate key \"" + k + "\" in the header");
+    return true;
+  }
+  bool end_object() override { return close(); }
+  bool start_array(std::size_t) override { return open(); }
+  bool end_array() override { return close(); }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    return fail(std::string("the header is not valid JSON (") + e.what() + ")");
+  }
+};
+
 TensorMap load(const std::string& path, Metadata* metadata) {
   auto fail = [&](const std::string& why) -> SafetensorsError { return SafetensorsError("load: " + path + ": " + why); };
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw fail("is a directory, not a safetensors file");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw fail(std::string("cannot open: ") + std::strerror(errno));
   f.seekg(0, std::ios::end);
-  uint64_t file_size = (uint64_t)f.tellg();
+  const std::streamoff end = f.tellg();
+  if (end < 0) throw fail("cannot tell its size (not a regular file?)");
+  uint64_t file_size = (uint64_t)end;
   f.seekg(0);
   if (file_size < 8) throw fail("only " + std::to_string(file_size) + " bytes; a file needs at least the 8-byte header length");
   uint64_t n = 0;
@@ -99,28 +152,21 @@ TensorMap load(const std::string& path, Metadata* metadata) {
   if (n > file_size - 8) throw fail("header length " + std::to_string(n) + " runs past the end of the " + std::to_string(file_size) + "-byte file");
   std::string js(n, '\0');
   f.read(js.data(), (std::streamsize)n);
+  if (!f) throw fail("reading the " + std::to_string(n) + "-byte header failed");
 
-  // Parse, rejecting duplicate keys (nlohmann would silently keep the last one): the callback sees
-  // every key, and `seen[depth]` holds the keys of the object currently open at that depth.
-  std::vector<std::set<std::string>> seen;
-  std::string duplicate;
+  // nlohmann's lexer takes a NUL byte for the end of the input, so "{...}\0garbage" would parse; JSON
+  // text has no place for one.
+  if (size_t nul = js.find('\0'); nul != std::string::npos)
+    throw fail("the header holds a NUL byte at offset " + std::to_string(nul) + " (JSON text cannot)");
+  HeaderCheck check;
+  if (!json::sax_parse(js, &check) || !check.error.empty())
+    throw fail(check.error.empty() ? std::string("the header is not valid JSON") : check.error);
   json header;
   try {
-    header = json::parse(js, [&](int depth, json::parse_event_t ev, json& parsed) {
-      if (ev == json::parse_event_t::object_start) {
-        if ((int)seen.size() <= depth) seen.resize(depth + 1);
-        seen[depth].clear();
-      } else if (ev == json::parse_event_t::key) {
-        int d = depth - 1;  // keys are reported one level inside their object
-        if (d >= 0 && (int)seen.size() > d && !seen[d].insert(parsed.get<std::string>()).second && duplicate.empty())
-          duplicate = parsed.get<std::string>();
-      }
-      return true;
-    });
+    header = json::parse(js);
   } catch (const json::exception& e) {
     throw fail(std::string("the header is not valid JSON (") + e.what() + ")");
   }
-  if (!duplicate.empty()) throw fail("duplicate key \"" + duplicate + "\" in the header");
   if (!header.is_object()) throw fail("the header must be a JSON object");
 
   std::vector<Entry> entries;
@@ -137,16 +183,23 @@ TensorMap load(const std::string& path, Metadata* metadata) {
       throw fail("tensor \"" + name + "\" needs dtype, shape and data_offsets");
     Entry e{name, float32, {}, 0, 0};
     if (!info["dtype"].is_string() || !from_st_dtype(info["dtype"].get<std::string>(), e.dtype))
-      throw fail("tensor \"" + name + "\" has an unknown dtype " + info["dtype"].dump());
+      throw fail("tensor \"" + name + "\" has an unknown dtype " + brief(info["dtype"]));
     const json& shape = info["shape"];
     if (!shape.is_array()) throw fail("tensor \"" + name + "\": shape must be an array");
-    uint64_t count = 1;
     for (const json& d : shape) {
-      if (!d.is_number_unsigned()) throw fail("tensor \"" + name + "\": shape entries must be non-negative integers, got " + shape.dump());
+      if (!d.is_number_unsigned()) throw fail("tensor \"" + name + "\": shape entries must be non-negative integers, got " + brief(shape));
       uint64_t v = d.get<uint64_t>();
-      if (v != 0 && count > UINT64_MAX / v) throw fail("tensor \"" + name + "\": the element count of shape " + shape.dump() + " overflows");
-      count *= v;
+      if (v > (uint64_t)INT64_MAX) throw fail("tensor \"" + name + "\": shape " + brief(shape) + " has a size above 2^63-1");
       e.shape.push_back((int64_t)v);
+    }
+    // The checked product every tensor's shape passes (shape.h), so that [0, 2^40, 2^40], which holds no
+    // bytes, is refused here rather than overflowing its strides later.
+    uint64_t count;
+    try {
+      count = (uint64_t)checked_numel("load", e.shape);
+    } catch (const Error&) {
+      throw fail("tensor \"" + name + "\": the element count of shape " + brief(shape) +
+                 " overflows (more than 2^63-1, counting its non-zero sizes)");
     }
     const json& off = info["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
@@ -156,7 +209,7 @@ TensorMap load(const std::string& path, Metadata* metadata) {
     if (e.end < e.begin) throw fail("tensor \"" + name + "\": data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) + "] end before they begin");
     uint64_t es = dtype_size(e.dtype);
     if (count > UINT64_MAX / es || count * es != e.end - e.begin)
-      throw fail("tensor \"" + name + "\": shape " + shape.dump() + " of " + info["dtype"].get<std::string>() + " needs " +
+      throw fail("tensor \"" + name + "\": shape " + brief(shape) + " of " + info["dtype"].get<std::string>() + " needs " +
                  (count > UINT64_MAX / es ? std::string("more than 2^64") : std::to_string(count * es)) + " bytes but data_offsets span " +
                  std::to_string(e.end - e.begin));
     entries.push_back(std::move(e));

@@ -22,7 +22,8 @@ struct SafetensorsError : Error {
 
 /// Writes `tensors` (float32 -> F32, float64 -> F64, int64 -> I64, bool -> BOOL) in name order.
 /// Atomic: the bytes go to a temporary file in the same folder, which is fsynced and then renamed over
-/// `path`, so a crash mid-save leaves the previous file intact.
+/// `path`, so a crash mid-save leaves the previous file intact. A file that cannot be written (a missing
+/// folder, a full disk) throws io::IoError, a std::runtime_error.
 void save(const std::string& path, const TensorMap& tensors, const Metadata& metadata = {});
 
 /// Reads and validates a file as the reference implementation does: the header length (at most 100 MB

@@ -246,7 +246,7 @@ int main(int argc, char** argv) {
     if (c.arch == "sagan") c.lr_g = 1e-4, c.lr_d = 4e-4, c.beta1 = 0.0, c.beta2 = 0.9;
     if (c.loss == "wgan-gp") c.lr_g = 1e-4, c.lr_d = 1e-4, c.beta1 = 0.5, c.beta2 = 0.9, c.n_critic = 5;
     if (cli.given("lr")) c.lr_g = run.lr;
-    if (cli.given("lr-d")) c.lr_d = cli.get<double>("lr-d");
+    if (cli.get<double>("lr-d") > 0) c.lr_d = cli.get<double>("lr-d");  // 0 means the recipe's, as the help says
     if (cli.get<int64_t>("n-critic") > 0) c.n_critic = cli.get<int64_t>("n-critic");
     if (run.quick) {
       run.epochs = 1, c.train_images = 1024, c.fd_samples = 1000, c.log_every = 2;
@@ -265,7 +265,9 @@ int main(int argc, char** argv) {
     optim::Adam opt({{gan.G->parameters(), {.lr = c.lr_g, .beta1 = c.beta1, .beta2 = c.beta2}},
                      {gan.D->parameters(), {.lr = c.lr_d, .beta1 = c.beta1, .beta2 = c.beta2}}});
     const std::string resume = cli.get<std::string>("resume");  // restores G, D, Adam and the generator
-    int64_t step = resume.empty() ? 0 : optim::load_training_state(resume, gan, opt).step;
+    int64_t step = resume.empty() ? 0 : zoo::resume_training(cli, run, gan, opt);  // settles --lr, G's group
+    if (!resume.empty() && cli.get<double>("lr-d") > 0) opt.set_lr(1, c.lr_d);     // and --lr-d, D's
+    c.lr_g = opt.lr(0), c.lr_d = opt.lr(1);  // what runs, and what metrics.json records
     std::printf("gan: %s with the %s loss, G %lld and D %lld parameters, lr G %g D %g, betas (%g, %g), %lld D steps "
                 "per G step; training from step %lld of %lld\n", c.arch.c_str(), c.loss.c_str(),
                 (long long)gan.G->num_parameters(), (long long)gan.D->num_parameters(), c.lr_g, c.lr_d, c.beta1,
@@ -291,8 +293,7 @@ int main(int argc, char** argv) {
       for (int64_t b = step % per_epoch; b < per_epoch && step < steps; ++b) {
         Tensor real = loader.batch(order, b)[0];
         const double d_loss = critic_step(gan, opt, c, real);
-        if (!std::isfinite(d_loss)) throw std::runtime_error("D's loss is " + std::to_string(d_loss) + " at step " +
-                                                             std::to_string(step + 1) + ": training diverged");
+        zoo::check_finite_loss(d_loss, step + 1);  // exit 1, "diverged at step N"
         d_window += d_loss, ++d_count;
         if (++step % c.n_critic == 0) {
           const double g_loss = generator_step(gan, opt, c, real.size(0));
@@ -305,6 +306,11 @@ int main(int argc, char** argv) {
         bar.update(d_loss, real.size(0));
       }
       bar.finish();
+      // The epoch's training is saved before anything evaluates it: a failing evaluation (a damaged judge
+      // cache) must not lose it.
+      optim::save_training_state(log.dir() + "/checkpoint.safetensors", gan, opt, optim::StateDict{}, step,
+                                 zoo::checkpoint_metadata(run, {{"arch", c.arch}, {"loss", c.loss},
+                                                                {"features", std::to_string(c.features)}}));
       zoo::Metrics row{{"d_loss", bar.mean_loss()}, {"g_loss", g_steps ? g_sum / g_steps : NAN}};
       if (step == steps || (c.fd_every > 0 && (epoch + 1) % c.fd_every == 0)) {
         row.emplace_back("fd_fmnist", fd = fd_fmnist());
@@ -313,8 +319,6 @@ int main(int argc, char** argv) {
       char name[64];
       std::snprintf(name, sizeof name, "/samples_epoch_%02lld.png", (long long)epoch + 1);
       viz::save_image_grid(images_from(*gan.G, fixed_z), log.dir() + name);
-      optim::save_training_state(log.dir() + "/checkpoint.safetensors", gan, opt, optim::StateDict{}, step,
-                              {{"arch", c.arch}, {"loss", c.loss}, {"features", std::to_string(c.features)}});
     }
     if (std::isnan(fd)) fd = fd_fmnist();  // a run resumed from its last step trained nothing more
     viz::save_image_grid(images_from(*gan.G, fixed_z), log.dir() + "/samples.png");

@@ -254,7 +254,7 @@ int main(int argc, char** argv) {
     VAE& vae = *model;
     optim::Adam opt(vae.parameters(), {.lr = run.lr});
     const std::string resume = cli.get<std::string>("resume");  // restores the weights, Adam and the generator
-    int64_t step = resume.empty() ? 0 : optim::load_training_state(resume, vae, opt).step;
+    int64_t step = resume.empty() ? 0 : zoo::resume_training(cli, run, vae, opt);  // and settles --lr
     dist::DistributedDataParallel ddp(vae);  // rank 0's weights everywhere; backward averages the gradients
     // Each rank draws its own z noise; rank 0 keeps the stream of a single-process run (and of the checkpoint).
     if (dist::rank() > 0) manual_seed(run.seed + 1000003 * (uint64_t)dist::rank() + (uint64_t)step);
@@ -271,7 +271,15 @@ int main(int argc, char** argv) {
       zoo::ProgressBar bar(log.epoch_label((int)epoch + 1), per_epoch);
       for (int64_t b = step % per_epoch; b < per_epoch && step < steps; ++b, ++step) {
         Tensor x = loader.batch(order, b)[0];
-        bar.update(train_step(vae, opt, x), x.size(0));
+        double loss;
+        try {
+          loss = train_step(vae, opt, x);
+        } catch (const Error&) {  // non-finite weights fail inside an op ("Normal: scale must be > 0, got nan")
+          zoo::check_finite_parameters(vae, step + 1);
+          throw;
+        }
+        zoo::check_finite_loss(loss, step + 1);
+        bar.update(loss, x.size(0));
       }
       bar.finish();
       zoo::Metrics row{{"train_loss", dist::all_reduce(bar.mean_loss(), dist::ReduceOp::Avg)}};
@@ -279,8 +287,9 @@ int main(int argc, char** argv) {
       log.epoch((int)epoch + 1, row);
     }
     if (dist::rank() == 0)
-      optim::save_training_state(log.dir() + "/checkpoint.safetensors", vae, opt, optim::StateDict{}, step,
-                                 {{"arch", c.arch}, {"latent", std::to_string(c.latent)}});
+      optim::save_training_state(
+          log.dir() + "/checkpoint.safetensors", vae, opt, optim::StateDict{}, step,
+          zoo::checkpoint_metadata(run, {{"arch", c.arch}, {"latent", std::to_string(c.latent)}}));
     if (eval) {
       Generator gen(run.seed + 2);  // evaluation draws from streams of its own, never from training's
       const double nll = mean_over(test.narrow(0, 0, c.iw_images), std::max<int64_t>(1, 4000 / c.iw_samples),

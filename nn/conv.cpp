@@ -253,7 +253,7 @@ static std::string conv_repr(int64_t in, int64_t out, Size2 k, Size2 s, Size2 p,
 Conv2d::Conv2d(int64_t in, int64_t out, Size2 k, const Config& cfg) : in_channels(in), out_channels(out), kernel_size(k), config(cfg) {
   check_channels("Conv2d", in, out, cfg.groups);
   check_window("Conv2d", k, cfg.stride, cfg.padding, cfg.dilation);
-  weight = empty({out, in / cfg.groups, k.h, k.w});
+  weight = empty("Conv2d", {out, in / cfg.groups, k.h, k.w}, float32);
   if (cfg.bias) bias = empty({out});
   init_conv(weight, bias);
   register_parameter("weight", weight);
@@ -280,7 +280,7 @@ ConvTranspose2d::ConvTranspose2d(int64_t in, int64_t out, Size2 k, const Config&
   if (op.h < 0 || op.w < 0 || op.h >= cfg.stride.h || op.w >= cfg.stride.w)
     throw Error("ConvTranspose2d: output_padding " + tuple_str(op) + " must be >= 0 and smaller than the stride " +
                 tuple_str(cfg.stride));
-  weight = empty({in, out / cfg.groups, k.h, k.w});
+  weight = empty("ConvTranspose2d", {in, out / cfg.groups, k.h, k.w}, float32);
   if (cfg.bias) bias = empty({out});
   init_conv(weight, bias);
   register_parameter("weight", weight);

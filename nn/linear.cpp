@@ -21,12 +21,12 @@ Linear::Linear(int64_t in, int64_t out, bool with_bias) : in_features(in), out_f
     throw Error("Linear: in_features and out_features must be >= 0, got " + std::to_string(in) + " and " + std::to_string(out));
   // PyTorch's reset_parameters: kaiming_uniform_ with a = √5 gives gain √(2/(1+5)) = 1/√3 and a bound
   // of gain·√3/√fan_in = 1/√fan_in; the bias gets the same bound.
-  weight = empty({out, in});
+  weight = empty("Linear", {out, in}, float32);  // errors name the layer: "Linear: out of memory ..."
   init::kaiming_uniform_(weight, std::sqrt(5.0));
   register_parameter("weight", weight);
   if (with_bias) {
     double bound = in > 0 ? 1.0 / std::sqrt((double)in) : 0.0;
-    bias = empty({out});
+    bias = empty("Linear", {out}, float32);
     init::uniform_(bias, -bound, bound);
   }
   register_parameter("bias", bias);
@@ -49,7 +49,7 @@ Embedding::Embedding(int64_t num, int64_t dim) : num_embeddings(num), embedding_
   if (num < 0 || dim < 0)
     throw Error("Embedding: num_embeddings and embedding_dim must be >= 0, got " + std::to_string(num) + " and " +
                 std::to_string(dim));
-  weight = empty({num, dim});
+  weight = empty("Embedding", {num, dim}, float32);
   init::normal_(weight);
   register_parameter("weight", weight);
 }

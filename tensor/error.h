@@ -13,4 +13,10 @@ struct Error : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+/// Memory the system could not give (std::bad_alloc, with the op, the shape and the bytes asked for). Not a
+/// caller's mistake but a failure of the run, so a runtime_error: the zoo exits 1 for it.
+struct OutOfMemory : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace heed

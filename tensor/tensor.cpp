@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iomanip>
+#include <new>
 #include <ostream>
 #include <sstream>
 
@@ -158,7 +159,7 @@ Shape infer_shape(const char* op, const Shape& shape, int64_t numel) {
     } else if (out[i] < 0) {
       throw Error(std::string(op) + ": invalid size " + std::to_string(out[i]) + " in " + shape_str(shape));
     } else {
-      known *= out[i];
+      known = checked_mul(op, known, out[i], "shape product");
     }
   }
   if (infer >= 0) {
@@ -213,8 +214,11 @@ Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t s
   start = std::clamp<int64_t>(start, 0, n);
   end = std::clamp<int64_t>(end, start, n);
   Shape shape = x.shape(), strides = x.strides();
-  shape[dim] = (end - start + step - 1) / step;
-  strides[dim] *= step;
+  // ceil((end - start) / step) without forming end - start + step - 1, which overflows for a huge step.
+  shape[dim] = end == start ? 0 : 1 + (end - start - 1) / step;
+  // A dim of one element is never stepped over, so its stride may stay as it is (step * stride could
+  // overflow for step = INT64_MAX); otherwise the result stays inside the storage, so it fits.
+  if (shape[dim] > 1) strides[dim] = checked_mul("slice", strides[dim], step, "stride");
   return view_of(x, shape, strides, x.offset() + start * x.strides()[dim]);
 }
 
@@ -222,7 +226,7 @@ Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
   dim = wrap_dim("narrow", dim, x.dim());
   int64_t n = x.shape()[dim];
   if (start < 0) start += n;
-  if (start < 0 || length < 0 || start + length > n)
+  if (start < 0 || length < 0 || start > n || length > n - start)  // not start + length: it can overflow
     throw Error("narrow: start " + std::to_string(start) + " length " + std::to_string(length) +
                 " out of range for dim " + std::to_string(dim) + " of shape " + shape_str(x.shape()));
   return slice(x, dim, start, start + length, 1);
@@ -249,9 +253,11 @@ Tensor expand(const Tensor& x, const Shape& target) {
   Shape shape(target.size()), strides(target.size(), 0);
   for (size_t i = 0; i < target.size(); i++) {
     int64_t want = target[i];
+    if (want < -1 || (want == -1 && i < lead))
+      throw Error("expand: invalid size " + std::to_string(want) + " at dim " + std::to_string(i) + " of " +
+                  shape_str(target) + " (sizes are >= 0, or -1 to keep an existing dim)");
     if (i < lead) {
-      if (want < 0) throw Error("expand: -1 is not allowed for a new leading dim in " + shape_str(target));
-      shape[i] = want;
+        shape[i] = want;
       continue;
     }
     int64_t have = x.shape()[i - lead];
@@ -262,11 +268,12 @@ Tensor expand(const Tensor& x, const Shape& target) {
     shape[i] = want;
     strides[i] = have == want ? x.strides()[i - lead] : 0;
   }
+  checked_numel("expand", shape);
   return view_of(x, shape, strides, x.offset());
 }
 
 Tensor squeeze(const Tensor& x, int64_t dim) {
-  dim = wrap_dim("squeeze", dim, x.dim());
+  dim = wrap_dim_scalar_ok("squeeze", dim, x.dim());
   if (x.dim() == 0 || x.shape()[dim] != 1) return view_of(x, x.shape(), x.strides(), x.offset());
   Shape shape = x.shape(), strides = x.strides();
   shape.erase(shape.begin() + dim);
@@ -289,33 +296,50 @@ Tensor contiguous(const Tensor& x) { return x.is_contiguous() ? x : kernels::cas
 }  // namespace view
 
 // ---- creation -----------------------------------------------------------------------------------------
-Tensor empty(const Shape& shape, DType dtype) {
-  for (int64_t d : shape)
-    if (d < 0) throw Error("empty: negative size in shape " + shape_str(shape));
-  int64_t n = numel_of(shape);
-  auto storage = std::make_shared<Storage>((size_t)n * dtype_size(dtype));
+Tensor empty(const Shape& shape, DType dtype) { return empty("empty", shape, dtype); }
+
+Tensor empty(const char* op, const Shape& shape, DType dtype) {
+  // Every tensor's memory comes from here, so every shape passes the one checked product (shape.h): no
+  // size can wrap around to a small buffer that the op then writes past.
+  int64_t nbytes = checked_nbytes(op, shape, (int64_t)dtype_size(dtype));
+  std::shared_ptr<Storage> storage;
+  try {
+    storage = std::make_shared<Storage>((size_t)nbytes);
+  } catch (const std::bad_alloc&) {
+    throw OutOfMemory(std::string(op) + ": out of memory allocating " + std::to_string(nbytes) + " bytes for a " +
+                      dtype_name(dtype) + " tensor of shape " + shape_str(shape));
+  }
   return Tensor(make_impl(std::move(storage), shape, contiguous_strides(shape), 0, dtype));
 }
 
 Tensor full(const Shape& shape, double value, DType dtype) {
-  Tensor t = empty(shape, dtype);
+  Tensor t = empty("full", shape, dtype);
   kernels::fill_(t, value);
   return t;
 }
 Tensor zeros(const Shape& shape, DType dtype) {
-  Tensor t = empty(shape, dtype);
+  Tensor t = empty("zeros", shape, dtype);
   std::memset(t.storage()->data, 0, t.storage()->nbytes);  // all-zero bytes are 0 in every dtype
   return t;
 }
-Tensor ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
+Tensor ones(const Shape& shape, DType dtype) {
+  Tensor t = empty("ones", shape, dtype);
+  kernels::fill_(t, 1.0);
+  return t;
+}
 Tensor scalar_tensor(double value, DType dtype) { return full({}, value, dtype); }
 
 Tensor arange(double start, double end, double step, DType dtype) {
   if (step == 0 || !std::isfinite(start) || !std::isfinite(end) || !std::isfinite(step))
     throw Error("arange: invalid range start=" + std::to_string(start) + " end=" + std::to_string(end) +
                 " step=" + std::to_string(step));
-  int64_t n = std::max<int64_t>(0, (int64_t)std::ceil((end - start) / step));
-  Tensor t = empty({n}, dtype);
+  // The count is checked as a double first: casting 1e30 to int64 is undefined (and gave 0 elements).
+  double count = std::ceil((end - start) / step);
+  if (!(count < 9.2e18))
+    throw Error("arange: [" + std::to_string(start) + ", " + std::to_string(end) + ") in steps of " +
+                std::to_string(step) + " has " + std::to_string(count) + " elements, more than int64 can count");
+  int64_t n = std::max<int64_t>(0, (int64_t)count);
+  Tensor t = empty("arange", {n}, dtype);
   dispatch_all(dtype, [&](auto zero) {
     using T = decltype(zero);
     T* p = t.data_ptr<T>();
@@ -327,7 +351,7 @@ Tensor arange(int64_t end, DType dtype) { return arange(0.0, (double)end, 1.0, d
 
 Tensor linspace(double start, double end, int64_t steps, DType dtype) {
   if (steps < 0) throw Error("linspace: steps must be non-negative, got " + std::to_string(steps));
-  Tensor t = empty({steps}, dtype);
+  Tensor t = empty("linspace", {steps}, dtype);
   dispatch_floating(dtype, "linspace", [&](auto zero) {
     using T = decltype(zero);
     T* p = t.data_ptr<T>();
@@ -339,32 +363,35 @@ Tensor linspace(double start, double end, int64_t steps, DType dtype) {
 }
 
 Tensor eye(int64_t n, DType dtype) {
+  if (n < 0) throw Error("eye: n must be >= 0, got " + std::to_string(n));
+  checked_numel("eye", {n, n});
   Tensor t = zeros({n, n}, dtype);
   for (int64_t i = 0; i < n; i++) kernels::fill_(view::select(view::select(t, 0, i), 0, i), 1.0);
   return t;
 }
 
 Tensor rand(const Shape& shape, DType dtype, Generator* gen) {
-  Tensor t = empty(shape, dtype);
+  Tensor t = empty("rand", shape, dtype);
   kernels::fill_uniform(t, gen ? *gen : default_generator());
   return t;
 }
 Tensor randn(const Shape& shape, DType dtype, Generator* gen) {
-  Tensor t = empty(shape, dtype);
+  Tensor t = empty("randn", shape, dtype);
   kernels::fill_normal(t, gen ? *gen : default_generator());
   return t;
 }
 Tensor randint(int64_t low, int64_t high, const Shape& shape, Generator* gen) {
   if (high <= low) throw Error("randint: empty range [" + std::to_string(low) + ", " + std::to_string(high) + ")");
-  Tensor t = empty(shape, int64);
+  Tensor t = empty("randint", shape, int64);
   Generator& g = gen ? *gen : default_generator();
   uint64_t start = g.reserve(2 * (uint64_t)t.numel());
-  uint64_t range = (uint64_t)(high - low);
+  // In unsigned arithmetic: high - low overflows int64 for [INT64_MIN, INT64_MAX), but not uint64.
+  uint64_t range = (uint64_t)high - (uint64_t)low;
   int64_t* p = t.data_ptr<int64_t>();
   for (int64_t i = 0; i < t.numel(); i++) {
     // 64 random bits reduced modulo the range; the bias is below 2^-32 for any range that fits in 32 bits.
     uint64_t bits = ((uint64_t)philox_u32(g.seed(), start + 2 * i) << 32) | philox_u32(g.seed(), start + 2 * i + 1);
-    p[i] = low + (int64_t)(bits % range);
+    p[i] = (int64_t)((uint64_t)low + bits % range);  // wraps into [low, high), never past it
   }
   return t;
 }
@@ -373,7 +400,7 @@ template <class T>
 Tensor from_vector(const std::vector<T>& values, Shape shape) {
   // No shape means 1-d, even for one value (as torch.tensor([v])); scalar_tensor makes 0-d tensors.
   if (shape.empty()) shape = {(int64_t)values.size()};
-  if (numel_of(shape) != (int64_t)values.size())
+  if (checked_numel("from_vector", shape) != (int64_t)values.size())
     throw Error("from_vector: " + std::to_string(values.size()) + " values do not fill shape " + shape_str(shape));
   Tensor t = empty(shape, dtype_of<T>());
   std::copy(values.begin(), values.end(), t.data_ptr<T>());

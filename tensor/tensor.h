@@ -168,8 +168,11 @@ class Tensor {
 };
 
 // ---- creation (tensor/tensor.cpp) -------------------------------------------------------------------
-/// A new uninitialised contiguous tensor.
+/// A new uninitialised contiguous tensor. Every size product is checked (shape.h: checked_numel), and a
+/// size the system cannot give throws OutOfMemory naming the shape and the bytes asked for.
 Tensor empty(const Shape& shape, DType dtype = float32);
+/// The same, with `op` naming the caller in its errors: "Linear: out of memory allocating ... bytes".
+Tensor empty(const char* op, const Shape& shape, DType dtype);
 Tensor zeros(const Shape& shape, DType dtype = float32);
 Tensor ones(const Shape& shape, DType dtype = float32);
 Tensor full(const Shape& shape, double value, DType dtype = float32);

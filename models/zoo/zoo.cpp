@@ -11,10 +11,15 @@
 #include <ctime>
 #include <cxxopts.hpp>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
+#include "autograd/node.h"
 #include "dist/dist.h"
 #include "io/file.h"
+#include "io/safetensors.h"
+#include "nn/optim/training_state.h"
 #include "viz/viz.h"
 #include "tensor/kernels/blas.h"
 
@@ -25,7 +30,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr size_t kStandardFlags = 7;  // the flags Cli's constructor declares, before the model's own
+constexpr size_t kStandardFlags = 8;  // the flags Cli's constructor declares, before the model's own
 
 std::string fmt(const char* format, double v) {
   char buf[64];
@@ -83,10 +88,19 @@ Cli::Cli(std::string model, std::string description, RunConfig d)
   option("batch-size", "examples per optimizer step", d.batch_size, 1);
   option("lr", "learning rate (> 0)", d.lr);
   option("seed", "random seed: initial weights, data order, sampling", (int64_t)d.seed, 0);
-  option("threads", "threads for OpenBLAS and OpenMP (0: all cores)", d.threads, 0);
+  option("threads", "threads for OpenBLAS and OpenMP (0: all cores)", d.threads, 0, kMaxThreads);
   option("out", "run directory for metrics.json, CSV files and pictures (default: runs/" + model_ + "/<date_time>)",
          d.out);
   option("quick", "a tiny run for smoke tests (seconds, not minutes)", d.quick);
+  option("force", "overwrite the run already in --out (without it, such an --out is refused)", d.force);
+}
+
+bool Cli::has(const std::string& name) const {
+  return std::any_of(specs_.begin(), specs_.end(), [&](const Spec& s) { return s.name == name; });
+}
+
+bool Cli::resuming() const {
+  return has("resume") && std::holds_alternative<std::string>(spec("resume").value) && !get<std::string>("resume").empty();
 }
 
 Cli& Cli::add(const std::string& name, const std::string& help, Kind kind, Value value, std::optional<double> min,
@@ -246,6 +260,43 @@ Value Cli::convert(const Spec& s, const std::string& text) {
 }
 
 std::optional<RunConfig> Cli::try_parse(int argc, const char* const* argv) {
+  std::optional<RunConfig> cfg = parse_args(argc, argv);
+  if (!cfg) return cfg;
+  // A finished run's files are never overwritten by accident: reusing its --out lost its checkpoint and
+  // metrics before. Resuming (which appends) and --force (which says so) may.
+  std::error_code ec;
+  if (fs::exists(fs::path(cfg->out) / "metrics.json", ec) && !cfg->force && !resuming())
+    throw UsageError("--out '" + cfg->out + "' holds a run already (metrics.json): give another --out, " +
+                     (has("resume") ? "--resume " + (fs::path(cfg->out) / "checkpoint.safetensors").string() +
+                                          " to continue it, "
+                                    : std::string()) +
+                     "or --force to overwrite it");
+  if (resuming()) {
+    // The checkpoint fixes the seed (the data order, the noise): a different --seed would silently mix two
+    // runs, and no --seed takes the checkpoint's, so that metrics.json records the seed that ran.
+    Metadata meta;
+    heed::load(get<std::string>("resume"), &meta);
+    auto it = meta.find("seed");
+    if (it != meta.end()) {
+      const std::string seed = std::to_string(cfg->seed);
+      if (given("seed") && it->second != seed)
+        throw UsageError("--seed " + seed + " differs from the seed " + it->second + " of the run in --resume " +
+                         get<std::string>("resume") + " (leave --seed out to continue with it)");
+      uint64_t s = 0;
+      auto [p, e] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), s);
+      if (e != std::errc() || p != it->second.data() + it->second.size())
+        throw UsageError("--resume " + get<std::string>("resume") + ": its seed '" + it->second + "' is not a number");
+      cfg->seed = s;
+      for (Spec& sp : specs_)
+        if (sp.name == "seed") sp.value = (int64_t)s;
+    }
+  }
+  if (dist::rank() == 0) prepare_out(cfg->out);  // under mpirun, rank 0 alone writes (RunLog too)
+  if (cfg->threads >= 1) set_num_threads(cfg->threads);
+  return cfg;
+}
+
+std::optional<RunConfig> Cli::parse_args(int argc, const char* const* argv) {
   for (Spec& s : specs_) s.value = s.initial, s.given = false;  // a second parse starts afresh
   command_ = model_;
   for (int i = 1; i < argc; ++i) command_ += std::string(" ") + argv[i];
@@ -289,14 +340,13 @@ std::optional<RunConfig> Cli::try_parse(int argc, const char* const* argv) {
   cfg.seed = get<uint64_t>("seed");
   cfg.threads = get<int>("threads");
   cfg.quick = get<bool>("quick");
+  cfg.force = get<bool>("force");
   if (!(cfg.lr > 0)) throw UsageError("--lr must be > 0, got " + num(cfg.lr));
   cfg.out = get<std::string>("out");
   if (given("out") && cfg.out.empty()) throw UsageError("--out must not be empty");
   if (cfg.out.empty()) cfg.out = default_out(model_);
-  if (dist::rank() == 0) prepare_out(cfg.out);  // under mpirun, rank 0 alone writes (RunLog too)
   for (Spec& s : specs_)
     if (s.name == "out") s.value = cfg.out;  // the config records where the run really went
-  if (cfg.threads >= 1) set_num_threads(cfg.threads);
   return cfg;
 }
 
@@ -326,6 +376,31 @@ RunConfig Cli::parse(int argc, const char* const* argv) {
   std::printf("%s: %s -> %s\n", model_.c_str(), settings.c_str(), cfg->out.c_str());
   std::fflush(stdout);
   return *cfg;
+}
+
+void check_finite_loss(double loss, int64_t step) {
+  if (!std::isfinite(loss)) throw Diverged("diverged at step " + std::to_string(step) + " (loss " + num(loss) + ")");
+}
+
+void check_finite_parameters(const nn::Module& model, int64_t step) {
+  NoGradGuard no_grad;
+  for (const auto& [name, p] : model.named_parameters())
+    if (std::isnan((p.detach() * 0.0).sum().to(float64).item()))  // 0 * x is nan exactly for x = nan or inf
+      throw Diverged("diverged at step " + std::to_string(step) + " (parameter " + name + " is not finite)");
+}
+
+int64_t resume_training(const Cli& cli, RunConfig& run, nn::Module& model, optim::Optimizer& optimizer) {
+  const int64_t step = optim::load_training_state(cli.get<std::string>("resume"), model, optimizer).step;
+  if (cli.given("lr"))
+    optimizer.set_lr(0, run.lr);  // the flag wins, and is what ran
+  else
+    run.lr = optimizer.lr(0);  // the checkpoint's, recorded as such
+  return step;
+}
+
+std::map<std::string, std::string> checkpoint_metadata(const RunConfig& run, std::map<std::string, std::string> more) {
+  more["seed"] = std::to_string(run.seed);
+  return more;
 }
 
 int main_guard(const std::string& model, const std::function<int()>& body) {
@@ -500,7 +575,7 @@ nlohmann::ordered_json to_json(const Value& v) {
 std::vector<std::pair<std::string, Value>> standard_values(const RunConfig& c) {
   return {{"epochs", (int64_t)c.epochs}, {"batch-size", (int64_t)c.batch_size}, {"lr", c.lr},
           {"seed", (int64_t)c.seed},     {"threads", (int64_t)c.threads},      {"out", c.out},
-          {"quick", c.quick}};
+          {"quick", c.quick},            {"force", c.force}};
 }
 
 }  // namespace
@@ -513,6 +588,48 @@ RunLog::RunLog(const Cli& cli, const RunConfig& config, std::FILE* console) : Ru
     for (const auto& [std_name, std_value] : standard_values(config_))
       if (name == std_name) value = std_value;
   values_ = std::move(values);
+  if (cli.resuming()) read_history();
+}
+
+// A run resumed into its own folder continues its record: the epochs of metrics.json and the rows of
+// steps.csv written before stay, and epoch() and step() replace only rows from where training resumed.
+void RunLog::read_history() {
+  const fs::path dir(config_.out);
+  std::error_code ec;
+  if (fs::exists(dir / "metrics.json", ec)) {
+    std::ifstream in(dir / "metrics.json");
+    nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("epochs") && j["epochs"].is_array())
+      for (const auto& row : j["epochs"]) {
+        if (!row.is_object() || !row.contains("epoch") || !row["epoch"].is_number_integer()) continue;
+        Metrics m;
+        for (const auto& [name, v] : row.items())
+          if (name != "epoch") m.emplace_back(name, v.is_number() ? v.get<double>() : std::nan(""));  // null: NaN
+        epochs_.emplace_back(row["epoch"].get<int64_t>(), m);
+      }
+  }
+  std::ifstream steps(dir / "steps.csv");
+  std::string line;
+  std::vector<std::string> names;
+  auto cells = [](const std::string& l) {
+    std::vector<std::string> out;
+    std::stringstream ss(l);
+    for (std::string c; std::getline(ss, c, ',');) out.push_back(c);
+    if (!l.empty() && l.back() == ',') out.push_back("");
+    return out;
+  };
+  if (std::getline(steps, line)) names = cells(line);
+  while (std::getline(steps, line)) {
+    std::vector<std::string> c = cells(line);
+    if (c.empty() || names.empty()) continue;
+    char* end = nullptr;
+    const long long step = std::strtoll(c[0].c_str(), &end, 10);
+    if (end == c[0].c_str()) continue;
+    Metrics m;
+    for (size_t k = 1; k < c.size() && k < names.size(); ++k)
+      if (!c[k].empty()) m.emplace_back(names[k], std::strtod(c[k].c_str(), nullptr));
+    steps_.emplace_back(step, m);
+  }
 }
 
 RunLog::RunLog(const RunConfig& config, std::FILE* console)
@@ -550,6 +667,7 @@ void RunLog::set_config(const std::string& key, Value value) {
 
 void RunLog::step(int64_t step, const Metrics& metrics) {
   check_names("RunLog::step", metrics);
+  std::erase_if(steps_, [&](const auto& row) { return row.first >= step; });  // a resumed run redoes these
   steps_.emplace_back(step, metrics);
 }
 
@@ -557,6 +675,7 @@ void RunLog::epoch(int epoch, const Metrics& metrics) {
   check_names("RunLog::epoch", metrics);
   Metrics row = metrics;
   row.emplace_back("time_s", std::round(elapsed_seconds() * 1000) / 1000);  // milliseconds are plenty
+  std::erase_if(epochs_, [&](const auto& r) { return r.first >= epoch; });  // a resumed run redoes these
   epochs_.emplace_back(epoch, row);
   std::string text = epoch_label(epoch);
   for (const auto& [name, v] : metrics) text += "  " + name + " " + fmt("%.4g", v);
@@ -566,12 +685,12 @@ void RunLog::epoch(int epoch, const Metrics& metrics) {
 
 void RunLog::final(const Metrics& metrics) {
   check_names("RunLog::final", metrics);
-  for (const auto& [name, v] : metrics) {
-    auto it = std::find_if(final_.begin(), final_.end(), [&](const auto& m) { return m.first == name; });
+  for (const auto& metric : metrics) {  // not a structured binding: clang < 16 cannot capture one
+    auto it = std::find_if(final_.begin(), final_.end(), [&](const auto& m) { return m.first == metric.first; });
     if (it != final_.end())
-      it->second = v;
+      it->second = metric.second;
     else
-      final_.emplace_back(name, v);
+      final_.emplace_back(metric);
   }
 }
 

@@ -23,8 +23,8 @@
 //
 // EXIT CODES, the same for every model:
 //   0  the run finished.
-//   1  the run failed: a std::exception that is not heed::Error (out of memory, a file that could not be
-//      written, a diverged loss a model reports with std::runtime_error). Rerunning the same command
+//   1  the run failed: a std::exception that is not heed::Error (heed::OutOfMemory, a file that could not
+//      be written or a full disk: io::IoError, a diverged loss: zoo::Diverged). Rerunning the same command
 //      will fail the same way; the message says where.
 //   2  the input is wrong: a bad command line (UsageError), or a heed::Error (or any other
 //      std::invalid_argument, such as nn::StateDictError). heed::Error means "a caller passed something
@@ -33,7 +33,10 @@
 //      with. 2 is also what getopt-style programs and Python's argparse return for usage errors.
 // Each failure prints exactly one line to stderr, "vae: <what went wrong>", never a stack trace.
 //
-// THE RUN DIRECTORY (--out, default runs/<model>/<YYYY-MM-DD_HH-MM-SS>) holds:
+// THE RUN DIRECTORY (--out, default runs/<model>/<YYYY-MM-DD_HH-MM-SS>) is never silently reused: a folder
+// that holds a run already (its metrics.json) is refused unless the command resumes it (--resume) or
+// --force says to overwrite it. A resumed run appends: the earlier epochs and steps stay in its files.
+// It holds:
 //   metrics.json  the model, the status, the full config (every flag), per-epoch and final metrics, the
 //                 wall time, the heed version and git commit, the BLAS core. Rewritten after each epoch,
 //                 so an interrupted run keeps what it had ("status": "running" or "incomplete").
@@ -49,6 +52,7 @@
 #include <cstdio>
 #include <functional>
 #include <limits>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -63,6 +67,13 @@ namespace cxxopts {
 class Options;  // zoo.cpp parses with cxxopts; users of this header need not include it
 }
 
+namespace heed::nn {
+struct Module;
+}
+namespace heed::optim {
+class Optimizer;
+}
+
 namespace heed::zoo {
 
 /// The flags every zoo program takes. A model passes its own defaults to Cli; parse fills in the rest.
@@ -72,10 +83,26 @@ struct RunConfig {
   int batch_size = 64;   /// --batch-size, >= 1
   double lr = 1e-3;      /// --lr, > 0
   uint64_t seed = 0;     /// --seed
-  int threads = 0;       /// --threads: OpenBLAS and OpenMP threads; 0 keeps the default (all cores)
+  int threads = 0;       /// --threads: OpenBLAS and OpenMP threads, 0 to kMaxThreads; 0 keeps the default
   std::string out{};     /// --out: the run directory; parse creates it
   bool quick = false;    /// --quick: a smoke-test run of a few seconds; the model decides what to shrink
+  bool force = false;    /// --force: overwrite the run already in --out
 };
+
+/// The most --threads accepts: far more than any machine heed runs on has cores, far fewer than the
+/// 100,000 that crashed inside libgomp.
+constexpr int kMaxThreads = 256;
+
+/// Training whose loss or parameters stopped being finite: "diverged at step 12 (loss nan)". A failure
+/// of the run, not of its input: exit 1.
+struct Diverged : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+/// Throws Diverged("diverged at step N (loss L)") unless `loss` is finite.
+void check_finite_loss(double loss, int64_t step);
+/// Throws Diverged("diverged at step N (parameter fc1.weight is not finite)") unless every parameter is
+/// finite: for a model to call when an op refuses non-finite values before a loss exists.
+void check_finite_parameters(const nn::Module& model, int64_t step);
 
 /// A bad command line. what() is the message without the program's name: "--epochs must be >= 1, got -3".
 struct UsageError : std::invalid_argument {
@@ -99,10 +126,19 @@ class Cli {
 
   /// Parses argv, applies --threads (set_num_threads), creates --out, and prints two lines: the build
   /// (heed version, BLAS) and the config. --help prints the help and exits 0; a bad argument prints one
-  /// line, "vae: --epochs must be >= 1, got -3", and exits 2.
+  /// line, "vae: --epochs must be >= 1, got -3", and exits 2. An --out that holds a run already is a bad
+  /// argument unless --resume (when the model has it) or --force is given. With --resume, --seed must
+  /// match the checkpoint's, and without --seed the run takes the checkpoint's.
   RunConfig parse(int argc, const char* const* argv);
   /// parse without printing or exiting, for tests: nothing for --help, UsageError for a bad argument.
   std::optional<RunConfig> try_parse(int argc, const char* const* argv);
+  /// Only the reading and checking of argv: no folder is created, no checkpoint read, no thread count
+  /// set (what the fuzzer drives). try_parse is this, then those effects.
+  std::optional<RunConfig> parse_args(int argc, const char* const* argv);
+  /// True when the model declared --name.
+  bool has(const std::string& name) const;
+  /// True when the model has --resume and it was given a path.
+  bool resuming() const;
 
   /// An option's value after parse (its default before); standard flags too, by their names
   /// ("batch-size"). Integers convert to any integer or floating type, with a range check.
@@ -139,6 +175,14 @@ class Cli {
   std::string model_, description_, command_;
   std::vector<Spec> specs_;
 };
+
+/// The training state of --resume, loaded into `model` and `optimizer` (optim::load_training_state), with the
+/// learning rate settled so that metrics.json records what runs: a given --lr is applied to the optimizer's
+/// group 0, else run.lr becomes group 0's lr from the checkpoint. Returns the checkpoint's step.
+int64_t resume_training(const Cli& cli, RunConfig& run, nn::Module& model, optim::Optimizer& optimizer);
+/// The metadata a zoo checkpoint carries, for parse's --seed check on resume: {"seed": "..."} and `more`.
+std::map<std::string, std::string> checkpoint_metadata(const RunConfig& run,
+                                                       std::map<std::string, std::string> more = {});
 
 /// Runs a model's body: returns its exit code, or catches what it throws, prints one line and returns
 /// 2 for UsageError, heed::Error and other std::invalid_argument, 1 for anything else (see EXIT CODES).
@@ -220,6 +264,7 @@ class RunLog {
  private:
   void write(const char* status) const;
   void say(const std::string& line) const;
+  void read_history();  // a resumed run's earlier epochs and steps, from the files in its folder
 
   RunConfig config_;
   std::vector<std::pair<std::string, Value>> values_;  // the "config" of metrics.json

@@ -238,6 +238,23 @@ void Optimizer::load_state_dict(const StateDict& dict) {
   }
   for (const auto& [key, t] : dict)
     if (!used.count(key)) problems.push_back("unexpected " + key);
+  // The loaded options obey the constructor's rules (beta1 = 5 or eps = -1 from a crafted file would not),
+  // and a step count is a whole number a double holds exactly (2^62 is no real run's).
+  for (size_t g = 0; g < num_groups(); g++) {
+    try {
+      check_options(g);
+    } catch (const Error& e) {
+      problems.push_back(e.what());
+    }
+  }
+  for (auto& [i, buffers] : loaded) {
+    auto it = buffers.find("step");
+    if (it == buffers.end() || it->second.numel() != 1 || !is_floating(it->second.dtype())) continue;
+    const double v = it->second.item();
+    if (!(v >= 0 && v <= 9007199254740992.0 && v == std::floor(v)))  // [0, 2^53], whole
+      problems.push_back("state." + std::to_string(i) + ".step must be a whole number in [0, 2^53], got " +
+                         std::to_string(v));
+  }
 
   if (!problems.empty()) {
     for (size_t g = 0; g < num_groups(); g++) {
@@ -314,15 +331,20 @@ SGD::SGD(const std::vector<Tensor>& params, const Options& options) : SGD(std::v
 
 SGD::SGD(const std::vector<Group>& groups)
     : Optimizer("SGD", params_of(groups)), options_(options_from<Group, Options>(groups)) {
-  for (size_t g = 0; g < options_.size(); g++) {
-    const Options& o = options_[g];
-    require(o.lr >= 0, name_, g, "lr must be >= 0", o.lr);
-    require(o.momentum >= 0, name_, g, "momentum must be >= 0", o.momentum);
-    require(o.weight_decay >= 0, name_, g, "weight_decay must be >= 0", o.weight_decay);
-    if (o.nesterov && !(o.momentum > 0 && o.dampening == 0))
-      throw Error("SGD: group " + std::to_string(g) + ": nesterov needs momentum > 0 and dampening 0, got momentum " +
-                  std::to_string(o.momentum) + " and dampening " + std::to_string(o.dampening));
-  }
+  for (size_t g = 0; g < options_.size(); g++) check_options(g);
+}
+
+// The checks of a group's options, run by the constructor and again by load_state_dict: options read from
+// a file are held to the same rules as options written in code.
+void SGD::check_options(size_t g) const {
+  const Options& o = options_.at(g);
+  require(o.lr >= 0, name_, g, "lr must be >= 0", o.lr);
+  require(std::isfinite(o.lr), name_, g, "lr must be finite", o.lr);
+  require(o.momentum >= 0, name_, g, "momentum must be >= 0", o.momentum);
+  require(o.weight_decay >= 0, name_, g, "weight_decay must be >= 0", o.weight_decay);
+  if (o.nesterov && !(o.momentum > 0 && o.dampening == 0))
+    throw Error("SGD: group " + std::to_string(g) + ": nesterov needs momentum > 0 and dampening 0, got momentum " +
+                std::to_string(o.momentum) + " and dampening " + std::to_string(o.dampening));
 }
 
 Optimizer::OptionList SGD::options(size_t g) {
@@ -372,14 +394,17 @@ Adam::Adam(const std::vector<Group>& groups) : Adam("Adam", groups, false) {}
 
 Adam::Adam(const char* name, const std::vector<Group>& groups, bool decoupled)
     : Optimizer(name, params_of(groups)), options_(options_from<Group, Options>(groups)), decoupled_(decoupled) {
-  for (size_t g = 0; g < options_.size(); g++) {
-    const Options& o = options_[g];
-    require(o.lr >= 0, name_, g, "lr must be >= 0", o.lr);
-    require(o.eps >= 0, name_, g, "eps must be >= 0", o.eps);
-    require(o.beta1 >= 0 && o.beta1 < 1, name_, g, "beta1 must be in [0,1)", o.beta1);
-    require(o.beta2 >= 0 && o.beta2 < 1, name_, g, "beta2 must be in [0,1)", o.beta2);
-    require(o.weight_decay >= 0, name_, g, "weight_decay must be >= 0", o.weight_decay);
-  }
+  for (size_t g = 0; g < options_.size(); g++) check_options(g);
+}
+
+void Adam::check_options(size_t g) const {
+  const Options& o = options_.at(g);
+  require(o.lr >= 0, name_, g, "lr must be >= 0", o.lr);
+  require(std::isfinite(o.lr), name_, g, "lr must be finite", o.lr);
+  require(o.eps >= 0, name_, g, "eps must be >= 0", o.eps);
+  require(o.beta1 >= 0 && o.beta1 < 1, name_, g, "beta1 must be in [0,1)", o.beta1);
+  require(o.beta2 >= 0 && o.beta2 < 1, name_, g, "beta2 must be in [0,1)", o.beta2);
+  require(o.weight_decay >= 0, name_, g, "weight_decay must be >= 0", o.weight_decay);
 }
 
 static std::vector<Adam::Group> as_adam(const std::vector<AdamW::Group>& groups) {
@@ -447,14 +472,17 @@ RMSprop::RMSprop(const std::vector<Tensor>& params, const Options& options)
 
 RMSprop::RMSprop(const std::vector<Group>& groups)
     : Optimizer("RMSprop", params_of(groups)), options_(options_from<Group, Options>(groups)) {
-  for (size_t g = 0; g < options_.size(); g++) {
-    const Options& o = options_[g];
-    require(o.lr >= 0, name_, g, "lr must be >= 0", o.lr);
-    require(o.eps >= 0, name_, g, "eps must be >= 0", o.eps);
-    require(o.momentum >= 0, name_, g, "momentum must be >= 0", o.momentum);
-    require(o.weight_decay >= 0, name_, g, "weight_decay must be >= 0", o.weight_decay);
-    require(o.alpha >= 0, name_, g, "alpha must be >= 0", o.alpha);
-  }
+  for (size_t g = 0; g < options_.size(); g++) check_options(g);
+}
+
+void RMSprop::check_options(size_t g) const {
+  const Options& o = options_.at(g);
+  require(o.lr >= 0, name_, g, "lr must be >= 0", o.lr);
+  require(std::isfinite(o.lr), name_, g, "lr must be finite", o.lr);
+  require(o.eps >= 0, name_, g, "eps must be >= 0", o.eps);
+  require(o.momentum >= 0, name_, g, "momentum must be >= 0", o.momentum);
+  require(o.weight_decay >= 0, name_, g, "weight_decay must be >= 0", o.weight_decay);
+  require(o.alpha >= 0, name_, g, "alpha must be >= 0", o.alpha);
 }
 
 Optimizer::OptionList RMSprop::options(size_t g) {

@@ -107,6 +107,9 @@ class Optimizer {
   virtual std::vector<std::string> buffer_names(size_t group) const = 0;
   /// Whether state.<i>.step is kept (PyTorch's SGD keeps none).
   virtual bool counts_steps() const { return true; }
+  /// Throws heed::Error when a group's options break the optimizer's rules ("Adam: group 0: beta1 must
+  /// be in [0,1), got 5"): from the constructor, and from load_state_dict for options read from a file.
+  virtual void check_options(size_t group) const = 0;
 
   /// The gradient of s.param, contiguous, or undefined when there is none; checks shape and dtype.
   Tensor gradient(const ParamState& s) const;
@@ -145,6 +148,7 @@ class SGD : public Optimizer {
 
  private:
   OptionList options(size_t group) override;
+  void check_options(size_t group) const override;
   std::vector<std::string> buffer_names(size_t group) const override;
   bool counts_steps() const override { return false; }
   std::vector<Options> options_;
@@ -177,6 +181,7 @@ class Adam : public Optimizer {
 
  private:
   OptionList options(size_t group) override;
+  void check_options(size_t group) const override;
   std::vector<std::string> buffer_names(size_t group) const override;
   std::vector<Options> options_;
   bool decoupled_ = false;  // AdamW
@@ -224,6 +229,7 @@ class RMSprop : public Optimizer {
 
  private:
   OptionList options(size_t group) override;
+  void check_options(size_t group) const override;
   std::vector<std::string> buffer_names(size_t group) const override;
   std::vector<Options> options_;
 };

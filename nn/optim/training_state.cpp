@@ -52,7 +52,11 @@ ResumeInfo load_training_state(const std::string& path, nn::Module& model, Optim
   // Everything is checked before anything is changed where possible: the model load is strict and
   // throws before copying on any mismatch.
   uint64_t seed = u64_of(all, "rng.seed", path), offset = u64_of(all, "rng.offset", path);
-  info.step = (int64_t)u64_of(all, "step", path);
+  const uint64_t step = u64_of(all, "step", path);
+  if (step > (uint64_t(1) << 53))  // also catches a negative step, read as a huge unsigned number
+    throw SafetensorsError("load_training_state: " + path + ": step " + std::to_string((int64_t)step) +
+                           " is not a step count a run reaches (0 to 2^53)");
+  info.step = (int64_t)step;
   model.load_state_dict(m, true);
   optimizer.load_state_dict(o);
   Generator& gen = default_generator();

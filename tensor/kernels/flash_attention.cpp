@@ -14,6 +14,7 @@
 
 #include "tensor/kernels/blas.h"
 #include "tensor/kernels/simd.h"
+#include "tensor/parallel.h"
 #include "tensor/view.h"
 
 namespace heed::kernels {
@@ -193,14 +194,16 @@ FlashForward forward_tiled(const Tensor& q, const Tensor& k, const Tensor& v, co
   const T ninf = -std::numeric_limits<T>::infinity();
   const bool par = BH * Tq * Tk * std::max<int64_t>(D, 1) >= kParallelWork && BH * n_qt > 1;
 
+  ParallelGuard guard;  // the workspace and each tile may throw (bad_alloc, a BLAS check): carried out, not terminate
 #pragma omp parallel if (par)
   {
     // Per-thread workspace: one tile of S (which becomes P in place), the output accumulator for Br rows,
     // and the running max m and running sum l of each row. O(Br·Bc + Br·Dv): nothing grows with T.
-    std::vector<T> S(Br * Bc), acc(Br * std::max<int64_t>(Dv, 1)), m(Br), l(Br), z(Bc);
+    std::vector<T> S, acc, m, l, z;
+    guard.run([&] { S.resize(Br * Bc), acc.resize(Br * std::max<int64_t>(Dv, 1)), m.resize(Br), l.resize(Br), z.resize(Bc); });
 #pragma omp for collapse(2) schedule(dynamic)
     for (int64_t bh = 0; bh < BH; bh++) {
-      for (int64_t it = 0; it < n_qt; it++) {
+      for (int64_t it = 0; it < n_qt; it++) guard.run([&] {
         const int64_t i0 = it * Br, br = std::min(Br, Tq - i0);
         const T* Qi = Q.ptr + Q.off[bh] + i0 * Q.ld;
         const bool* padrow = pad.row(bh);
@@ -258,9 +261,10 @@ FlashForward forward_tiled(const Tensor& q, const Tensor& k, const Tensor& v, co
             L[bh * Tq + i0 + r] = m[r] + std::log(l[r]);
           }
         }
-      }
+      });
     }
   }
+  guard.rethrow();
   return {out, lse};
 }
 
@@ -292,12 +296,14 @@ void backward_tiled(const Tensor& dout, const Tensor& q, const Tensor& k, const 
   const T ninf = -std::numeric_limits<T>::infinity();
   const bool par = BH * Tq * Tk * std::max<int64_t>(D, 1) >= kParallelWork && BH > 1;
 
+  ParallelGuard guard;
 #pragma omp parallel if (par)
   {
     // Workspace: P (in S), dP, the dropout scales Z of one tile, and Di = rowsum(dO ∘ O) for the slice.
-    std::vector<T> S(Br * Bc), dP(Br * Bc), Z(dropout ? Br * Bc : 0), Di(Tq);
+    std::vector<T> S, dP, Z, Di;
+    guard.run([&] { S.resize(Br * Bc), dP.resize(Br * Bc), Z.resize(dropout ? Br * Bc : 0), Di.resize(Tq); });
 #pragma omp for schedule(dynamic)
-    for (int64_t bh = 0; bh < BH; bh++) {
+    for (int64_t bh = 0; bh < BH; bh++) guard.run([&] {
       const T* dOb = dO.ptr + dO.off[bh];  // row i at dOb + i * dO.ld, and so on
       const T* Ob = O.ptr + O.off[bh];
       const T* Lb = L + bh * Tq;
@@ -369,8 +375,9 @@ void backward_tiled(const Tensor& dout, const Tensor& q, const Tensor& k, const 
           blas::gemm<T>(true, false, bc, D, br, scale, dP.data(), Bc, Qi, Q.ld, T(1), dKb + j0 * dK.ld, dK.ld);
         }
       }
-    }
+    });
   }
+  guard.rethrow();  // an exception inside the region would call std::terminate (tensor/parallel.h)
 }
 
 // ---- the scalar references -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "tensor/kernels/blas.h"
+#include "tensor/parallel.h"
 #include "tensor/random.h"
 #include "tensor/view.h"
 
@@ -375,7 +376,7 @@ Tensor sum(const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
 
 std::pair<Tensor, Tensor> max_dim(const Tensor& x, int64_t dim, bool keepdim, bool is_min) {
   const char* name = is_min ? "min" : "max";
-  dim = wrap_dim(name, dim, x.dim());
+  dim = wrap_dim_scalar_ok(name, dim, x.dim());
   if (x.dim() > 0 && x.shape()[dim] == 0)
     throw Error(std::string(name) + ": cannot reduce an empty dim " + std::to_string(dim) + " of shape " +
                 shape_str(x.shape()));
@@ -416,7 +417,7 @@ std::pair<Tensor, Tensor> max_dim(const Tensor& x, int64_t dim, bool keepdim, bo
 
 Tensor softmax(const Tensor& x, int64_t dim, bool log) {
   const char* name = log ? "log_softmax" : "softmax";
-  dim = wrap_dim(name, dim, x.dim());
+  dim = wrap_dim_scalar_ok(name, dim, x.dim());
   if (x.dim() == 0) return view::view(softmax(view::unsqueeze(x, 0), 0, log), {});
   // Work on rows: move `dim` last and make it contiguous (a no-op for the usual last-dim softmax).
   int64_t last = x.dim() - 1;
@@ -584,7 +585,7 @@ static std::vector<int64_t> checked_indices(const char* name, const Tensor& inde
 }
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
-  dim = wrap_dim("index_select", dim, x.dim());
+  dim = wrap_dim_scalar_ok("index_select", dim, x.dim());  // a 0-d x is its own one slice, as in PyTorch
   if (index.dim() > 1) throw Error("index_select: index must be 0-d or 1-d, got shape " + shape_str(index.shape()));
   int64_t size = x.dim() ? x.shape()[dim] : 1;
   std::vector<int64_t> idx = checked_indices("index_select", index, size, dim);
@@ -606,7 +607,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 }
 
 Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src) {
-  dim = wrap_dim("index_add", dim, x.dim());
+  dim = wrap_dim_scalar_ok("index_add", dim, x.dim());
   check_same_dtype("index_add", x, src);
   int64_t size = x.dim() ? x.shape()[dim] : 1;
   std::vector<int64_t> idx = checked_indices("index_add", index, size, dim);
@@ -837,13 +838,16 @@ static void window_map_images(T* img, T* cols, int64_t N, int64_t C, int64_t H, 
     return;
   }
   const PaddedMap m = padded_map(H, W, w);
+  ParallelGuard guard;  // a failed allocation inside the region would call std::terminate (tensor/parallel.h)
 #pragma omp parallel if (par)
   {
-    std::vector<T> pad(m.Hp * m.Wp, T(0));
+    std::vector<T> pad;
+    const bool ready = guard.run([&] { pad.assign(m.Hp * m.Wp, T(0)); });
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; n++)
-      window_map_fast<T, kAdd>(img + n * C * H * W, cols + n * K * L, C, H, W, w, m, pad.data());
+      if (ready) window_map_fast<T, kAdd>(img + n * C * H * W, cols + n * K * L, C, H, W, w, m, pad.data());
   }
+  guard.rethrow();
 }
 
 static void check_window(const char* name, const Window2d& w, int64_t H, int64_t W) {

@@ -3,12 +3,15 @@
 // of binary cross-entropy) make about ten passes with a temporary each.
 #include "tensor/kernels/loss.h"
 
+#include "tensor/parallel.h"
+
 #include <algorithm>
 #include <cmath>
 #include <string>
 
 #include "tensor/kernels/kernels.h"
 #include "tensor/kernels/simd.h"
+#include "tensor/parallel.h"
 
 namespace heed::kernels {
 
@@ -113,11 +116,14 @@ template <class T>
 static void cross_entropy_forward_loop(const T* x, const CrossEntropyRows& r, T* loss) {
   const bool fast = use_simd();
   const int64_t C = r.C;
+  ParallelGuard guard;  // a failed allocation inside the region would call std::terminate (tensor/parallel.h)
 #pragma omp parallel if (r.N * C >= kParallelGrain)
   {
-    std::vector<T> logp(C);
+    std::vector<T> logp;
+    const bool ready = guard.run([&] { logp.resize(C); });
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < r.N; i++) {
+      if (!ready) continue;
       if (r.keep[i] == 0) {
         loss[i] = 0;
         continue;
@@ -134,6 +140,7 @@ static void cross_entropy_forward_loop(const T* x, const CrossEntropyRows& r, T*
       loss[i] = (T)out;
     }
   }
+  guard.rethrow();
 }
 
 // dx = dout_i (a_i softmax(x_i) - b_i): softmax straight into the row of dx, then the corrections in place.

@@ -193,6 +193,19 @@ TEST_CASE("an in-place change to a saved tensor is caught, naming both ops") {
     message = e.what();
   }
   CHECK(message.find("that 'mul' saved for backward was modified in place by 'add_'") != std::string::npos);
+  // Issue 15: a changed saved *output* was reported as saved by '?'.
+  Tensor z = x.exp();
+  Tensor t = z.sum();
+  {
+    NoGradGuard g;
+    z.detach().mul_(2.0);
+  }
+  try {
+    t.backward();
+    FAIL("backward read a changed output");
+  } catch (const AutogradError& e) {
+    CHECK_MESSAGE(std::string(e.what()).find("that 'exp' saved for backward was modified in place by 'mul_'") != std::string::npos, e.what());
+  }
   // In-place ops on a tensor that requires grad are refused while recording.
   CHECK_THROWS_AS(x.add_(ones({3}, float64)), Error);
   NoGradGuard g;

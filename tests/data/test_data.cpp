@@ -560,3 +560,36 @@ TEST_CASE("data: DataLoader and TensorDataset reject bad input") {
   CHECK_THROWS_WITH_AS(collate(std::vector<std::vector<Tensor>>{{ones({1})}, {ones({1}), ones({1})}}),
                        doctest::Contains("sample 1 has 2 tensors"), Error);
 }
+
+// ---- issue 15 ------------------------------------------------------------------------------------------------
+
+TEST_CASE("data: a gzipped IDX file followed by garbage is refused; a second gzip member is fine") {
+  TempDir dir("gz_tail");
+  const Bytes file = cat_bytes(idx_header(0x08, {2, 3}), Bytes{1, 2, 3, 4, 5, 6});
+  write_gz(dir.file("ok.gz"), file);
+  const Bytes gz = read_raw(dir.file("ok.gz"));
+  CHECK(read_idx(dir.file("ok.gz")).shape() == Shape{2, 3});
+  write_raw(dir.file("garbage.gz"), cat_bytes(gz, Bytes{'g', 'a', 'r', 'b', 'a', 'g', 'e'}));
+  CHECK_THROWS_WITH_AS(read_idx(dir.file("garbage.gz")), doctest::Contains("7 bytes of trailing data follow the gzip stream"),
+                       Error);
+  write_raw(dir.file("zeros.gz"), cat_bytes(gz, Bytes(100, 0)));
+  CHECK_THROWS_AS(read_idx(dir.file("zeros.gz")), Error);
+  // Two members (what `cat a.gz b.gz` makes) are one valid gzip file: the second one's bytes count too.
+  write_gz(dir.file("half1.gz"), Bytes(file.begin(), file.begin() + 10));
+  write_gz(dir.file("half2.gz"), Bytes(file.begin() + 10, file.end()));
+  write_raw(dir.file("two.gz"), cat_bytes(read_raw(dir.file("half1.gz")), read_raw(dir.file("half2.gz"))));
+  CHECK(read_idx(dir.file("two.gz")).to_vector<int64_t>() == std::vector<int64_t>{1, 2, 3, 4, 5, 6});
+}
+
+TEST_CASE("data: DataLoader with batch_size INT64_MAX gives one batch, not zero") {
+  Tensor x = arange(10).to(float32);
+  DataLoader loader(TensorDataset{{x}}, {.batch_size = INT64_MAX});
+  CHECK(loader.size() == 1);
+  std::vector<int64_t> order = loader.order(0);
+  CHECK(loader.batch(order, 0)[0].size(0) == 10);
+  CHECK_THROWS_AS(loader.batch(order, 1), Error);
+  DataLoader dropping(TensorDataset{{x}}, {.batch_size = INT64_MAX, .drop_last = true});
+  CHECK(dropping.size() == 0);
+  DataLoader empty_set(TensorDataset{{zeros({0})}}, {.batch_size = 4});
+  CHECK(empty_set.size() == 0);
+}

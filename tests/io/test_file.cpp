@@ -74,11 +74,11 @@ TEST_CASE("io: an AtomicFile that is never committed leaves the old file and no 
 TEST_CASE("io: a write that cannot happen throws heed::Error naming the op and the path") {
   TempDir dir;
   const std::string p = (dir.path / "no_such_folder" / "x.txt").string();
-  CHECK_THROWS_WITH_AS(write_file_atomic(p, "x", "save_png"), doctest::Contains(("save_png: cannot write '" + p + "'").c_str()), Error);
-  CHECK_THROWS_WITH_AS(write_file_atomic(p, "x", "save_png"), doctest::Contains("no_such_folder"), Error);
+  CHECK_THROWS_WITH_AS(write_file_atomic(p, "x", "save_png"), doctest::Contains(("save_png: cannot write '" + p + "'").c_str()), IoError);
+  CHECK_THROWS_WITH_AS(write_file_atomic(p, "x", "save_png"), doctest::Contains("no_such_folder"), IoError);
   // Renaming a file over a folder fails: the temporary is removed and the folder is untouched.
   fs::create_directories(dir.path / "taken");
-  CHECK_THROWS_WITH_AS(write_file_atomic((dir.path / "taken").string(), "x"), doctest::Contains("renaming"), Error);
+  CHECK_THROWS_WITH_AS(write_file_atomic((dir.path / "taken").string(), "x"), doctest::Contains("renaming"), IoError);
   CHECK(fs::is_directory(dir.path / "taken"));
   CHECK(dir.entries() == 1);
 }
@@ -102,6 +102,30 @@ TEST_CASE("io: threads writing one path concurrently all succeed, and the file i
   REQUIRE(s.size() == 1000);
   CHECK(std::count(s.begin(), s.end(), s[0]) == 1000);
   CHECK(dir.entries() == 1);
+}
+
+// Issue 15: every kill -9 during a save left a full-size checkpoint.safetensors.tmp.<pid> behind.
+TEST_CASE("io: saving removes the temporaries of dead processes, and keeps live ones and strangers") {
+  TempDir dir;
+  const std::string p = (dir.path / "checkpoint.safetensors").string();
+  // A pid above the kernel's pid_max never names a live process.
+  long pid_max = 4194304;
+  std::ifstream("/proc/sys/kernel/pid_max") >> pid_max;
+  const std::string dead = std::to_string(pid_max + 1);
+  auto touch = [&](const std::string& name) { std::ofstream(dir.path / name) << std::string(100, 'x'); };
+  touch("checkpoint.safetensors.tmp." + dead);                // the old naming
+  touch("checkpoint.safetensors.tmp." + dead + ".7");         // the current one
+  touch("checkpoint.safetensors.tmp.1");                      // pid 1 is alive: kept
+  touch("checkpoint.safetensors.tmp." + dead + ".x");         // not a temporary of ours: kept
+  touch("other.safetensors.tmp." + dead + ".0");              // another file's: kept
+  write_file_atomic(p, "new");
+  CHECK(read_all(p) == "new");
+  CHECK_FALSE(fs::exists(dir.path / ("checkpoint.safetensors.tmp." + dead)));
+  CHECK_FALSE(fs::exists(dir.path / ("checkpoint.safetensors.tmp." + dead + ".7")));
+  CHECK(fs::exists(dir.path / "checkpoint.safetensors.tmp.1"));
+  CHECK(fs::exists(dir.path / ("checkpoint.safetensors.tmp." + dead + ".x")));
+  CHECK(fs::exists(dir.path / ("other.safetensors.tmp." + dead + ".0")));
+  CHECK(remove_stale_temporaries(p) == 0);
 }
 
 // ---- SHA-256 -----------------------------------------------------------------------------------------

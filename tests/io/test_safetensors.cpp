@@ -2,12 +2,14 @@
 // loader must reject with a clear error rather than a crash or a huge allocation.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 #include "heed.h"
+#include "io/file.h"
 #include "io/safetensors.h"
 
 using namespace heed;
@@ -84,7 +86,7 @@ TEST_CASE("io safetensors: writes are atomic") {
   // A successful save replaces it.
   save(path, {{"a", zeros({3})}});
   CHECK(load(path)["a"].numel() == 3);
-  CHECK_THROWS_WITH_AS(save("/nonexistent-dir/x.safetensors", {{"a", ones({1})}}), doctest::Contains("save: cannot write"), SafetensorsError);
+  CHECK_THROWS_WITH_AS(save("/nonexistent-dir/x.safetensors", {{"a", ones({1})}}), doctest::Contains("save: cannot write"), io::IoError);
   CHECK_THROWS_AS(save(path, {{"__metadata__", ones({1})}}), SafetensorsError);
 }
 
@@ -147,4 +149,57 @@ TEST_CASE("io safetensors: a file written by heed loads in PyTorch") {
   std::string cmd = "cd " + std::string(HEED_SOURCE_DIR) + "/tests/fixtures && /usr/bin/python3 -c \"import safetensors_io as s; d = s.load('" +
                     path + "'); assert d['w'].tolist() == [[1.0, 2.0], [3.0, 4.0]]; assert d['i'].tolist() == [7, 8, 9]\"";
   CHECK(std::system(cmd.c_str()) == 0);
+}
+
+// ---- issue 15: headers built to crash, hang or slip through -------------------------------------------------
+
+TEST_CASE("io safetensors: deeply nested JSON is refused at serde_json's depth, not a stack overflow") {
+  // 200 KB of '[' in a dtype: the DOM's recursive dump() in the error path used to overflow the stack.
+  const int depth = 200000;
+  std::string deep = "{\"x\":{\"dtype\":" + std::string(depth, '[') + std::string(depth, ']') +
+                     ",\"shape\":[],\"data_offsets\":[0,4]}}";
+  std::string e = load_error(craft("deep.safetensors", deep, 4));
+  CHECK(e.find("nests deeper than 128 levels") != std::string::npos);
+  std::string unclosed = "{\"x\":" + std::string(depth, '[');  // never closed: refused at depth 129, not at the end
+  CHECK(load_error(craft("deep2.safetensors", unclosed, 0)).find("deeper than 128") != std::string::npos);
+  // 128 levels are still fine JSON (the tensor entry is then wrong for other reasons).
+  std::string ok = "{\"__metadata__\":{},\"x\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4],\"pad\":" +
+                   std::string(125, '[') + std::string(125, ']') + "}}";
+  CHECK(load(craft("deep3.safetensors", ok, 4)).at("x").numel() == 1);
+}
+
+TEST_CASE("io safetensors: a NUL byte in the header is refused, not the end of the JSON") {
+  std::string h = std::string("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}") + '\0' + "garbage!";
+  CHECK(load_error(craft("nul.safetensors", h, 4)).find("NUL byte at offset") != std::string::npos);
+}
+
+TEST_CASE("io safetensors: shapes whose strides would overflow are refused, naming the file and the tensor") {
+  for (std::string shape : {"[0,1099511627776,1099511627776]", "[0,9223372036854775808]", "[9223372036854775808,0]"}) {
+    INFO(shape);
+    std::string path = craft("big.safetensors", "{\"huge\":{\"dtype\":\"F32\",\"shape\":" + shape + ",\"data_offsets\":[0,0]}}", 0);
+    std::string e = load_error(path);
+    CHECK(e.find(path) != std::string::npos);
+    CHECK(e.find("tensor \"huge\"") != std::string::npos);
+  }
+}
+
+TEST_CASE("io safetensors: loading a directory says it is a directory") {
+  CHECK(load_error(temp_dir().string()).find("is a directory") != std::string::npos);
+}
+
+TEST_CASE("io safetensors: loading is linear in the number of tensors (40k took 222 s)") {
+  // 100,000 empty tensors: a 7 MB header. The duplicate-key callback made this quadratic.
+  std::string h = "{";
+  for (int i = 0; i < 100000; ++i)
+    h += (i ? ",\"t" : "\"t") + std::to_string(i) + "\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}";
+  h += "}";
+  std::string path = craft("many.safetensors", h, 0);
+  auto t0 = std::chrono::steady_clock::now();
+  TensorMap m = load(path);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK(m.size() == 100000);
+  CHECK(seconds < 60);  // about 1 s in Release, a few under ASan; the quadratic parser took hours
+  // Duplicates are still caught, at any depth.
+  CHECK(load_error(craft("dup.safetensors", h.substr(0, h.size() - 1) + ",\"t5\":{}}", 0)).find("duplicate key \"t5\"") !=
+        std::string::npos);
 }

@@ -207,3 +207,28 @@ TEST_CASE("gan: bad input is one line on stderr and exit code 2") {
   }
   fs::remove_all(dir);
 }
+
+// Issue 15: --lr-d 0 set D's learning rate to 0 (the help says 0 means the recipe's), and a damaged judge
+// cache failed the evaluation before the epoch's checkpoint was saved, losing the epoch.
+TEST_CASE("gan: --lr-d 0 keeps the recipe's, and the checkpoint is saved before the evaluation can fail") {
+  const fs::path gan = zoo_program("gan");
+  if (!fs::exists(gan)) {
+    MESSAGE("skipped: " << gan << " is not built (HEED_BUILD_MODELS=OFF?)");
+    return;
+  }
+  const fs::path dir = scratch("gan_lr_d");
+  fs::create_directories(dir / "cache");
+  std::ofstream(dir / "cache" / "fmnist_classifier.safetensors") << "not a safetensors file at all";
+  // The judge fails (exit 2, naming the file), but the 2 steps are on disk.
+  const std::string cmd_env = "HEED_CACHE=" + (dir / "cache").string() + " ";
+  Result damaged = run(cmd_env + gan.string(), "--quick --threads 1 --steps 2 --lr-d 0 --out " + (dir / "damaged").string(), dir);
+  CHECK_MESSAGE(damaged.exit_code == 2, damaged.output);
+  CHECK_MESSAGE(damaged.output.find("fmnist judge: cannot use") != std::string::npos, damaged.output);
+  REQUIRE(fs::exists(dir / "damaged" / "checkpoint.safetensors"));
+  CHECK(load((dir / "damaged" / "checkpoint.safetensors").string()).at("step").item() == 2);
+  nlohmann::json j = nlohmann::json::parse(read_text(dir / "damaged" / "metrics.json"));
+  CHECK(j["config"]["lr-d"] == 2e-4);  // dcgan's recipe, not 0
+  CHECK(load((dir / "damaged" / "checkpoint.safetensors").string()).at("optim.param_groups.1.lr").item() ==
+        doctest::Approx(2e-4));
+  fs::remove_all(dir);
+}

@@ -168,3 +168,51 @@ TEST_CASE("vae: bad input is one line on stderr and exit code 2") {
   CHECK_MESSAGE(conv.output.find("conv1") != std::string::npos, conv.output);
   fs::remove_all(dir);
 }
+
+// Issue 15: reusing --out overwrote a finished run; resuming into it dropped its history; --lr and --seed on
+// resume were ignored or unchecked; --lr 1e300 said "Normal: scale must be > 0, got -nan" with exit 2.
+TEST_CASE("vae: --out of a finished run is refused; --resume appends to it and records what ran; divergence exits 1") {
+  const fs::path vae = zoo_program("vae");
+  if (!fs::exists(vae)) {
+    MESSAGE("skipped: " << vae << " is not built (HEED_BUILD_MODELS=OFF?)");
+    return;
+  }
+  const fs::path dir = scratch("vae_rerun"), a = dir / "a";
+  const fs::path checkpoint = a / "checkpoint.safetensors";
+  // --quick has 512 images: batches of 256 make 2 steps an epoch.
+  const std::string common = "--quick --eval=false --threads 1 --batch-size 256 ";
+  Result first = run(vae, common + "--steps 2 --seed 3 --out " + a.string(), dir);
+  REQUIRE_MESSAGE(first.exit_code == 0, first.output);
+
+  Result again = run(vae, common + "--steps 1 --out " + a.string(), dir);
+  CHECK_MESSAGE(again.exit_code == 2, again.output);
+  CHECK_MESSAGE(again.output.find("holds a run already") != std::string::npos, again.output);
+  CHECK(load(checkpoint.string()).at("step").item() == 2);  // untouched
+
+  Result seed = run(vae, common + "--steps 4 --seed 4 --resume " + checkpoint.string() + " --out " + a.string(), dir);
+  CHECK_MESSAGE(seed.exit_code == 2, seed.output);
+  CHECK_MESSAGE(seed.output.find("--seed 4 differs from the seed 3") != std::string::npos, seed.output);
+
+  Result resumed = run(vae, common + "--steps 4 --lr 0.0005 --resume " + checkpoint.string() + " --out " + a.string(), dir);
+  REQUIRE_MESSAGE(resumed.exit_code == 0, resumed.output);
+  nlohmann::json j = nlohmann::json::parse(read_text(a / "metrics.json"));
+  REQUIRE(j["epochs"].size() == 2);  // epoch 1 from the first run, epoch 2 from the resumed one
+  CHECK(j["epochs"][0]["epoch"] == 1);
+  CHECK(j["epochs"][1]["epoch"] == 2);
+  CHECK(j["config"]["seed"] == 3);        // the checkpoint's, taken since --seed was not given
+  CHECK(j["config"]["lr"] == 0.0005);     // the flag, applied
+  TensorMap ck = load(checkpoint.string());
+  CHECK(ck.at("step").item() == 4);
+  CHECK(ck.at("optim.param_groups.0.lr").item() == doctest::Approx(0.0005));
+  const std::string csv = read_text(a / "metrics.csv");
+  CHECK_MESSAGE(csv.find("\n1,") != std::string::npos, csv);
+  CHECK_MESSAGE(csv.find("\n2,") != std::string::npos, csv);
+
+  Result forced = run(vae, common + "--steps 1 --force --out " + a.string(), dir);
+  CHECK_MESSAGE(forced.exit_code == 0, forced.output);
+
+  Result diverged = run(vae, common + "--steps 4 --lr 1e300 --out " + (dir / "b").string(), dir);
+  CHECK_MESSAGE(diverged.exit_code == 1, diverged.output);
+  CHECK_MESSAGE(diverged.output.find("vae: error: diverged at step ") != std::string::npos, diverged.output);
+  fs::remove_all(dir);
+}

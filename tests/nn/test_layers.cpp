@@ -722,3 +722,10 @@ TEST_CASE("nn layers: default initialisation follows PyTorch's distributions") {
   CHECK(fc.weight.requires_grad());
   CHECK(fc.weight.is_leaf());
 }
+
+// Issue 15: Linear(2^31, 2^31) wrote past a tiny buffer; a size too large for memory said only bad_alloc.
+TEST_CASE("Linear, Embedding and Conv2d refuse impossible sizes with the layer's name") {
+  CHECK_THROWS_WITH_AS(nn::Linear(1LL << 31, 1LL << 31), doctest::Contains("Linear: shape (2147483648,2147483648)"), Error);
+  CHECK_THROWS_WITH_AS(nn::Linear(1LL << 30, 1LL << 30), doctest::Contains("Linear: out of memory allocating"), OutOfMemory);
+  CHECK_THROWS_WITH_AS(nn::Embedding(1LL << 40, 1LL << 40), doctest::Contains("Embedding:"), Error);
+}

@@ -1,6 +1,8 @@
 // Tests for tensor/tensor.cpp: creation, views, printing, and the errors of bad input.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <sstream>
 
 #include "heed.h"
@@ -169,4 +171,82 @@ TEST_CASE("memory stats count live storage") {
   }
   CHECK(memory_stats().current == before.current);
   CHECK(memory_stats().peak >= before.current + 4000000);
+}
+
+// ---- issue 15: sizes that overflow, dims of 0-d tensors, shape checks --------------------------------------
+
+TEST_CASE("creation refuses sizes whose element or byte count overflows, instead of writing past a tiny buffer") {
+  CHECK_THROWS_WITH_AS(zeros({1LL << 62}), doctest::Contains("zeros: shape (4611686018427387904)"), Error);
+  CHECK_THROWS_WITH_AS(ones({1LL << 62}), doctest::Contains("ones:"), Error);
+  CHECK_THROWS_AS(empty({1LL << 62}), Error);
+  CHECK_THROWS_AS(randn({1LL << 62}), Error);
+  CHECK_THROWS_AS(rand({1LL << 62}), Error);
+  CHECK_THROWS_AS(randint(0, 2, {1LL << 62}), Error);
+  CHECK_THROWS_AS(full({1LL << 62}, 3.0), Error);
+  CHECK_THROWS_AS(linspace(0, 1, 1LL << 62), Error);
+  CHECK_THROWS_AS(eye(1LL << 32), Error);
+  CHECK_THROWS_AS(eye(-1), Error);
+  CHECK_THROWS_WITH_AS(zeros({1LL << 32, 1LL << 32}), doctest::Contains("more than 2^63-1 elements"), Error);
+  CHECK_THROWS_AS(zeros({0, 1LL << 40, 1LL << 40}), Error);
+  CHECK_THROWS_AS(zeros({-5, 3}), Error);
+  CHECK_THROWS_WITH_AS(arange(0, 1e30), doctest::Contains("arange:"), Error);
+  CHECK(arange(0, 5).numel() == 5);
+  CHECK(arange(5, 0).numel() == 0);
+}
+
+TEST_CASE("a size the system cannot give throws OutOfMemory naming the op, the shape and the bytes") {
+  // 2^61 floats = 2^63 bytes would overflow; 2^60 floats (4 EiB) fits in int64 but not in any machine.
+  CHECK_THROWS_WITH_AS(zeros({1LL << 60}), doctest::Contains("zeros: out of memory allocating 4611686018427387904 bytes"),
+                       OutOfMemory);
+  CHECK_THROWS_WITH_AS(randn({1LL << 30, 1LL << 30}), doctest::Contains("shape (1073741824,1073741824)"), OutOfMemory);
+}
+
+TEST_CASE("dim 0 of a 0-d tensor is an error, not a null dereference") {
+  Tensor s = scalar_tensor(2.0);
+  CHECK_THROWS_AS(s.size(0), Error);
+  CHECK_THROWS_AS(s.size(-1), Error);
+  CHECK_THROWS_AS(s.stride(0), Error);
+  CHECK_THROWS_AS(s.select(0, 0), Error);
+  CHECK_THROWS_AS(s.narrow(0, 0, 1), Error);
+  CHECK_THROWS_AS(s.slice(0, 0, 1), Error);
+  CHECK_THROWS_AS(split(s, 1, 0), Error);
+  CHECK_THROWS_AS(chunk(s, 1, 0), Error);
+  CHECK_THROWS_AS(gather(s, 0, scalar_tensor(0, int64)), Error);
+  // Reductions, index_select and transpose over "dim 0" of a scalar work, as in PyTorch; var of one value is
+  // nan (0 / 0).
+  CHECK(index_select(s, 0, from_vector<int64_t>({0})).item() == 2.0);
+  CHECK(s.transpose(0, -1).item() == 2.0);
+  CHECK(sum(s, {0}).item() == 2.0);
+  CHECK(mean(s, {0}).item() == 2.0);
+  CHECK(softmax(s, 0).item() == 1.0);
+  CHECK(std::isnan(var(s, 0).item()));
+}
+
+TEST_CASE("shape checks: expand, narrow, slice, split and chunk with extreme values") {
+  Tensor x = ones({1, 3});
+  CHECK_THROWS_WITH_AS(x.expand({-5, 3}), doctest::Contains("expand: invalid size -5"), Error);
+  CHECK_THROWS_AS(x.expand({-1, 3, 3}), Error);
+  CHECK(x.expand({-1, 3}).shape() == Shape{1, 3});
+  CHECK_THROWS_AS(x.expand({1LL << 62, 1LL << 62, 3}), Error);
+  Tensor y = arange(10);
+  CHECK_THROWS_WITH_AS(y.narrow(0, 1, INT64_MAX), doctest::Contains("narrow: start 1 length"), Error);
+  CHECK_THROWS_AS(y.narrow(0, INT64_MAX, 1), Error);
+  CHECK(y.slice(0, 1, INT64_MAX).numel() == 9);
+  CHECK(y.slice(0, 1, INT64_MAX, INT64_MAX).to_vector<int64_t>() == std::vector<int64_t>{1});
+  CHECK(y.slice(0, INT64_MIN, INT64_MAX, 3).to_vector<int64_t>() == std::vector<int64_t>{0, 3, 6, 9});
+  CHECK(split(y, INT64_MAX).size() == 1);
+  std::vector<Tensor> c = chunk(y, INT64_MAX);
+  CHECK(c.size() == 10);
+  CHECK(c[9].item() == 9);
+  CHECK_THROWS_AS(y.reshape({1LL << 32, 1LL << 32, -1}), Error);
+}
+
+TEST_CASE("randint over the whole int64 range does not overflow") {
+  Generator g(3);
+  Tensor r = randint(INT64_MIN, INT64_MAX, {1000}, &g);
+  std::vector<int64_t> v = r.to_vector<int64_t>();
+  CHECK(*std::min_element(v.begin(), v.end()) < -(1LL << 60));
+  CHECK(*std::max_element(v.begin(), v.end()) > (1LL << 60));
+  Tensor small = randint(-3, -1, {100}, &g);
+  for (int64_t k : small.to_vector<int64_t>()) CHECK((k == -3 || k == -2));
 }

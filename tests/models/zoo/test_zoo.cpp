@@ -18,6 +18,9 @@
 #include <vector>
 
 #include "heed.h"
+#include "io/file.h"
+#include "io/safetensors.h"
+#include "nn/layers.h"
 #include "viz/viz.h"
 
 using namespace heed;
@@ -192,9 +195,10 @@ TEST_CASE("zoo: Cli defaults come from the model and overrides from the command 
 
   // values() lists every option in order, standard flags first.
   auto values = cli.values();
-  REQUIRE(values.size() == 11);
+  REQUIRE(values.size() == 12);
   CHECK(values[0].first == "epochs");
-  CHECK(values[7].first == "latent");
+  CHECK(values[7].first == "force");
+  CHECK(values[8].first == "latent");
   CHECK(std::get<std::string>(values[5].second) == dir / "run3");
 }
 
@@ -227,7 +231,7 @@ TEST_CASE("zoo: every bad argument is one clear message") {
   CHECK(usage_error({"vae", "--lr", "abc", "--out", o}) == "--lr expects a number, got 'abc'");
   CHECK(usage_error({"vae", "--lr", "nan", "--out", o}) == "--lr expects a number, got 'nan'");
   CHECK(usage_error({"vae", "--seed", "-1", "--out", o}) == "--seed must be >= 0, got -1");
-  CHECK(usage_error({"vae", "--threads", "-2", "--out", o}) == "--threads must be >= 0, got -2");
+  CHECK(usage_error({"vae", "--threads", "-2", "--out", o}) == "--threads must be in [0, 256], got -2");
   CHECK(usage_error({"vae", "--latent", "0", "--out", o}) == "--latent must be >= 1, got 0");
   CHECK(usage_error({"vae", "--beta", "11", "--out", o}) == "--beta must be in [0, 10], got 11");
   CHECK(usage_error({"vae", "--sample=maybe", "--out", o}) == "--sample expects true or false, got 'maybe'");
@@ -317,7 +321,7 @@ TEST_CASE("zoo: parse exits 2 with one line on a bad argument and 0 on --help") 
   CHECK(good.code == 0);
   CHECK(good.out.find("vae: heed ") == 0);
   CHECK(good.out.find("OpenBLAS") != std::string::npos);
-  CHECK(good.out.find("vae: epochs=2 batch-size=32 lr=0.01 seed=0 threads=0 quick=false latent=20") !=
+  CHECK(good.out.find("vae: epochs=2 batch-size=32 lr=0.01 seed=0 threads=0 quick=false force=false latent=20") !=
         std::string::npos);
   CHECK(good.out.find("-> " + (dir / "run")) != std::string::npos);
 }
@@ -507,4 +511,119 @@ TEST_CASE("zoo: RunLog refuses metric names that would break the CSV") {
   auto j = nlohmann::json::parse(read_file(dir / "run/metrics.json"));
   CHECK(j["epochs"][0]["loss"].is_null());
   CHECK(read_file(dir / "run/metrics.csv").find("\n1,nan,") != std::string::npos);
+}
+
+// ---- issue 15 ---------------------------------------------------------------------------------------------------
+
+TEST_CASE("zoo: --threads has an upper bound (100000 crashed inside libgomp)") {
+  TempDir dir("threads_max");
+  CHECK(usage_error({"vae", "--threads", "100000", "--out", dir / "run"}) == "--threads must be in [0, 256], got 100000");
+  CHECK(usage_error({"vae", "--threads", "257", "--out", dir / "run"}) == "--threads must be in [0, 256], got 257");
+}
+
+TEST_CASE("zoo: parse_args only reads argv: no folder is created") {
+  TempDir dir("parse_args");
+  zoo::Cli cli = make_cli();
+  Args args{"vae", "--out", dir / "never"};
+  REQUIRE(cli.parse_args(args.argc(), args.argv()));
+  CHECK_FALSE(fs::exists(dir / "never"));
+}
+
+TEST_CASE("zoo: an --out that holds a run is refused unless --resume or --force") {
+  TempDir dir("reuse");
+  std::ofstream(dir / "metrics.json") << "{}";
+  const std::string e = usage_error({"vae", "--out", dir.path.string()});
+  CHECK(e.find("holds a run already (metrics.json)") != std::string::npos);
+  CHECK(e.find("--force") != std::string::npos);
+  CHECK(usage_error({"vae", "--out", dir.path.string(), "--force"}) == "(parsed)");
+  CHECK(usage_error({"vae", "--out", dir / "fresh"}) == "(parsed)");
+}
+
+TEST_CASE("zoo: --resume checks --seed against the checkpoint and takes its seed otherwise") {
+  TempDir dir("resume_seed");
+  const std::string ck = dir / "ck.safetensors";
+  save(ck, {{"x", zeros({1})}}, {{"seed", "7"}});
+  auto cli_with_resume = [] {
+    zoo::Cli cli = make_cli();
+    cli.option("resume", "checkpoint", std::string());
+    return cli;
+  };
+  {
+    zoo::Cli cli = cli_with_resume();
+    Args args{"vae", "--resume", ck, "--seed", "8", "--out", dir / "a"};
+    CHECK_THROWS_WITH_AS(cli.try_parse(args.argc(), args.argv()), doctest::Contains("--seed 8 differs from the seed 7"),
+                         zoo::UsageError);
+  }
+  {
+    zoo::Cli cli = cli_with_resume();
+    Args args{"vae", "--resume", ck, "--out", dir / "b"};
+    std::optional<zoo::RunConfig> cfg = cli.try_parse(args.argc(), args.argv());
+    REQUIRE(cfg);
+    CHECK(cfg->seed == 7);
+    CHECK(cli.get<int64_t>("seed") == 7);
+  }
+  {
+    zoo::Cli cli = cli_with_resume();
+    std::ofstream(dir / "metrics.json") << "{}";
+    Args args{"vae", "--resume", ck, "--seed", "7", "--out", dir.path.string()};  // resuming in place is allowed
+    CHECK(cli.try_parse(args.argc(), args.argv()));
+  }
+}
+
+TEST_CASE("zoo: a resumed RunLog keeps the epochs and steps written before, and replaces those it redoes") {
+  TempDir dir("append");
+  const std::string out = dir / "run";
+  {
+    zoo::RunLog log(zoo::RunConfig{.model = "toy", .epochs = 3, .out = out}, nullptr);
+    for (int e = 1; e <= 3; ++e) {
+      log.step(e * 10, {{"loss", 1.0 / e}});
+      log.epoch(e, {{"train_loss", 1.0 / e}});
+    }
+    log.finish();
+  }
+  zoo::Cli cli("toy", "A toy model", {.epochs = 6});
+  cli.option("resume", "checkpoint", std::string());
+  save(dir / "ck.safetensors", {{"x", zeros({1})}});
+  Args args{"toy", "--resume", dir / "ck.safetensors", "--out", out};
+  std::optional<zoo::RunConfig> cfg = cli.try_parse(args.argc(), args.argv());
+  REQUIRE(cfg);
+  {
+    zoo::RunLog log(cli, *cfg, nullptr);
+    for (int e = 3; e <= 6; ++e) {  // resumed from the middle of epoch 3: it is redone
+      log.step(e * 10, {{"loss", 0.5 / e}});
+      log.epoch(e, {{"train_loss", 0.5 / e}});
+    }
+    log.finish();
+  }
+  auto j = nlohmann::json::parse(read_file(out + "/metrics.json"));
+  REQUIRE(j["epochs"].size() == 6);
+  for (int e = 1; e <= 6; ++e) CHECK(j["epochs"][e - 1]["epoch"] == e);
+  CHECK(j["epochs"][0]["train_loss"] == 1.0);
+  CHECK(j["epochs"][2]["train_loss"] == doctest::Approx(0.5 / 3));
+  std::string csv = read_file(out + "/metrics.csv");
+  CHECK(csv.find("epoch,train_loss,time_s\n1,1,") == 0);
+  CHECK(csv.find("\n6,") != std::string::npos);
+  std::string steps = read_file(out + "/steps.csv");
+  CHECK(steps.find("step,loss\n10,1\n20,0.5\n30,0.166666667\n40,0.125\n") == 0);
+}
+
+TEST_CASE("zoo: divergence, a full disk and out of memory are failures of the run: exit 1") {
+  CHECK_THROWS_WITH_AS(zoo::check_finite_loss(std::nan(""), 12), "diverged at step 12 (loss nan)", zoo::Diverged);
+  CHECK_NOTHROW(zoo::check_finite_loss(0.5, 1));
+  nn::Linear fc(2, 2);
+  CHECK_NOTHROW(zoo::check_finite_parameters(fc, 3));
+  {
+    NoGradGuard g;
+    fc.weight.fill_(INFINITY);
+  }
+  CHECK_THROWS_WITH_AS(zoo::check_finite_parameters(fc, 3), "diverged at step 3 (parameter weight is not finite)",
+                       zoo::Diverged);
+  std::string err = capture_stderr([] {
+    CHECK(zoo::main_guard("vae", [] () -> int { throw zoo::Diverged("diverged at step 4 (loss nan)"); }) == 1);
+    CHECK(zoo::main_guard("vae", [] () -> int { throw io::IoError("save: cannot write 'x': No space left on device"); }) == 1);
+    CHECK(zoo::main_guard("vae", [] () -> int { return (int)zeros({1LL << 60}).numel(); }) == 1);
+  });
+  CHECK(err.find("vae: error: diverged at step 4 (loss nan)\n") != std::string::npos);
+  CHECK(err.find("No space left on device") != std::string::npos);
+  CHECK(err.find("out of memory allocating") != std::string::npos);
 }

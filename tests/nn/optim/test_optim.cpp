@@ -459,3 +459,31 @@ TEST_CASE("nn clip: clip_grad_norm_ and clip_grad_value_") {
   CHECK(a.grad().to_vector<float>() == std::vector<float>{-1.0f, 0.5f});
   CHECK_THROWS_AS(nn::clip_grad_value_({a}, -1.0), Error);
 }
+
+// Issue 15: a crafted checkpoint with beta1 = 5, eps = -1 or step = 2^62 was accepted.
+TEST_CASE("nn optim: options and step counts loaded from a file are validated like options given in code") {
+  Tensor w = ones({2}).requires_grad_();
+  optim::Adam opt({w}, {.lr = 0.1});
+  w.set_grad(ones({2}));
+  opt.step();
+  const optim::StateDict good = opt.state_dict();
+  auto problem = [&](const std::string& key, double v) {
+    optim::StateDict bad = good;
+    bad[key] = scalar_tensor(v, float64);
+    try {
+      opt.load_state_dict(bad);
+    } catch (const nn::StateDictError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  CHECK(problem("param_groups.0.beta1", 5).find("beta1 must be in [0,1), got 5") != std::string::npos);
+  CHECK(problem("param_groups.0.eps", -1).find("eps must be >= 0, got -1") != std::string::npos);
+  CHECK(problem("param_groups.0.lr", INFINITY).find("lr must be finite") != std::string::npos);
+  CHECK(problem("state.0.step", std::ldexp(1.0, 62)).find("state.0.step must be a whole number") != std::string::npos);
+  CHECK(problem("state.0.step", 1.5).find("state.0.step must be a whole number") != std::string::npos);
+  CHECK(opt.options_of(0).beta1 == 0.9);  // nothing changed
+  CHECK(opt.lr() == 0.1);
+  CHECK_NOTHROW(opt.load_state_dict(good));
+  CHECK_THROWS_AS(optim::SGD({w}, {.lr = INFINITY}), Error);
+}

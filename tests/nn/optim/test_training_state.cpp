@@ -1,6 +1,8 @@
 // Tests for nn/optim/training_state.cpp: resuming is bit-exact, and a bad checkpoint is a clear error.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "heed.h"
@@ -94,5 +96,19 @@ TEST_CASE("nn training state: a checkpoint of another model is refused, naming t
   optim::Adam opt2(other.parameters());
   CHECK_THROWS_WITH_AS(load_training_state(path, other, opt2), doctest::Contains("fc1.weight: expected (17,6)"), StateDictError);
   CHECK_THROWS_AS(load_training_state(path + ".missing", a, opt), SafetensorsError);
+  std::filesystem::remove(path);
+}
+
+// Issue 15: a crafted checkpoint with step = 2^62 was accepted.
+TEST_CASE("nn training state: a step count no run reaches is refused") {
+  Net net;
+  optim::Adam opt(net.parameters());
+  const std::string path = (std::filesystem::temp_directory_path() / ("heed_ts_step_" + std::to_string(::getpid()))).string();
+  save_training_state(path, net, opt, optim::StateDict{}, 1LL << 62);
+  CHECK_THROWS_WITH_AS(load_training_state(path, net, opt), doctest::Contains("step 4611686018427387904"), SafetensorsError);
+  save_training_state(path, net, opt, optim::StateDict{}, -1);
+  CHECK_THROWS_AS(load_training_state(path, net, opt), SafetensorsError);
+  save_training_state(path, net, opt, optim::StateDict{}, 12);
+  CHECK(load_training_state(path, net, opt).step == 12);
   std::filesystem::remove(path);
 }

@@ -1,0 +1,4 @@
+// fuzz_idx_gzip: the libFuzzer entry point for heed::fuzz::idx_gzip (fuzz/targets.h says what it exercises).
+#include "fuzz/targets.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) { return heed::fuzz::idx_gzip(data, size); }
