@@ -22,6 +22,7 @@
 // over the 16 most anomalous: geom-attn's attention (how much each place of the 7x7 key grid is looked at),
 // cae's squared error per pixel. --quick: 256 training images, 1 epoch, the first 500 test images.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -208,19 +209,21 @@ void save_pictures(Detector* model, const Tensor& test, const Tensor& scores, co
   extremes.insert(extremes.end(), order.end() - 16, order.end());
   Tensor top = index_select(test, 0, from_vector(extremes, {32}));
   viz::save_image_grid(top, prefix + "_extremes.png");
-  // The histogram: the fraction of normal and of anomalous images in each of 40 bins between the extreme scores.
-  const double lo = s[order.back()], hi = s[order.front()], width = std::max(hi - lo, 1e-12) / 40;
+  // The histogram of log10 scores (all four are >= 0, and skewed: most normal images score near 0): the fraction
+  // of normal and of anomalous images in each of 40 bins between the extremes, scores below 1e-8 in the first.
+  auto log_score = [&](size_t i) { return std::log10(std::max<double>(s[i], 1e-8)); };
+  const double lo = log_score(order.back()), hi = log_score(order.front()), width = std::max(hi - lo, 1e-12) / 40;
   std::vector<double> normal(40), anomaly(40);
   double n_normal = 0, n_anomaly = 0;
   for (size_t i = 0; i < s.size(); ++i) {
-    const int64_t bin = std::min<int64_t>(39, (int64_t)((s[i] - lo) / width));
+    const int64_t bin = std::min<int64_t>(39, (int64_t)((log_score(i) - lo) / width));
     (anomalous[i] ? anomaly : normal)[bin] += 1, (anomalous[i] ? n_anomaly : n_normal) += 1;
   }
   std::ofstream hist(prefix + "_histogram.csv");
-  hist << "score,normal,anomalous\n";
+  hist << "log10_score,normal,anomalous\n";
   for (int b = 0; b < 40; ++b) hist << lo + (b + 0.5) * width << "," << normal[b] / n_normal << "," << anomaly[b] / n_anomaly << "\n";
   hist.close();
-  viz::plot_lines(prefix + "_histogram.csv", prefix + "_histogram.png", "score", {"normal", "anomalous"},
+  viz::plot_lines(prefix + "_histogram.csv", prefix + "_histogram.png", "log10_score", {"normal", "anomalous"},
                   {.title = "anomaly score", .ylabel = "fraction of the group per bin"});
   metrics::RocCurve roc = metrics::roc_curve(scores, is_anomaly);
   std::ofstream curve(prefix + "_roc.csv");
