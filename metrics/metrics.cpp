@@ -320,6 +320,34 @@ double average_precision(const Tensor& scores, const Tensor& labels) {
   return ap;
 }
 
+RocCurve roc_curve(const Tensor& scores, const Tensor& labels) {
+  std::vector<double> s, y;
+  int64_t P;
+  ranking_inputs("roc_curve", scores, labels, s, y, P);
+  const int64_t N = (int64_t)s.size();
+  std::vector<int64_t> order(N);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return s[a] > s[b]; });
+  RocCurve roc{{0.0}, {0.0}, {std::numeric_limits<double>::infinity()}};
+  double tp = 0, fp = 0;  // as in average_precision: tied samples cross the threshold together
+  for (int64_t lo = 0; lo < N;) {
+    int64_t hi = lo;
+    for (; hi < N && s[order[hi]] == s[order[lo]]; ++hi) (y[order[hi]] == 1 ? tp : fp) += 1;
+    roc.fpr.push_back(fp / (double)(N - P)), roc.tpr.push_back(tp / (double)P), roc.thresholds.push_back(s[order[lo]]);
+    lo = hi;
+  }
+  return roc;
+}
+
+double detection_rate(const Tensor& scores, const Tensor& labels, double max_fpr) {
+  if (!(max_fpr >= 0 && max_fpr <= 1))
+    throw Error("detection_rate: max_fpr must be in [0,1], got " + std::to_string(max_fpr));
+  RocCurve roc = roc_curve(scores, labels);
+  double best = 0;  // tpr grows along the curve, so this is the tpr of the last point inside the budget
+  for (size_t i = 0; i < roc.fpr.size() && roc.fpr[i] <= max_fpr; ++i) best = roc.tpr[i];
+  return best;
+}
+
 // =====================================================================================================
 // reconstruction and likelihood
 // =====================================================================================================

@@ -4,7 +4,7 @@
 // wrote with scikit-learn 1.2.1.
 //
 //   clustering     clustering_accuracy (Hungarian matching), nmi, ari, kmeans
-//   ranking        auroc, average_precision (anomaly detection)
+//   ranking        auroc, average_precision, roc_curve, detection_rate (anomaly detection)
 //   likelihood     reconstruction_error, nats_per_sample, bits_per_dim (autoencoders, VAEs)
 //   embeddings     pca, trustworthiness
 //   samples        mean_and_cov, frechet_distance (FID-style scores of generative models)
@@ -54,6 +54,16 @@ double auroc(const Tensor& scores, const Tensor& labels);
 /// sklearn's average_precision_score: sum over the distinct score thresholds, from high to low, of
 /// (R_n - R_{n-1}) * P_n, the precision at each step weighted by the recall it adds.
 double average_precision(const Tensor& scores, const Tensor& labels);
+/// The ROC curve as sklearn.metrics.roc_curve(drop_intermediate=False): one point per distinct score,
+/// from the highest down, where "positive" means score >= threshold; the first point is (0,0) at +inf.
+struct RocCurve {
+  std::vector<double> fpr, tpr, thresholds;
+};
+RocCurve roc_curve(const Tensor& scores, const Tensor& labels);
+/// The anomaly detection rate at a false-positive budget: the largest TPR of roc_curve among the points
+/// with FPR <= max_fpr. With labels 1 = anomaly, max_fpr = 0.05 is the recall of anomalies at the
+/// threshold that flags (at most) 5% of the normal images. Tied scores are flagged together or not at all.
+double detection_rate(const Tensor& scores, const Tensor& labels, double max_fpr = 0.05);
 
 // ---- reconstruction and likelihood ---------------------------------------------------------------------
 /// Per-sample error between x and its reconstruction x_hat, both (N,...) -> (N), in x's dtype:

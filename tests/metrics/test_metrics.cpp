@@ -190,6 +190,36 @@ TEST_CASE("metrics: auroc and average_precision match scikit-learn with ties") {
   }
 }
 
+TEST_CASE("metrics: roc_curve and detection_rate on hand-computed cases") {
+  // Scores 0.8 (anomaly), 0.4 (normal), 0.35 (anomaly), 0.1 (normal): one point per distinct score.
+  RocCurve roc = roc_curve(doubles({0.1, 0.4, 0.35, 0.8}), longs({0, 0, 1, 1}));
+  CHECK(roc.fpr == std::vector<double>{0, 0, 0.5, 0.5, 1});
+  CHECK(roc.tpr == std::vector<double>{0, 0.5, 0.5, 1, 1});
+  CHECK(roc.thresholds[1] == 0.8);
+  CHECK(detection_rate(doubles({0.1, 0.4, 0.35, 0.8}), longs({0, 0, 1, 1})) == 0.5);
+  CHECK(detection_rate(doubles({0.1, 0.4, 0.35, 0.8}), longs({0, 0, 1, 1}), 0.5) == 1.0);
+  // A normal tied with the top anomalies: flagging them would flag 1 of 2 normals, over budget, so none is.
+  CHECK(detection_rate(doubles({0.9, 0.9, 0.9, 0.1}), longs({1, 1, 0, 0})) == 0.0);
+  CHECK_THROWS_WITH_AS(detection_rate(doubles({0.1, 0.2}), longs({0, 1}), 1.5), doctest::Contains("detection_rate: max_fpr must be in [0,1]"), Error);
+  CHECK_THROWS_WITH_AS(roc_curve(doubles({0.1, 0.2}), longs({1, 1})), doctest::Contains("roc_curve: needs both classes"), Error);
+}
+
+TEST_CASE("metrics: roc_curve and detection_rate match scikit-learn with ties") {
+  json f = fixture("detection.json");
+  for (const json& c : f["cases"]) {
+    CAPTURE(c["name"].get<std::string>());
+    Tensor s = doubles(c["scores"]), y = longs(c["labels"]);
+    RocCurve roc = roc_curve(s, y);
+    REQUIRE(roc.fpr.size() == c["fpr"].size());
+    for (size_t i = 0; i < roc.fpr.size(); ++i) {
+      CHECK(roc.fpr[i] == doctest::Approx(c["fpr"][i].get<double>()).epsilon(1e-12));
+      CHECK(roc.tpr[i] == doctest::Approx(c["tpr"][i].get<double>()).epsilon(1e-12));
+      if (i > 0) CHECK(roc.thresholds[i] == c["thresholds"][i - 1].get<double>());
+    }
+    CHECK(detection_rate(s, y, c["max_fpr"].get<double>()) == doctest::Approx(c["detection_rate"].get<double>()).epsilon(1e-12));
+  }
+}
+
 // ---- reconstruction and likelihood -------------------------------------------------------------------
 
 TEST_CASE("metrics: reconstruction_error nats_per_sample and bits_per_dim") {

@@ -1,5 +1,6 @@
 // Tests for viz/viz.cpp: PNG round trips with exact pixels, the colormap tables, grids as torchvision lays
 // them out, heatmaps, labelled plots, overlays, and gnuplot charts (present and absent).
+#include "io/file.h"
 #include "viz/viz.h"
 
 #include <doctest/doctest.h>
@@ -58,10 +59,13 @@ viz::Rgb pixel(const viz::Image& img, int x, int y) {
 // torchvision's conversion of a [0,1] value to a byte.
 int byte_of(double v) { return (int)std::floor(std::clamp(v * 255 + 0.5, 0.0, 255.0)); }
 
+// The message of what f throws: heed::Error for a caller's mistake, io::IoError for a file that cannot be written.
 std::string error_of(const std::function<void()>& f) {
   try {
     f();
   } catch (const Error& e) {
+    return e.what();
+  } catch (const io::IoError& e) {
     return e.what();
   }
   return "(no error)";
