@@ -271,7 +271,8 @@ std::optional<RunConfig> Cli::try_parse(int argc, const char* const* argv) {
                                           " to continue it, "
                                     : std::string()) +
                      "or --force to overwrite it");
-  if (resuming()) {
+  // A model whose --resume names a folder of checkpoints (anomaly's, one per class) checks them itself.
+  if (resuming() && !fs::is_directory(get<std::string>("resume"), ec)) {
     // The checkpoint fixes the seed (the data order, the noise): a different --seed would silently mix two
     // runs, and no --seed takes the checkpoint's, so that metrics.json records the seed that ran.
     Metadata meta;
