@@ -176,6 +176,15 @@ IdxFile read_idx_impl(const std::string& op, const std::string& path, int64_t ma
                 std::to_string(elem_size) + " bytes = " + (overflow ? "more than 2^63" : std::to_string(payload)) +
                 " bytes, over the limit of " + std::to_string(max_bytes) + " (a damaged header?)");
 
+  // An empty payload does not make any shape fine: (0, 2^32-1, 2^32-1, 2^32-1) holds no bytes, but its
+  // strides would overflow. The checked product every tensor's shape passes (tensor/shape.h) decides.
+  try {
+    checked_numel(op.c_str(), idx.shape);
+  } catch (const Error&) {
+    throw Error(op + ": '" + path + "': the header's dims " + dims_text +
+                " have more than 2^63-1 elements (counting the non-zero ones; a damaged header?)");
+  }
+
   // ---- the payload, in chunks: the buffer only grows as the bytes really arrive ----
   size_t header_size = 4 + 4 * (size_t)ndims;
   size_t total = header_size + (size_t)payload;

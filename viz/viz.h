@@ -43,7 +43,7 @@ struct Image {
 };
 
 /// Writes `image` as a PNG, atomically (io::write_file_atomic): no reader sees half a file.
-/// Throws heed::Error naming the path and the reason when it cannot be written.
+/// Throws io::IoError (io/file.h) naming the path and the reason when it cannot be written.
 void save_png(const Image& image, const std::string& path);
 /// Reads a PNG (or any format stb_image reads) with its own channel count. Throws heed::Error on failure.
 Image load_png(const std::string& path);

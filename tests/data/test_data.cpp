@@ -581,6 +581,14 @@ TEST_CASE("data: a gzipped IDX file followed by garbage is refused; a second gzi
   CHECK(read_idx(dir.file("two.gz")).to_vector<int64_t>() == std::vector<int64_t>{1, 2, 3, 4, 5, 6});
 }
 
+TEST_CASE("data: an IDX header whose dims overflow is refused naming the file, even with no payload") {
+  TempDir dir("idx_dims");
+  write_raw(dir.file("empty_huge.idx"), idx_header(0x08, {0, 0xffffffff, 0xffffffff, 0xffffffff}));
+  CHECK_THROWS_WITH_AS(read_idx(dir.file("empty_huge.idx")), doctest::Contains("empty_huge.idx': the header's dims 0 x"), Error);
+  write_raw(dir.file("empty_ok.idx"), idx_header(0x08, {0, 28, 28}));
+  CHECK(read_idx(dir.file("empty_ok.idx")).shape() == Shape{0, 28, 28});
+}
+
 TEST_CASE("data: DataLoader with batch_size INT64_MAX gives one batch, not zero") {
   Tensor x = arange(10).to(float32);
   DataLoader loader(TensorDataset{{x}}, {.batch_size = INT64_MAX});

@@ -65,6 +65,8 @@ TEST_CASE("fuzz: every corpus file goes through its target without a crash or an
     }
   }
   CHECK(files >= 20);
+  for (const char* scratch : {"st.safetensors", "sd.safetensors", "raw.idx", "gz.idx.gz"})
+    fs::remove(fuzz::scratch_path(scratch));  // the targets' input files
 }
 
 TEST_CASE("fuzz: seeds (rewritten with HEED_WRITE_FUZZ_SEEDS=1)") {

@@ -63,7 +63,7 @@ int byte_of(double v) { return (int)std::floor(std::clamp(v * 255 + 0.5, 0.0, 25
 std::string error_of(const std::function<void()>& f) {
   try {
     f();
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {  // heed::Error, or io::IoError for a file that cannot be written
     return e.what();
   } catch (const io::IoError& e) {
     return e.what();
