@@ -65,8 +65,6 @@ std::string error_of(const std::function<void()>& f) {
     f();
   } catch (const std::exception& e) {  // heed::Error, or io::IoError for a file that cannot be written
     return e.what();
-  } catch (const io::IoError& e) {
-    return e.what();
   }
   return "(no error)";
 }
