@@ -48,7 +48,8 @@ def main():
     networks = [("10 Gbit/s", 10e9 / 8, 50e-6), ("100 Gbit/s", 100e9 / 8, 5e-6)]
     models = [("vae_step", args.vae_ms / 1e3, args.vae_params * 4, 128),
               ("gpt_step", args.gpt_ms / 1e3, args.gpt_params * 4, 32)]
-    print("| model | network | p | all-reduce (ms) | weak, no overlap | weak, overlap | strong (global batch), overlap |")
+    print("| model | network | p | all-reduce (ms) | weak, no overlap | weak, overlap "
+          "| strong (global batch), overlap |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for name, t_c, nbytes, batch in models:
         for net, link, alpha in networks:
@@ -60,7 +61,8 @@ def main():
                     strong = f"{100 * efficiency(t_c / p, t_ar, True):.0f}% ({batch // p}/rank)"
                 else:
                     strong = f"n/a (batch {batch} < {p} ranks)"
-                print(f"| {name} | {net} | {p} | {1e3 * t_ar:.2f} | {100 * weak[0]:.0f}% | {100 * weak[1]:.0f}% | {strong} |")
+                print(f"| {name} | {net} | {p} | {1e3 * t_ar:.2f} | {100 * weak[0]:.0f}% | {100 * weak[1]:.0f}% "
+                      f"| {strong} |")
 
 
 if __name__ == "__main__":

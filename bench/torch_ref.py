@@ -89,7 +89,8 @@ def vae_step(B=128):
 
 
 def gan_step(B=64, z=100):  # MLP GAN on 28x28: one D step and one G step
-    G = nn.Sequential(nn.Linear(z, 256), nn.LeakyReLU(0.2), nn.Linear(256, 512), nn.LeakyReLU(0.2), nn.Linear(512, 784), nn.Tanh())
+    G = nn.Sequential(nn.Linear(z, 256), nn.LeakyReLU(0.2), nn.Linear(256, 512), nn.LeakyReLU(0.2),
+                      nn.Linear(512, 784), nn.Tanh())
     D = nn.Sequential(nn.Linear(784, 512), nn.LeakyReLU(0.2), nn.Linear(512, 256), nn.LeakyReLU(0.2), nn.Linear(256, 1))
     og = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     od = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
@@ -99,7 +100,8 @@ def gan_step(B=64, z=100):  # MLP GAN on 28x28: one D step and one G step
     def step():
         od.zero_grad()
         fake = G(torch.randn(B, z))
-        d_loss = F.binary_cross_entropy_with_logits(D(real), ones) + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)
+        d_loss = (F.binary_cross_entropy_with_logits(D(real), ones)
+                  + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros))
         d_loss.backward()
         od.step()
         og.zero_grad()
@@ -148,7 +150,8 @@ def gpt_step(B=32, T=64, d=128, h=4, L=4, V=96):  # char-level GPT with pre-LN b
 
 def conv_ae_step(B=64):  # a small convolutional autoencoder on 28x28
     enc = nn.Sequential(nn.Conv2d(1, 32, 3, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU())
-    dec = nn.Sequential(nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(32, 1, 4, 2, 1), nn.Sigmoid())
+    dec = nn.Sequential(nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(32, 1, 4, 2, 1),
+                        nn.Sigmoid())
     opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), 1e-3)
     x = torch.rand(B, 1, 28, 28)
 

@@ -28,7 +28,8 @@ add_executable(heed_dist_failure ${PROJECT_SOURCE_DIR}/tests/dist/failure.cpp)
 target_link_libraries(heed_dist_failure PRIVATE heed_zoo)
 heed_private_flags(heed_dist_failure)
 foreach(mode throws killed)
-  add_test(NAME dist_rank_${mode} COMMAND ${CMAKE_COMMAND} -D "COMMAND=${HEED_MPIRUN};$<TARGET_FILE:heed_dist_failure>;${mode}"
+  add_test(NAME dist_rank_${mode} COMMAND ${CMAKE_COMMAND}
+    -D "COMMAND=${HEED_MPIRUN};$<TARGET_FILE:heed_dist_failure>;${mode}"
     -D SECONDS=60 -P ${PROJECT_SOURCE_DIR}/cmake/HeedExpectJobFailure.cmake)
   set_tests_properties(dist_rank_${mode} PROPERTIES LABELS "unit;mpi" TIMEOUT 120 ENVIRONMENT "${HEED_MPI_ENV}")
 endforeach()

@@ -19,6 +19,7 @@ function(heed_add_test_cases target)
     BYPRODUCTS ${cases} VERBATIM)
   # ctest reads the cases from here; before the first build, one entry says that the target is not built.
   file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/${target}_include.cmake
-    "if(EXISTS \"${cases}\")\n  include(\"${cases}\")\nelse()\n  add_test(${target}_NOT_BUILT ${target}_NOT_BUILT)\nendif()\n")
+    "if(EXISTS \"${cases}\")\n  include(\"${cases}\")\n"
+    "else()\n  add_test(${target}_NOT_BUILT ${target}_NOT_BUILT)\nendif()\n")
   set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES ${CMAKE_CURRENT_BINARY_DIR}/${target}_include.cmake)
 endfunction()

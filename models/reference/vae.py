@@ -13,7 +13,8 @@ minimised), Adam at 1e-3, batches of 128 (the last one of 96), and the same eval
 
 What cannot be the same: the random streams (initial weights, batch order, noise) are PyTorch's, not heed's, so a
 run matches heed's in distribution, not bit for bit. --eval-heed checks the other half: heed's trained weights,
-evaluated here, give heed's numbers (up to the noise of different random draws). Run it with the Debian interpreter, which has torch:
+evaluated here, give heed's numbers (up to the noise of different random draws). Run it with the Debian
+interpreter, which has torch:
 
   /usr/bin/python3 models/reference/vae.py --arch mlp --epochs 10 --threads 1 --out runs/reference_vae_mlp
 """
