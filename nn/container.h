@@ -50,7 +50,6 @@ struct Sequential : Module {
   }
 
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   size_t size() const { return steps_.size(); }
   /// The i-th module; throws when i is out of range.
   Module& operator[](size_t i);

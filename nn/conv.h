@@ -91,7 +91,6 @@ struct Conv2d : Module {
   // member initialisers inside the enclosing class.
   Conv2d(int64_t in_channels, int64_t out_channels, Size2 kernel_size);
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "Conv2d"; }
   std::string extra_repr() const override;
 };
@@ -115,7 +114,6 @@ struct ConvTranspose2d : Module {
   ConvTranspose2d(int64_t in_channels, int64_t out_channels, Size2 kernel_size, const Config& config);
   ConvTranspose2d(int64_t in_channels, int64_t out_channels, Size2 kernel_size);  // as Conv2d's
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "ConvTranspose2d"; }
   std::string extra_repr() const override;
 };
@@ -124,7 +122,6 @@ struct MaxPool2d : Module {
   Size2 kernel_size, stride, padding, dilation;
   explicit MaxPool2d(Size2 kernel_size, std::optional<Size2> stride = std::nullopt, Size2 padding = 0, Size2 dilation = 1);
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "MaxPool2d"; }
   std::string extra_repr() const override;
 };
@@ -135,7 +132,6 @@ struct AvgPool2d : Module {
   explicit AvgPool2d(Size2 kernel_size, std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
                      bool count_include_pad = true);
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "AvgPool2d"; }
   std::string extra_repr() const override;
 };
@@ -144,7 +140,6 @@ struct AdaptiveAvgPool2d : Module {
   Size2 output_size;
   explicit AdaptiveAvgPool2d(Size2 output_size);
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "AdaptiveAvgPool2d"; }
   std::string extra_repr() const override;
 };
@@ -154,7 +149,6 @@ struct Upsample : Module {
   Size2 scale_factor;
   explicit Upsample(Size2 scale_factor);
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "Upsample"; }
   std::string extra_repr() const override;
 };

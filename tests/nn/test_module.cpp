@@ -125,3 +125,47 @@ TEST_CASE("nn Module: printing shows the tree, each parameter's shape and the to
   CHECK(s.find("scale (1)") != std::string::npos);
   CHECK(s.find("# 28 parameters") != std::string::npos);
 }
+
+// ---- calling a module: model(x) is model.forward(x) ---------------------------------------------------------
+namespace {
+// A user's struct, as a PyTorch user writes one: no operator() of its own.
+struct TwoLayer : Module {
+  Linear fc1{4, 8}, fc2{8, 2};
+  TwoLayer() {
+    register_module("fc1", fc1);
+    register_module("fc2", fc2);
+  }
+  Tensor forward(const Tensor& x) { return fc2(relu(fc1(x))); }
+};
+// A forward of two tensors that returns a struct still compiles beside the virtual forward(const Tensor&).
+struct Pair {
+  Tensor sum, diff;
+};
+struct TwoInputs : Module {
+  Pair forward(const Tensor& a, const Tensor& b) { return {a + b, a - b}; }
+};
+struct Derived : TwoLayer {};  // inherits a callable forward
+}  // namespace
+
+TEST_CASE("modules are callable: model(x) calls the user's forward(const Tensor&)") {
+  TwoLayer model;
+  Tensor x = randn({3, 4});
+  CHECK(allclose(model(x), model.forward(x)));
+  CHECK(model(x).shape() == Shape{3, 2});
+  Derived d;
+  CHECK(d(x).shape() == Shape{3, 2});
+  Module& base = model;  // through a base reference too (virtual dispatch)
+  CHECK(allclose(base(x), model.forward(x)));
+  Sequential seq;
+  seq.add<Linear>(4, 3);
+  seq.add<ReLU>();
+  CHECK(seq(x).shape() == Shape{3, 3});
+  TwoInputs two;
+  CHECK(two.forward(x, x).diff.sum().item() == 0.0);
+  // Without a forward(const Tensor&), calling it says so and names the C++ type.
+  CHECK_THROWS_WITH_AS(two(x), doctest::Contains("TwoInputs"), Error);
+  CHECK_THROWS_WITH_AS(two(x), doctest::Contains("m.forward(...)"), Error);
+  MultiheadAttention mha(8, 2, {.batch_first = true});
+  Tensor q = randn({2, 5, 8});
+  CHECK(mha(q, q, q).out.shape() == Shape{2, 5, 8});
+}
