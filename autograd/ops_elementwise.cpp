@@ -323,26 +323,26 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
 }
 
 // ---- C++ operators ------------------------------------------------------------------------------------------
-// A plain double becomes a 0-d tensor of the other operand's dtype, so `x * 2.0` stays float32.
+// A double becomes a 0-d tensor as a Python float would (wrap_scalar: int64 * 2.0 is float32).
 Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
 Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
 Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
 Tensor operator-(const Tensor& a) { return neg(a); }
-Tensor operator+(const Tensor& a, double b) { return add(a, scalar_like(b, a)); }
-Tensor operator-(const Tensor& a, double b) { return sub(a, scalar_like(b, a)); }
-Tensor operator*(const Tensor& a, double b) { return mul(a, scalar_like(b, a)); }
-Tensor operator/(const Tensor& a, double b) { return div(a, scalar_like(b, a)); }
-Tensor operator+(double a, const Tensor& b) { return add(scalar_like(a, b), b); }
-Tensor operator-(double a, const Tensor& b) { return sub(scalar_like(a, b), b); }
-Tensor operator*(double a, const Tensor& b) { return mul(scalar_like(a, b), b); }
-Tensor operator/(double a, const Tensor& b) { return div(scalar_like(a, b), b); }
+Tensor operator+(const Tensor& a, double b) { return add(a, wrap_scalar(a, b)); }
+Tensor operator-(const Tensor& a, double b) { return sub(a, wrap_scalar(a, b)); }
+Tensor operator*(const Tensor& a, double b) { return mul(a, wrap_scalar(a, b)); }
+Tensor operator/(const Tensor& a, double b) { return div(a, wrap_scalar(a, b)); }
+Tensor operator+(double a, const Tensor& b) { return add(wrap_scalar(b, a), b); }
+Tensor operator-(double a, const Tensor& b) { return sub(wrap_scalar(b, a), b); }
+Tensor operator*(double a, const Tensor& b) { return mul(wrap_scalar(b, a), b); }
+Tensor operator/(double a, const Tensor& b) { return div(wrap_scalar(b, a), b); }
 Tensor operator<(const Tensor& a, const Tensor& b) { return lt(a, b); }
 Tensor operator<=(const Tensor& a, const Tensor& b) { return le(a, b); }
 Tensor operator>(const Tensor& a, const Tensor& b) { return gt(a, b); }
 Tensor operator>=(const Tensor& a, const Tensor& b) { return ge(a, b); }
-Tensor operator<(const Tensor& a, double b) { return lt(a, scalar_like(b, a)); }
-Tensor operator>(const Tensor& a, double b) { return gt(a, scalar_like(b, a)); }
+Tensor operator<(const Tensor& a, double b) { return lt(a, wrap_scalar(a, b)); }
+Tensor operator>(const Tensor& a, double b) { return gt(a, wrap_scalar(a, b)); }
 
 bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {
   if (a.shape() != b.shape()) return false;

@@ -52,7 +52,7 @@ struct Case {
   GradcheckOptions opts = {};
 };
 
-Tensor I(std::vector<int64_t> v, Shape s = {}) { return from_vector<int64_t>(v, s); }
+Tensor I(std::vector<int64_t> v, Shape s = {}) { return s.empty() ? from_vector<int64_t>(v) : from_vector<int64_t>(v, s); }
 
 std::vector<Case> table() {
   using V = std::vector<Tensor>;
@@ -191,6 +191,7 @@ std::vector<Case> table() {
          nn::CrossEntropyOptions o{.label_smoothing = 0.1, .reduction = nn::Reduction::None};
          return nn::cross_entropy(x[0], I({0, 3, 1, -100, 2}), o);
        }},
+      {"remainder", [] { return V{R({3, 4}), positive({4})}; }, [](const V& x) { return remainder(x[0], x[1]) + x[0] % 0.7; }},
       {"checkpoint", [] { return V{R({2, 3}), R({3, 3})}; },
        [](const V& x) { return checkpoint([](const V& in) { return tanh(matmul(in[0], in[1])); }, x); }, false},
   };
