@@ -61,8 +61,10 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
 Tensor max_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
                   Size2 dilation = 1);
 /// The mean of each window, per channel; with count_include_pad the zero padding counts in the divisor.
+/// The arguments come in F.avg_pool2d's order; ceil_mode must be false (heed's windows round the output
+/// size down) and is there so that a positional `false` means what it means in PyTorch.
 Tensor avg_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
-                  bool count_include_pad = true);
+                  bool ceil_mode = false, bool count_include_pad = true);
 /// (N,C,H,W) -> (N,C,OH,OW): output pixel (i,j) averages rows floor(i·H/OH) .. ceil((i+1)·H/OH)-1 and the
 /// same for columns, as PyTorch; the bins overlap when H is not a multiple of OH.
 Tensor adaptive_avg_pool2d(const Tensor& x, Size2 output_size);
@@ -129,8 +131,9 @@ struct MaxPool2d : Module {
 struct AvgPool2d : Module {
   Size2 kernel_size, stride, padding;
   bool count_include_pad;
+  /// nn.AvgPool2d's order; ceil_mode must be false, as in avg_pool2d.
   explicit AvgPool2d(Size2 kernel_size, std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
-                     bool count_include_pad = true);
+                     bool ceil_mode = false, bool count_include_pad = true);
   Tensor forward(const Tensor& x);
   std::string type_name() const override { return "AvgPool2d"; }
   std::string extra_repr() const override;

@@ -233,7 +233,7 @@ Tensor SinusoidalPositionalEncoding::forward(const Tensor& x) {
   return x + pe.narrow(0, 0, x.size(1)).to(x.dtype());
 }
 
-LearnedPositionalEncoding::LearnedPositionalEncoding(int64_t max_len, int64_t d_model) {
+LearnedPositionalEncoding::LearnedPositionalEncoding(int64_t d_model, int64_t max_len) {
   weight = randn({max_len, d_model}) * 0.02;
   register_parameter("weight", weight);
 }

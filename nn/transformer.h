@@ -88,6 +88,7 @@ struct TransformerEncoderLayer : Module {
   LayerNorm norm1, norm2;
 
   TransformerEncoderLayer(int64_t d_model, int64_t nhead, Config config);
+  TransformerEncoderLayer(int64_t d_model, int64_t nhead) : TransformerEncoderLayer(d_model, nhead, Config{}) {}
   /// src (T,B,E), or (B,T,E) with batch_first -> the same shape.
   Tensor forward(const Tensor& src, const MultiheadAttention::Args& args);
   Tensor forward(const Tensor& src) override { return forward(src, {}); }
@@ -132,10 +133,11 @@ struct SinusoidalPositionalEncoding : Module {
   std::string type_name() const override { return "SinusoidalPositionalEncoding"; }
 };
 
-/// x + W[:T] with a learned (max_len, E) table, initialised N(0, 0.02²) as GPT-2 does.
+/// x + W[:T] with a learned (max_len, E) table, initialised N(0, 0.02²) as GPT-2 does. The arguments come
+/// in SinusoidalPositionalEncoding's order, width first (every nn constructor takes widths before lengths).
 struct LearnedPositionalEncoding : Module {
   Tensor weight;
-  LearnedPositionalEncoding(int64_t max_len, int64_t d_model);
+  LearnedPositionalEncoding(int64_t d_model, int64_t max_len);
   Tensor forward(const Tensor& x);
   std::string type_name() const override { return "LearnedPositionalEncoding"; }
 };
