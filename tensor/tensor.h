@@ -287,12 +287,13 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim = 0);
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
 /// Pieces of the given sizes along dim (they must sum to its size), as torch.split(x, [2, 3], dim).
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& split_sizes, int64_t dim = 0);
-// sorting and sampling (autograd/ops_sort.cpp); the values are differentiable through gather
+// sorting (autograd/ops_sort.cpp); the values are differentiable through gather
 /// Values and int64 indices sorted along dim; NaN sorts as the largest; ties keep their order.
 std::pair<Tensor, Tensor> sort(const Tensor& x, int64_t dim = -1, bool descending = false);
-Tensor argsort(const Tensor& x, int64_t dim = -1, bool descending = false);
 /// The k largest (or smallest) values along dim and their int64 indices, in sorted order.
 std::pair<Tensor, Tensor> topk(const Tensor& x, int64_t k, int64_t dim = -1, bool largest = true);
+// indices and samples (autograd/ops_sort.cpp): int64, not differentiable
+Tensor argsort(const Tensor& x, int64_t dim = -1, bool descending = false);
 /// int64 category indices drawn from the non-negative weights `probs` (C) or (B, C) (not necessarily
 /// normalised) -> (num_samples) or (B, num_samples), as torch.multinomial. Not differentiable.
 Tensor multinomial(const Tensor& probs, int64_t num_samples, bool replacement = false, Generator* gen = nullptr);
@@ -330,13 +331,15 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
 /// three views would each return a zero-padded (B, T, 3·NH·D) gradient to be summed. Also first-order only.
 Tensor flash_attention_packed(const Tensor& qkv, int64_t num_heads, const kernels::FlashAttentionParams& p);
 
-/// Python's a // b: the quotient rounded toward -inf, in the promoted dtype (int64 // int64 is int64).
-/// Not differentiable (as PyTorch): the result is a constant. Integer division by zero throws.
-Tensor floor_divide(const Tensor& a, const Tensor& b);
+// Python's remainder (autograd/ops_division.cpp)
 /// Python's a % b (the sign of b), as torch.remainder; differentiable: da = d, db = -d floor(a / b).
 Tensor remainder(const Tensor& a, const Tensor& b);
+// Python's floor division: not differentiable (the quotient is piecewise constant, as in PyTorch)
+/// Python's a // b: the quotient rounded toward -inf, in the promoted dtype (int64 // int64 is int64).
+/// Integer division by zero throws.
+Tensor floor_divide(const Tensor& a, const Tensor& b);
 
-// ---- type promotion (tensor/kernels/promote.cpp) --------------------------------------------------------------
+// ---- type promotion (tensor/kernels/promote.cpp): helpers that make constants, not differentiable ----------
 /// The dtype of a binary op's result, as torch.result_type: tensors with dims decide; a 0-d tensor only
 /// counts when its category (bool < integer < floating) is higher.
 DType result_type(const Tensor& a, const Tensor& b);
