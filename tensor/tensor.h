@@ -331,7 +331,7 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
 /// three views would each return a zero-padded (B, T, 3·NH·D) gradient to be summed. Also first-order only.
 Tensor flash_attention_packed(const Tensor& qkv, int64_t num_heads, const kernels::FlashAttentionParams& p);
 
-// Python's remainder (autograd/ops_division.cpp)
+// Python's remainder (autograd/ops_elementwise.cpp)
 /// Python's a % b (the sign of b), as torch.remainder; differentiable: da = d, db = -d floor(a / b).
 Tensor remainder(const Tensor& a, const Tensor& b);
 // Python's floor division: not differentiable (the quotient is piecewise constant, as in PyTorch)
