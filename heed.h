@@ -12,6 +12,7 @@
 #include "nn/module.h"                 // nn::Module
 #include "nn/layers.h"                 // Linear, Conv2d, norms, dropout, containers, init, spectral norm
 #include "nn/loss.h"                   // losses
+#include "nn/functional.h"             // F.normalize, layer_norm, batch_norm, group_norm, embedding, kl_div, sampling
 #include "nn/clip.h"                   // gradient clipping
 #include "nn/distributions.h"          // Normal, Bernoulli, Categorical, kl_divergence
 #include "nn/attention.h"              // scaled_dot_product_attention, local and block-sparse attention

@@ -272,6 +272,10 @@ static std::vector<Tensor> run_node(Node* n, const Tensor& dout, bool create_gra
       throw AutogradError(std::string("backward of '") + n->name + "' gave a gradient of shape " +
                           shape_str(grads[i].shape()) + " for input " + std::to_string(i) + " of shape " +
                           shape_str(n->input_shapes[i]));
+    // Type promotion (float32 + float64 is float64) hands a float32 input a float64 gradient: PyTorch
+    // converts it back to the input's dtype, and so do we.
+    if (grads[i].dtype() != n->input_dtypes[i] && is_floating(n->input_dtypes[i]))
+      grads[i] = grads[i].to(n->input_dtypes[i]);
     if (anomaly_enabled() && has_nan_or_inf(grads[i]))
       throw AnomalyError(std::string("anomaly: the backward of '") + n->name + "' produced NaN or Inf in the gradient of input " +
                          std::to_string(i) + "; the forward op's input shapes were " + shapes_str(n->input_shapes));

@@ -22,7 +22,7 @@ using B = simd::Binary;
 static const bool registered = register_ops({"neg", "exp", "log", "sqrt", "rsqrt", "abs", "sign", "tanh", "sigmoid",
                                              "relu", "leaky_relu", "elu", "gelu", "gelu_tanh", "silu", "softplus",
                                              "erf", "pow_scalar", "clamp", "add", "sub", "mul", "div", "pow",
-                                             "maximum", "minimum", "where"});
+                                             "maximum", "minimum", "where", "remainder"});
 
 // A constant (not differentiable) 0/1 mask in x's dtype, e.g. (x > 0) for relu's backward.
 static Tensor mask_like(const Tensor& m, const Tensor& x) { return kernels::cast(m, x.dtype()); }
@@ -323,26 +323,26 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
 }
 
 // ---- C++ operators ------------------------------------------------------------------------------------------
-// A plain double becomes a 0-d tensor of the other operand's dtype, so `x * 2.0` stays float32.
+// A double becomes a 0-d tensor as a Python float would (wrap_scalar: int64 * 2.0 is float32).
 Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
 Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
 Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
 Tensor operator-(const Tensor& a) { return neg(a); }
-Tensor operator+(const Tensor& a, double b) { return add(a, scalar_like(b, a)); }
-Tensor operator-(const Tensor& a, double b) { return sub(a, scalar_like(b, a)); }
-Tensor operator*(const Tensor& a, double b) { return mul(a, scalar_like(b, a)); }
-Tensor operator/(const Tensor& a, double b) { return div(a, scalar_like(b, a)); }
-Tensor operator+(double a, const Tensor& b) { return add(scalar_like(a, b), b); }
-Tensor operator-(double a, const Tensor& b) { return sub(scalar_like(a, b), b); }
-Tensor operator*(double a, const Tensor& b) { return mul(scalar_like(a, b), b); }
-Tensor operator/(double a, const Tensor& b) { return div(scalar_like(a, b), b); }
+Tensor operator+(const Tensor& a, double b) { return add(a, wrap_scalar(a, b)); }
+Tensor operator-(const Tensor& a, double b) { return sub(a, wrap_scalar(a, b)); }
+Tensor operator*(const Tensor& a, double b) { return mul(a, wrap_scalar(a, b)); }
+Tensor operator/(const Tensor& a, double b) { return div(a, wrap_scalar(a, b)); }
+Tensor operator+(double a, const Tensor& b) { return add(wrap_scalar(b, a), b); }
+Tensor operator-(double a, const Tensor& b) { return sub(wrap_scalar(b, a), b); }
+Tensor operator*(double a, const Tensor& b) { return mul(wrap_scalar(b, a), b); }
+Tensor operator/(double a, const Tensor& b) { return div(wrap_scalar(b, a), b); }
 Tensor operator<(const Tensor& a, const Tensor& b) { return lt(a, b); }
 Tensor operator<=(const Tensor& a, const Tensor& b) { return le(a, b); }
 Tensor operator>(const Tensor& a, const Tensor& b) { return gt(a, b); }
 Tensor operator>=(const Tensor& a, const Tensor& b) { return ge(a, b); }
-Tensor operator<(const Tensor& a, double b) { return lt(a, scalar_like(b, a)); }
-Tensor operator>(const Tensor& a, double b) { return gt(a, scalar_like(b, a)); }
+Tensor operator<(const Tensor& a, double b) { return lt(a, wrap_scalar(a, b)); }
+Tensor operator>(const Tensor& a, double b) { return gt(a, wrap_scalar(a, b)); }
 
 bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {
   if (a.shape() != b.shape()) return false;
@@ -354,5 +354,35 @@ bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {
   }
   return true;
 }
+
+// ---- Python's floor division and remainder, and the comparison operators beside them -----------------------
+// Their kernels, and PyTorch's type promotion (which makes `labels * 7 + 3` int64), are in
+// tensor/kernels/promote.cpp.
+
+// out = ⌊a / b⌋, rounded toward -inf.  Not differentiable (PyTorch has no derivative for it): a constant.
+Tensor floor_divide(const Tensor& a, const Tensor& b) { return kernels::floor_divide(a, b); }
+
+// out = a - ⌊a / b⌋ b  (the sign of b);  da = d,  db = -d ⌊a / b⌋  (the quotient is piecewise constant)
+Tensor remainder(const Tensor& a, const Tensor& b) {
+  Tensor out = kernels::floor_divide(a, b, /*remainder=*/true);
+  OpFlags f{.reduces_broadcast = a.shape() != out.shape() || b.shape() != out.shape()};
+  return record("remainder", out, {a, b},
+                [sa = SavedTensor(a), sb = SavedTensor(b), ra = a.requires_grad(), rb = b.requires_grad()](
+                    const Tensor& d, const Tensor&) {
+                  Tensor a = sa.get(), b = sb.get();
+                  return Grads{ra ? sum_to_size(d, a.shape()) : Tensor(),
+                               rb ? sum_to_size(neg(d * floor_divide(a, b)), b.shape()) : Tensor()};
+                },
+                f);
+}
+
+Tensor operator%(const Tensor& a, const Tensor& b) { return remainder(a, b); }
+Tensor operator%(const Tensor& a, double b) { return remainder(a, wrap_scalar(a, b)); }
+Tensor operator==(const Tensor& a, const Tensor& b) { return eq(a, b); }
+Tensor operator!=(const Tensor& a, const Tensor& b) { return ne(a, b); }
+Tensor operator==(const Tensor& a, double b) { return eq(a, wrap_scalar(a, b)); }
+Tensor operator!=(const Tensor& a, double b) { return ne(a, wrap_scalar(a, b)); }
+Tensor operator<=(const Tensor& a, double b) { return le(a, wrap_scalar(a, b)); }
+Tensor operator>=(const Tensor& a, double b) { return ge(a, wrap_scalar(a, b)); }
 
 }  // namespace heed

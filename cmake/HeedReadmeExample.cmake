@@ -1,18 +1,30 @@
-# HeedReadmeExample.cmake: the README's first ```cpp block, compiled and run as the test readme_example.
+# HeedReadmeExample.cmake: a ```cpp block of the README, compiled and run as a test.
 #
-#   heed_add_readme_example(${PROJECT_SOURCE_DIR}/README.md)
+#   heed_add_readme_example(${PROJECT_SOURCE_DIR}/README.md readme_example "")
+#   heed_add_readme_example(${PROJECT_SOURCE_DIR}/README.md readme_writing_a_model "## Writing a model")
 #
-# The block is cut out of README.md at configure time; editing README.md re-runs the configure. Any comment
-# `// prints: TEXT` in the block is checked: the output must contain each TEXT, in order.
-function(heed_add_readme_example readme_path)
+# The first ```cpp block after the line `heading` (the file's first block when heading is "") becomes the
+# program and the ctest entry `name`. The block is cut out of README.md at configure time; editing
+# README.md re-runs the configure. Any comment `// prints: TEXT` in the block is checked: the output must
+# contain each TEXT, in order.
+function(heed_add_readme_example readme_path name heading)
   set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${readme_path})
   file(READ ${readme_path} readme)
   string(PREPEND readme "\n")  # so that a fence on the very first line also follows a newline
-  string(REGEX MATCH "\n```(cpp|c\\+\\+)[^\n]*\n" fence "${readme}")
-  if(NOT fence)
-    message(FATAL_ERROR "README.md has no ```cpp code block; its first one is built and run as the test readme_example")
+  set(skip 0)  # where the search for the fence starts
+  if(NOT heading STREQUAL "")
+    string(FIND "${readme}" "\n${heading}\n" skip)
+    if(skip EQUAL -1)
+      message(FATAL_ERROR "README.md has no line `${heading}`, whose first ```cpp block is the test ${name}")
+    endif()
   endif()
-  string(FIND "${readme}" "${fence}" start)
+  string(SUBSTRING "${readme}" ${skip} -1 tail)
+  string(REGEX MATCH "\n```(cpp|c\\+\\+)[^\n]*\n" fence "${tail}")
+  if(NOT fence)
+    message(FATAL_ERROR "README.md has no ```cpp code block after `${heading}`; it is built and run as the test ${name}")
+  endif()
+  string(FIND "${tail}" "${fence}" start)
+  math(EXPR start "${start} + ${skip}")
   string(LENGTH "${fence}" fence_length)
   math(EXPR start "${start} + ${fence_length}")
   # The block's first line number in README.md is the count of newlines before it (one was prepended).
@@ -22,20 +34,20 @@ function(heed_add_readme_example readme_path)
   string(SUBSTRING "${readme}" ${start} -1 readme)
   string(FIND "${readme}" "\n```" end)
   if(end EQUAL -1)
-    message(FATAL_ERROR "README.md: the first ```cpp code block is never closed with ```")
+    message(FATAL_ERROR "README.md: the ```cpp code block of the test ${name} is never closed with ```")
   endif()
   math(EXPR end "${end} + 1")  # keep the last line's newline
   string(SUBSTRING "${readme}" 0 ${end} example)
 
   # #line makes the compiler's errors point into README.md, where the code is edited. The .cpp is only
   # rewritten when it changed, so an edit elsewhere in README.md rebuilds nothing.
-  file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/readme_example.cpp.new
+  file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/${name}.cpp.new
     "#line ${first_line} \"${readme_path}\"\n${example}")
-  file(COPY_FILE ${CMAKE_CURRENT_BINARY_DIR}/readme_example.cpp.new ${CMAKE_CURRENT_BINARY_DIR}/readme_example.cpp
+  file(COPY_FILE ${CMAKE_CURRENT_BINARY_DIR}/${name}.cpp.new ${CMAKE_CURRENT_BINARY_DIR}/${name}.cpp
     ONLY_IF_DIFFERENT)
-  add_executable(readme_example ${CMAKE_CURRENT_BINARY_DIR}/readme_example.cpp)
-  target_link_libraries(readme_example PRIVATE heed)
-  add_test(NAME readme_example COMMAND readme_example)
+  add_executable(${name} ${CMAKE_CURRENT_BINARY_DIR}/${name}.cpp)
+  target_link_libraries(${name} PRIVATE heed)
+  add_test(NAME ${name} COMMAND ${name})
 
   # The expected output: each `// prints: TEXT`, escaped to match literally (a ';' matches any character,
   # since a ';' would split the property into a list), joined with ".*" so they must appear in order.
@@ -67,11 +79,11 @@ function(heed_add_readme_example readme_path)
   if(NOT "${expected}" STREQUAL "")
     # With PASS_REGULAR_EXPRESSION ctest ignores the exit code (a crash by signal still fails), so
     # FAIL_REGULAR_EXPRESSION also catches the sanitizers' reports, which exit non-zero without a signal.
-    set_tests_properties(readme_example PROPERTIES
+    set_tests_properties(${name} PROPERTIES
       PASS_REGULAR_EXPRESSION "${expected}"
       FAIL_REGULAR_EXPRESSION "runtime error:;ERROR: [A-Za-z]+Sanitizer")
   else()
-    message(WARNING "README.md's first ```cpp block has no `// prints: TEXT` comment, "
-      "so the test readme_example only checks that it builds and exits 0")
+    message(WARNING "README.md's ```cpp block of the test ${name} has no `// prints: TEXT` comment, "
+      "so it only checks that the block builds and exits 0")
   endif()
 endfunction()

@@ -114,6 +114,10 @@ struct CharCorpus {
 /// A fortune is the text between lines holding only "%"; `text` is every non-empty fortune followed by
 /// the line "%", in file order. The split is by fortune: a fixed-seed shuffle (Generator(0)) picks
 /// round(val_fraction * count) fortunes for `val`; both parts keep the file order and their "%" lines.
+/// Why not a contiguous split (the last 10% of the text, as nanoGPT's shakespeare_char)? The files are
+/// sorted by name and each is one topic (art, computers, love, ...), so the tail of the corpus is a
+/// few topics the model never trains on, and the validation loss would measure topic shift, not
+/// generalisation. Whole fortunes drawn from every file keep both parts alike, and no fortune is cut in two.
 CharCorpus load_fortunes(double val_fraction = 0.1, const std::string& dir = "/usr/share/games/fortunes");
 
 // ---- synthetic data with known structure ----------------------------------------------------------------

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <bit>
+#include <cassert>
+#include <cmath>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -32,13 +34,52 @@ static const char* st_dtype(DType t) {
   return "?";
 }
 
-static bool from_st_dtype(const std::string& s, DType& out) {
-  if (s == "F32") out = float32;
-  else if (s == "F64") out = float64;
-  else if (s == "I64") out = int64;
-  else if (s == "BOOL") out = boolean;
-  else return false;
-  return true;
+// A dtype as it is stored in the file, and the heed dtype it loads as. PyTorch checkpoints also hold
+// half-precision floats and narrower integers; heed has none of those, so load widens them exactly:
+//   F16, BF16 -> float32   (every half and bfloat16 value, subnormals, inf and NaN included, is a float32)
+//   I32, I16, I8, U8 -> int64
+struct FileDType {
+  const char* name;
+  size_t size;  // bytes per element in the file
+  DType dtype;  // what heed holds after loading
+};
+static const FileDType kFileDTypes[] = {
+    {"F32", 4, float32}, {"F64", 8, float64}, {"I64", 8, int64}, {"BOOL", 1, boolean}, {"F16", 2, float32},
+    {"BF16", 2, float32}, {"I32", 4, int64},  {"I16", 2, int64}, {"I8", 1, int64},      {"U8", 1, int64},
+};
+
+static const FileDType* from_st_dtype(const std::string& s) {
+  for (const FileDType& d : kFileDTypes)
+    if (s == d.name) return &d;
+  return nullptr;
+}
+
+// IEEE binary16 -> binary32, exactly: sign, 5-bit exponent (bias 15), 10-bit mantissa.
+static float half_to_float(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  if (exp == 0x1f) return std::bit_cast<float>(sign | 0x7f800000u | (mant << 13));  // inf, NaN (payload kept)
+  if (exp != 0) return std::bit_cast<float>(sign | ((exp + 127 - 15) << 23) | (mant << 13));
+  // Zero or subnormal: mant · 2^-24, exact in float32.
+  float v = std::ldexp((float)mant, -24);
+  return sign ? -v : v;
+}
+
+// bfloat16 is the top half of a float32, so widening is a shift.
+static float bfloat16_to_float(uint16_t b) { return std::bit_cast<float>((uint32_t)b << 16); }
+
+// Widens n elements of a narrower file dtype from `src` into t (float32 or int64).
+static void widen(const std::string& name, const void* src, int64_t n, Tensor& t) {
+  auto each = [&](auto* in, auto* out, auto f) {
+    for (int64_t i = 0; i < n; i++) out[i] = f(in[i]);
+  };
+  auto id = [](auto v) { return (int64_t)v; };
+  if (name == "F16") each((const uint16_t*)src, t.data_ptr<float>(), half_to_float);
+  else if (name == "BF16") each((const uint16_t*)src, t.data_ptr<float>(), bfloat16_to_float);
+  else if (name == "I32") each((const int32_t*)src, t.data_ptr<int64_t>(), id);
+  else if (name == "I16") each((const int16_t*)src, t.data_ptr<int64_t>(), id);
+  else if (name == "I8") each((const int8_t*)src, t.data_ptr<int64_t>(), id);
+  else if (name == "U8") each((const uint8_t*)src, t.data_ptr<int64_t>(), id);
+  else assert(false && "widen: a file dtype without a conversion");
 }
 
 // ---- save -------------------------------------------------------------------------------------------------
@@ -82,7 +123,7 @@ static std::string brief(const json& j) {
 
 struct Entry {
   std::string name;
-  DType dtype;
+  const FileDType* dtype;
   Shape shape;
   uint64_t begin, end;
 };
@@ -181,8 +222,8 @@ TensorMap load(const std::string& path, Metadata* metadata) {
     }
     if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") || !info.contains("data_offsets"))
       throw fail("tensor \"" + name + "\" needs dtype, shape and data_offsets");
-    Entry e{name, float32, {}, 0, 0};
-    if (!info["dtype"].is_string() || !from_st_dtype(info["dtype"].get<std::string>(), e.dtype))
+    Entry e{name, nullptr, {}, 0, 0};
+    if (!info["dtype"].is_string() || !(e.dtype = from_st_dtype(info["dtype"].get<std::string>())))
       throw fail("tensor \"" + name + "\" has an unknown dtype " + brief(info["dtype"]));
     const json& shape = info["shape"];
     if (!shape.is_array()) throw fail("tensor \"" + name + "\": shape must be an array");
@@ -207,7 +248,7 @@ TensorMap load(const std::string& path, Metadata* metadata) {
     e.begin = off[0].get<uint64_t>();
     e.end = off[1].get<uint64_t>();
     if (e.end < e.begin) throw fail("tensor \"" + name + "\": data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) + "] end before they begin");
-    uint64_t es = dtype_size(e.dtype);
+    uint64_t es = e.dtype->size;
     if (count > UINT64_MAX / es || count * es != e.end - e.begin)
       throw fail("tensor \"" + name + "\": shape " + brief(shape) + " of " + info["dtype"].get<std::string>() + " needs " +
                  (count > UINT64_MAX / es ? std::string("more than 2^64") : std::to_string(count * es)) + " bytes but data_offsets span " +
@@ -232,11 +273,15 @@ TensorMap load(const std::string& path, Metadata* metadata) {
   // Only now, with every size bounded by the file's, allocate and read.
   TensorMap out;
   for (const Entry& e : entries) {
-    Tensor t = empty(e.shape, e.dtype);
+    Tensor t = empty(e.shape, e.dtype->dtype);
+    const bool same = std::strcmp(e.dtype->name, st_dtype(t.dtype())) == 0;  // stored as heed holds it: read in place
+    std::vector<char> narrow(same ? 0 : e.end - e.begin);
+    char* dst = same ? static_cast<char*>(t.storage()->data) : narrow.data();
     f.seekg((std::streamoff)(8 + n + e.begin));
-    f.read(static_cast<char*>(t.storage()->data), (std::streamsize)(e.end - e.begin));
+    f.read(dst, (std::streamsize)(e.end - e.begin));
     if (!f) throw fail("reading tensor \"" + e.name + "\" failed");
-    if (e.dtype == boolean) {  // any non-zero byte would be an invalid bool; normalise to 0/1
+    if (!same) widen(e.dtype->name, narrow.data(), t.numel(), t);
+    if (t.dtype() == boolean) {  // any non-zero byte would be an invalid bool; normalise to 0/1
       uint8_t* p = static_cast<uint8_t*>(t.storage()->data);
       for (int64_t i = 0; i < t.numel(); i++) p[i] = p[i] != 0;
     }

@@ -30,7 +30,8 @@ void save(const std::string& path, const TensorMap& tensors, const Metadata& met
 /// and inside the file), valid JSON without duplicate keys, known dtypes, element counts that do not
 /// overflow and match the byte ranges, offsets that start at 0 and are contiguous with no overlap or
 /// hole, and a file length of exactly header plus data. Nothing large is allocated before all of that
-/// has been checked.
+/// has been checked. Besides heed's own four dtypes it reads what PyTorch checkpoints hold, widened
+/// exactly: F16 and BF16 load as float32; I32, I16, I8 and U8 as int64.
 TensorMap load(const std::string& path, Metadata* metadata = nullptr);
 
 }  // namespace heed

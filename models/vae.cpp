@@ -88,7 +88,7 @@ struct AttnVAE : VAE {
   nn::AttentionPooling pool;
   explicit AttnVAE(const Config& c)
       : embed(16, c.d_model), fc21(c.d_model, c.latent), fc22(c.d_model, c.latent), fc3(c.latent, c.hidden),
-        fc4(c.hidden, 784), pos(49, c.d_model),
+        fc4(c.hidden, 784), pos(c.d_model, 49),
         transformer(c.d_model, c.heads, 2, {.dim_feedforward = 2 * c.d_model, .dropout = 0.0, .batch_first = true,
                                             .norm_first = true}, /*final_norm=*/true),
         pool(c.d_model) {

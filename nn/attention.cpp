@@ -12,6 +12,8 @@
 // -inf mask passes through `add`, whose backward only copies the (already zero) gradient.
 #include "nn/attention.h"
 
+#include <cstdio>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -134,13 +136,22 @@ AttentionResult composite(const Tensor& q, const Tensor& k, const Tensor& v, con
   Tensor hide;
   auto hide_also = [&hide](const Tensor& m) { hide = hide.defined() ? logical_or(hide, m) : m; };
   if (o.attn_mask.defined()) {
+    bool fits = false;
+    try {
+      fits = broadcast_shapes("scaled_dot_product_attention", o.attn_mask.shape(), s.shape()) == s.shape();
+    } catch (const std::exception&) {
+    }
+    if (!fits)
+      throw Error("scaled_dot_product_attention: attn_mask " + shape_str(o.attn_mask.shape()) +
+                  " does not broadcast to the scores (..., Tq, Tk) = " + shape_str(s.shape()));
     if (o.attn_mask.dtype() == boolean) {
-      hide_also(o.attn_mask);
+      hide_also(logical_not(o.attn_mask));  // torch's F.scaled_dot_product_attention: true = takes part
     } else if (o.attn_mask.dtype() == s.dtype()) {
       s = s + o.attn_mask;  // additive: 0 keeps, -inf hides, anything else biases
     } else {
-      throw Error("scaled_dot_product_attention: attn_mask must be bool (true = masked out) or " +
-                  std::string(dtype_name(s.dtype())) + " (added to the scores), got " + dtype_name(o.attn_mask.dtype()));
+      throw Error("scaled_dot_product_attention: attn_mask must be bool (true = takes part in attention, as "
+                  "torch's F.scaled_dot_product_attention) or " + std::string(dtype_name(s.dtype())) +
+                  " (added to the scores), got " + dtype_name(o.attn_mask.dtype()) + " " + shape_str(o.attn_mask.shape()));
     }
   }
   if (o.key_padding_mask.defined()) hide_also(padding_view(o.key_padding_mask, s.dim()));
@@ -199,7 +210,16 @@ static bool use_fused(const char* op, const Tensor& q, const Tensor& k, const Te
 AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
   const char* op = "scaled_dot_product_attention";
   check_call(op, q, k, v, o);
-  if (!use_fused(op, q, k, v, o)) return composite(q, k, v, o);
+  if (!use_fused(op, q, k, v, o)) {
+    // An attn_mask is what most often sends Auto to the O(Tq·Tk) composite; say so once per process.
+    static bool told = false;
+    if (o.impl == AttentionImpl::Auto && o.attn_mask.defined() && !o.need_weights && o.score == AttentionScore::Dot && !told) {
+      told = true;
+      std::fprintf(stderr, "heed: scaled_dot_product_attention: attn_mask runs the composite path (O(Tq*Tk) memory); "
+                           "causal = true and key_padding_mask run the fused kernel (said once)\n");
+    }
+    return composite(q, k, v, o);
+  }
   return {flash_attention(q, k, v, flash_params(q, k.size(-2), o)), Tensor()};
 }
 

@@ -7,11 +7,14 @@
 // Letters: B batch, NH heads, Tq queries, Tk keys, D the query/key width, Dv the value width; "..." is any
 // number of batch dims (usually B, NH).
 //
-// MASK CONVENTION (read this): a bool mask is TRUE WHERE ATTENTION IS NOT ALLOWED, as PyTorch's
-// nn.MultiheadAttention (attn_mask, key_padding_mask). This is the OPPOSITE of
-// torch.nn.functional.scaled_dot_product_attention, whose bool attn_mask is True where attention IS
-// allowed. A float attn_mask is added to the scores (use -inf to forbid). A query row whose keys are all
-// masked gets output 0 and gradient 0 (PyTorch gives NaN there).
+// MASK CONVENTION (read this): each name takes its PyTorch namesake's convention.
+//   - scaled_dot_product_attention's attn_mask, as torch 2's F.scaled_dot_product_attention: bool TRUE =
+//     TAKES PART in attention (a lower-triangular ones matrix is causal).
+//   - key_padding_mask, and MultiheadAttention's attn_mask (nn.MultiheadAttention's): bool TRUE = NOT
+//     ALLOWED (padding, or a masked-out pair). So are the helpers below (causal_mask, local_attention_mask,
+//     block_sparse_mask): pass them to MultiheadAttention, or logical_not(...) to scaled_dot_product_attention.
+// A mask that does not broadcast to the scores, or of another dtype, throws. A float attn_mask is added to
+// the scores (use -inf to forbid). A query row whose keys are all masked gets output 0 and gradient 0 (PyTorch gives NaN there).
 //
 // Three paths:
 //   - dense composite: heed ops only (matmul, masked_fill, softmax, ...), so gradcheck and
@@ -47,7 +50,8 @@ enum class AttentionImpl {
 
 /// Everything of scaled_dot_product_attention besides q, k, v; all optional.
 struct AttentionOptions {
-  /// bool, TRUE = NOT ALLOWED (nn.MultiheadAttention's convention), or float, added to the scores.
+  /// bool, TRUE = TAKES PART (torch 2's F.scaled_dot_product_attention), or float, added to the scores.
+  /// Forces the composite path (said once on stderr under Auto); causal and key_padding_mask run fused.
   /// Broadcastable to the scores (..., Tq, Tk): (Tq, Tk) or (B, NH, Tq, Tk), ...
   Tensor attn_mask{};
   /// bool, TRUE = PADDING: (B, Tk), B = q.size(0), shared by all heads and queries; or (Tk).

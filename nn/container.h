@@ -9,8 +9,12 @@
 //   nn::Linear& head = mlp.add<nn::Linear>(400, 10);   // add returns the new layer
 //   Tensor logits = mlp(x);                           // (B,784) -> (B,10)
 //
-// A braced Config cannot pass through add's perfect forwarding, so name its type:
-//   seq.add<nn::Conv2d>(1, 32, 3, nn::Conv2d::Config{.stride = 2, .padding = 1});
+// A module with a Config takes it braced as the last argument, as its constructor does:
+//   seq.add<nn::Conv2d>(1, 32, 3, {.stride = 2, .padding = 1});
+//   blocks.add<Block>({.d_model = 64, .nhead = 4});
+// Perfect forwarding cannot deduce a braced list, so these are overloads whose last parameter is
+// M::Config itself (up to three arguments before it); a designator out of declaration order is then one
+// error at the call site, not a page of failed template candidates.
 #pragma once
 #include <concepts>
 #include <cstddef>
@@ -31,6 +35,10 @@ concept TensorToTensor = std::derived_from<M, Module> && requires(M& m, const Te
   { m.forward(x) } -> std::convertible_to<Tensor>;
 };
 
+/// A module type with a nested Config that it can be built from, after `Args`.
+template <class M, class... Args>
+concept ConfigurableWith = requires { typename M::Config; } && std::constructible_from<M, Args..., const typename M::Config&>;
+
 /// Applies its modules in order: forward(x) = m_{n-1}(...m_1(m_0(x))); no modules is the identity.
 struct Sequential : Module {
   /// Builds an M from `args` at the end of the chain and returns it.
@@ -38,6 +46,27 @@ struct Sequential : Module {
     requires std::constructible_from<M, Args...>
   M& add(Args&&... args) {
     return add(std::make_unique<M>(std::forward<Args>(args)...));
+  }
+  /// add<M>(args..., {.field = value}): the braced Config last (see the top of this file).
+  template <class M>
+    requires ConfigurableWith<M>
+  M& add(const typename M::Config& config) {
+    return add(std::make_unique<M>(config));
+  }
+  template <class M, class A>
+    requires ConfigurableWith<M, A>
+  M& add(A&& a, const typename M::Config& config) {
+    return add(std::make_unique<M>(std::forward<A>(a), config));
+  }
+  template <class M, class A, class B>
+    requires ConfigurableWith<M, A, B>
+  M& add(A&& a, B&& b, const typename M::Config& config) {
+    return add(std::make_unique<M>(std::forward<A>(a), std::forward<B>(b), config));
+  }
+  template <class M, class A, class B, class C>
+    requires ConfigurableWith<M, A, B, C>
+  M& add(A&& a, B&& b, C&& c, const typename M::Config& config) {
+    return add(std::make_unique<M>(std::forward<A>(a), std::forward<B>(b), std::forward<C>(c), config));
   }
   /// Appends a module built elsewhere; the Sequential takes ownership.
   template <class M>
@@ -50,7 +79,6 @@ struct Sequential : Module {
   }
 
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   size_t size() const { return steps_.size(); }
   /// The i-th module; throws when i is out of range.
   Module& operator[](size_t i);
@@ -83,6 +111,27 @@ struct ModuleList : Module {
     requires std::constructible_from<M, Args...>
   M& add(Args&&... args) {
     return add(std::make_unique<M>(std::forward<Args>(args)...));
+  }
+  /// add<M>(args..., {.field = value}): the braced Config last (see the top of this file).
+  template <class M>
+    requires ConfigurableWith<M>
+  M& add(const typename M::Config& config) {
+    return add(std::make_unique<M>(config));
+  }
+  template <class M, class A>
+    requires ConfigurableWith<M, A>
+  M& add(A&& a, const typename M::Config& config) {
+    return add(std::make_unique<M>(std::forward<A>(a), config));
+  }
+  template <class M, class A, class B>
+    requires ConfigurableWith<M, A, B>
+  M& add(A&& a, B&& b, const typename M::Config& config) {
+    return add(std::make_unique<M>(std::forward<A>(a), std::forward<B>(b), config));
+  }
+  template <class M, class A, class B, class C>
+    requires ConfigurableWith<M, A, B, C>
+  M& add(A&& a, B&& b, C&& c, const typename M::Config& config) {
+    return add(std::make_unique<M>(std::forward<A>(a), std::forward<B>(b), std::forward<C>(c), config));
   }
   template <class M>
   M& add(std::unique_ptr<M> m) {

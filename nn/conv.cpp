@@ -168,7 +168,13 @@ Tensor max_pool2d(const Tensor& x, Size2 k, std::optional<Size2> stride, Size2 p
 // out = mean over each window   x: (N,C,H,W) -> (N,C,OH,OW)
 // With count_include_pad the divisor is kh·kw; without, it is the number of real pixels in each window,
 // which is im2col of an all-ones image summed down each column (a constant, computed once per call).
-Tensor avg_pool2d(const Tensor& x, Size2 k, std::optional<Size2> stride, Size2 p, bool count_include_pad) {
+static void check_no_ceil_mode(const char* who, bool ceil_mode) {
+  if (ceil_mode) throw Error(std::string(who) + ": ceil_mode=true is not supported (output sizes round down)");
+}
+
+Tensor avg_pool2d(const Tensor& x, Size2 k, std::optional<Size2> stride, Size2 p, bool ceil_mode,
+                  bool count_include_pad) {
+  check_no_ceil_mode("avg_pool2d", ceil_mode);
   Size2 s = stride.value_or(k);
   check_pool("avg_pool2d", k, s, p, 1);
   Window2d win = window(k, s, p, 1);
@@ -316,14 +322,15 @@ std::string MaxPool2d::extra_repr() const {
          ", dilation=" + size_str(dilation) + ", ceil_mode=False";
 }
 
-AvgPool2d::AvgPool2d(Size2 k, std::optional<Size2> s, Size2 p, bool count_include_pad)
+AvgPool2d::AvgPool2d(Size2 k, std::optional<Size2> s, Size2 p, bool ceil_mode, bool count_include_pad)
     : kernel_size(k), stride(s.value_or(k)), padding(p), count_include_pad(count_include_pad) {
+  check_no_ceil_mode("AvgPool2d", ceil_mode);
   check_pool("AvgPool2d", kernel_size, stride, padding, 1);
 }
 
 Tensor AvgPool2d::forward(const Tensor& x) {
   check_input(describe(*this), x, -1, window(kernel_size, stride, padding, 1));
-  return avg_pool2d(x, kernel_size, stride, padding, count_include_pad);
+  return avg_pool2d(x, kernel_size, stride, padding, false, count_include_pad);
 }
 
 std::string AvgPool2d::extra_repr() const {

@@ -61,8 +61,10 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
 Tensor max_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
                   Size2 dilation = 1);
 /// The mean of each window, per channel; with count_include_pad the zero padding counts in the divisor.
+/// The arguments come in F.avg_pool2d's order; ceil_mode must be false (heed's windows round the output
+/// size down) and is there so that a positional `false` means what it means in PyTorch.
 Tensor avg_pool2d(const Tensor& x, Size2 kernel_size, std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
-                  bool count_include_pad = true);
+                  bool ceil_mode = false, bool count_include_pad = true);
 /// (N,C,H,W) -> (N,C,OH,OW): output pixel (i,j) averages rows floor(i·H/OH) .. ceil((i+1)·H/OH)-1 and the
 /// same for columns, as PyTorch; the bins overlap when H is not a multiple of OH.
 Tensor adaptive_avg_pool2d(const Tensor& x, Size2 output_size);
@@ -91,7 +93,6 @@ struct Conv2d : Module {
   // member initialisers inside the enclosing class.
   Conv2d(int64_t in_channels, int64_t out_channels, Size2 kernel_size);
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "Conv2d"; }
   std::string extra_repr() const override;
 };
@@ -115,7 +116,6 @@ struct ConvTranspose2d : Module {
   ConvTranspose2d(int64_t in_channels, int64_t out_channels, Size2 kernel_size, const Config& config);
   ConvTranspose2d(int64_t in_channels, int64_t out_channels, Size2 kernel_size);  // as Conv2d's
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "ConvTranspose2d"; }
   std::string extra_repr() const override;
 };
@@ -124,7 +124,6 @@ struct MaxPool2d : Module {
   Size2 kernel_size, stride, padding, dilation;
   explicit MaxPool2d(Size2 kernel_size, std::optional<Size2> stride = std::nullopt, Size2 padding = 0, Size2 dilation = 1);
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "MaxPool2d"; }
   std::string extra_repr() const override;
 };
@@ -132,10 +131,10 @@ struct MaxPool2d : Module {
 struct AvgPool2d : Module {
   Size2 kernel_size, stride, padding;
   bool count_include_pad;
+  /// nn.AvgPool2d's order; ceil_mode must be false, as in avg_pool2d.
   explicit AvgPool2d(Size2 kernel_size, std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
-                     bool count_include_pad = true);
+                     bool ceil_mode = false, bool count_include_pad = true);
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "AvgPool2d"; }
   std::string extra_repr() const override;
 };
@@ -144,7 +143,6 @@ struct AdaptiveAvgPool2d : Module {
   Size2 output_size;
   explicit AdaptiveAvgPool2d(Size2 output_size);
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "AdaptiveAvgPool2d"; }
   std::string extra_repr() const override;
 };
@@ -154,7 +152,6 @@ struct Upsample : Module {
   Size2 scale_factor;
   explicit Upsample(Size2 scale_factor);
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "Upsample"; }
   std::string extra_repr() const override;
 };

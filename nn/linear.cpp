@@ -3,6 +3,8 @@
 // B is the batch (any number of leading dims), K in_features, N out_features.
 #include "nn/linear.h"
 
+#include "nn/functional.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -59,9 +61,13 @@ Embedding::Embedding(int64_t num, int64_t dim) : num_embeddings(num), embedding_
 Tensor Embedding::forward(const Tensor& indices) {
   if (indices.dtype() != int64)
     throw Error(describe(*this) + ": expected int64 indices, got " + dtype_name(indices.dtype()));
-  Shape out = indices.shape();
-  out.push_back(embedding_dim);
-  return index_select(weight, 0, indices.reshape({-1})).reshape(out);
+  // nn::embedding checks every index (a negative one too, as PyTorch); its message then names this layer.
+  try {
+    return embedding(indices, weight);
+  } catch (const Error& e) {
+    std::string what = e.what();
+    throw Error(describe(*this) + what.substr(what.find(':')));
+  }
 }
 
 std::string Embedding::extra_repr() const { return std::to_string(num_embeddings) + ", " + std::to_string(embedding_dim); }

@@ -57,7 +57,6 @@ struct Linear : Module {
   /// weight ~ kaiming_uniform_(a = √5), i.e. U(-1/√in, 1/√in); bias ~ U(-1/√in, 1/√in).
   Linear(int64_t in_features, int64_t out_features, bool bias = true);
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "Linear"; }
   std::string extra_repr() const override;
 };
@@ -69,7 +68,6 @@ struct Embedding : Module {
   Embedding(int64_t num_embeddings, int64_t embedding_dim);
   /// indices: int64 of any shape, each in [0, num_embeddings)  ->  indices.shape + (embedding_dim).
   Tensor forward(const Tensor& indices);
-  Tensor operator()(const Tensor& indices) { return forward(indices); }
   std::string type_name() const override { return "Embedding"; }
   std::string extra_repr() const override;
 };
@@ -78,7 +76,6 @@ struct Flatten : Module {
   int64_t start_dim, end_dim;
   explicit Flatten(int64_t start_dim = 1, int64_t end_dim = -1) : start_dim(start_dim), end_dim(end_dim) {}
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "Flatten"; }
   std::string extra_repr() const override;
 };
@@ -88,7 +85,6 @@ struct Unflatten : Module {
   Shape unflattened_size;
   Unflatten(int64_t dim, Shape unflattened_size);
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "Unflatten"; }
   std::string extra_repr() const override;
 };
@@ -99,14 +95,12 @@ struct Dropout : Module {
   /// heed::checkpoint's rerun draws the same mask.
   explicit Dropout(double p = 0.5);
   Tensor forward(const Tensor& x) { return dropout(x, p, is_training()); }
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "Dropout"; }
   std::string extra_repr() const override { return "p=" + py_float(p) + ", inplace=False"; }
 };
 
 struct ReLU : Module {
   Tensor forward(const Tensor& x) { return relu(x); }
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "ReLU"; }
 };
 
@@ -114,7 +108,6 @@ struct LeakyReLU : Module {
   double negative_slope;
   explicit LeakyReLU(double negative_slope = 0.01) : negative_slope(negative_slope) {}
   Tensor forward(const Tensor& x) { return leaky_relu(x, negative_slope); }
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "LeakyReLU"; }
   std::string extra_repr() const override { return "negative_slope=" + py_float(negative_slope); }
 };
@@ -123,26 +116,22 @@ struct GELU : Module {
   std::string approximate;  // "none" (the exact erf form) or "tanh"
   explicit GELU(std::string approximate = "none");
   Tensor forward(const Tensor& x) { return gelu(x, approximate == "tanh"); }
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "GELU"; }
   std::string extra_repr() const override { return "approximate='" + approximate + "'"; }
 };
 
 struct SiLU : Module {
   Tensor forward(const Tensor& x) { return silu(x); }
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "SiLU"; }
 };
 
 struct Tanh : Module {
   Tensor forward(const Tensor& x) { return tanh(x); }
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "Tanh"; }
 };
 
 struct Sigmoid : Module {
   Tensor forward(const Tensor& x) { return sigmoid(x); }
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "Sigmoid"; }
 };
 
@@ -151,7 +140,6 @@ struct Softplus : Module {
   double beta, threshold;
   explicit Softplus(double beta = 1, double threshold = 20);
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "Softplus"; }
   std::string extra_repr() const override;
 };
@@ -160,7 +148,6 @@ struct ELU : Module {
   double alpha;
   explicit ELU(double alpha = 1.0) : alpha(alpha) {}
   Tensor forward(const Tensor& x) { return elu(x, alpha); }
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "ELU"; }
   std::string extra_repr() const override { return "alpha=" + py_float(alpha); }
 };

@@ -1,11 +1,15 @@
 // module.cpp: registration, traversal, modes and the state dict.
 #include "nn/module.h"
 
+#include <cxxabi.h>
+
 #include <charconv>
+#include <cstdlib>
 #include <cmath>
 #include <iomanip>
 #include <ostream>
 #include <sstream>
+#include <typeinfo>
 
 #include "tensor/kernels/kernels.h"
 
@@ -207,6 +211,21 @@ std::ostream& operator<<(std::ostream& os, const Module& m) {
   std::string n = std::to_string(m.num_parameters());
   for (int i = (int)n.size() - 3; i > 0; i -= 3) n.insert(i, ",");
   return os << "  # " << n << " parameters";
+}
+
+// ---- calling -------------------------------------------------------------------------------------------------
+// A user's struct keeps type_name() "Module", so the message names its C++ type, demangled ("CharLM").
+Tensor Module::forward(const Tensor& x) {
+  std::string name = type_name();
+  if (name == "Module") {
+    int status = 0;
+    char* demangled = abi::__cxa_demangle(typeid(*this).name(), nullptr, nullptr, &status);
+    if (status == 0 && demangled) name = demangled;
+    std::free(demangled);
+  }
+  throw Error(name + ": called as " + name + "(x) with x " + shape_str(x.shape()) +
+              ", but it has no member `Tensor forward(const Tensor&)` to call; its forward takes other arguments or "
+              "returns another type, so call it as m.forward(...)");
 }
 
 void shape_error(const std::string& layer, const std::string& expected, const Shape& got) {

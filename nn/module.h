@@ -9,6 +9,19 @@
 //     MLP() { register_module("fc1", fc1); register_module("fc2", fc2); }
 //     Tensor forward(const Tensor& x) { return fc2(relu(fc1(x))); }
 //   };
+//   MLP model;
+//   Tensor logits = model(x);   // calls forward, as a PyTorch module's __call__ does
+//
+// Calling a module. Module declares `virtual Tensor forward(const Tensor&)`, and its operator() calls it;
+// a struct that declares `Tensor forward(const Tensor& x)` overrides it without writing `override` (the
+// signature alone does it), so `model(x)` works for every such module, the user's included. Without
+// C++23's deducing this, a base class cannot see a derived forward of any other signature, so:
+//   - a forward with other arguments (`forward(x, mask)`) is called as `m.forward(x, mask)`, or the
+//     module adds its own operator() with those arguments (MultiheadAttention does);
+//   - a forward(const Tensor&) that returns something else (a struct of outputs) would clash with the
+//     virtual, so such a module names that member otherwise (`encode`, `forward_with_attention`) or takes
+//     its input by another type; calling the plain `model(x)` on a module without forward(const Tensor&)
+//     throws an Error naming the module.
 //
 // Registration stores pointers to the members, so a Module cannot be copied or moved (the pointers would
 // dangle); build it in place, or hold it by std::unique_ptr.
@@ -46,6 +59,13 @@ struct Module {
   virtual std::string type_name() const { return "Module"; }
   /// Extra text after the type name ("in_features=784, out_features=400").
   virtual std::string extra_repr() const { return ""; }
+
+  // ---- calling ----------------------------------------------------------------------------------------------
+  /// The computation; a derived `Tensor forward(const Tensor&)` overrides it. This default throws an
+  /// Error that names the module (its forward takes other arguments: call m.forward(...)).
+  virtual Tensor forward(const Tensor& x);
+  /// model(x) is model.forward(x), as in PyTorch.
+  Tensor operator()(const Tensor& input) { return forward(input); }
 
   // ---- registration (call once, in the constructor) -------------------------------------------------------
   /// Registers `*t` as a parameter: marks it requires_grad and returns it.

@@ -38,7 +38,6 @@ struct BatchNorm : Module {
 
   /// x (N, C, *) -> same shape.
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string extra_repr() const override;
 
  protected:
@@ -77,7 +76,6 @@ struct LayerNorm : Module {
       : LayerNorm(Shape{normalized_shape}, eps, elementwise_affine) {}
   /// x (..., *normalized_shape) -> same shape.
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "LayerNorm"; }
   std::string extra_repr() const override;
 };
@@ -92,7 +90,6 @@ struct GroupNorm : Module {
   GroupNorm(int64_t num_groups, int64_t num_channels, double eps = 1e-5, bool affine = true);
   /// x (N, C, *) -> same shape.
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "GroupNorm"; }
   std::string extra_repr() const override;
 };

@@ -75,7 +75,6 @@ struct SpectralNorm : Module {
     layer.weight = spectral_norm_weight(weight_orig, weight_u, weight_v, dim, n_power_iterations, eps, is_training());
     return layer.forward(x);
   }
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "SpectralNorm"; }
   std::string extra_repr() const override {
     return describe(layer) + ", n_power_iterations=" + std::to_string(n_power_iterations) + ", eps=" + py_float(eps) +

@@ -91,8 +91,11 @@ MhaOutput MultiheadAttention::forward(const Tensor& query, const Tensor& key, co
   }
   if (args.attn_mask.defined()) {
     const Tensor& m = args.attn_mask;
-    if (m.shape() == Shape{L, S}) opts.attn_mask = m;  // broadcasts over (B, NH)
-    else if (m.shape() == Shape{B * num_heads, L, S}) opts.attn_mask = m.reshape({B, num_heads, L, S});
+    // nn.MultiheadAttention's bool mask is true where attention is NOT allowed; scaled_dot_product_attention's
+    // (torch 2's F.scaled_dot_product_attention) is true where it is: one logical_not between the two.
+    Tensor sdpa_mask = m.dtype() == boolean ? logical_not(m) : m;
+    if (m.shape() == Shape{L, S}) opts.attn_mask = sdpa_mask;  // broadcasts over (B, NH)
+    else if (m.shape() == Shape{B * num_heads, L, S}) opts.attn_mask = sdpa_mask.reshape({B, num_heads, L, S});
     else
       throw Error(std::string(who) + ": attn_mask should be (L, S) = " + shape_str({L, S}) + " or (B*NH, L, S) = " +
                   shape_str({B * num_heads, L, S}) + ", got " + shape_str(m.shape()));
@@ -230,7 +233,7 @@ Tensor SinusoidalPositionalEncoding::forward(const Tensor& x) {
   return x + pe.narrow(0, 0, x.size(1)).to(x.dtype());
 }
 
-LearnedPositionalEncoding::LearnedPositionalEncoding(int64_t max_len, int64_t d_model) {
+LearnedPositionalEncoding::LearnedPositionalEncoding(int64_t d_model, int64_t max_len) {
   weight = randn({max_len, d_model}) * 0.02;
   register_parameter("weight", weight);
 }

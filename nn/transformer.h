@@ -59,6 +59,12 @@ struct MultiheadAttention : Module {
   /// query (L,B,E) or (B,L,E) with batch_first; key and value (S,B,kdim/vdim) likewise.
   MhaOutput forward(const Tensor& query, const Tensor& key, const Tensor& value, const Args& args);
   MhaOutput forward(const Tensor& query, const Tensor& key, const Tensor& value) { return forward(query, key, value, Args{}); }
+  /// mha(q, k, v) and mha(q, k, v, {.attn_mask = m}) as in PyTorch (a forward of three tensors cannot be
+  /// reached through Module's operator(), so the module has its own).
+  MhaOutput operator()(const Tensor& query, const Tensor& key, const Tensor& value, const Args& args) {
+    return forward(query, key, value, args);
+  }
+  MhaOutput operator()(const Tensor& query, const Tensor& key, const Tensor& value) { return forward(query, key, value); }
   std::string type_name() const override { return "MultiheadAttention"; }
   std::string extra_repr() const override;
 };
@@ -82,10 +88,12 @@ struct TransformerEncoderLayer : Module {
   LayerNorm norm1, norm2;
 
   TransformerEncoderLayer(int64_t d_model, int64_t nhead, Config config);
+  TransformerEncoderLayer(int64_t d_model, int64_t nhead) : TransformerEncoderLayer(d_model, nhead, Config{}) {}
   /// src (T,B,E), or (B,T,E) with batch_first -> the same shape.
   Tensor forward(const Tensor& src, const MultiheadAttention::Args& args);
-  Tensor forward(const Tensor& src) { return forward(src, {}); }
-  Tensor operator()(const Tensor& src) { return forward(src); }
+  Tensor forward(const Tensor& src) override { return forward(src, {}); }
+  Tensor operator()(const Tensor& src, const MultiheadAttention::Args& args) { return forward(src, args); }
+  using Module::operator();
   std::string type_name() const override { return "TransformerEncoderLayer"; }
 
  private:
@@ -99,8 +107,9 @@ struct TransformerEncoder : Module {
   TransformerEncoder(int64_t d_model, int64_t nhead, int64_t num_layers, TransformerEncoderLayer::Config config,
                      bool final_norm = false);
   Tensor forward(const Tensor& src, const MultiheadAttention::Args& args);
-  Tensor forward(const Tensor& src) { return forward(src, {}); }
-  Tensor operator()(const Tensor& src) { return forward(src); }
+  Tensor forward(const Tensor& src) override { return forward(src, {}); }
+  Tensor operator()(const Tensor& src, const MultiheadAttention::Args& args) { return forward(src, args); }
+  using Module::operator();
   std::string type_name() const override { return "TransformerEncoder"; }
 };
 
@@ -112,7 +121,6 @@ struct CausalSelfAttentionBlock : Module {
   Sequential mlp;
   CausalSelfAttentionBlock(int64_t d_model, int64_t nhead, double dropout = 0.0);
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "CausalSelfAttentionBlock"; }
 };
 
@@ -122,16 +130,15 @@ struct SinusoidalPositionalEncoding : Module {
   SinusoidalPositionalEncoding(int64_t d_model, int64_t max_len = 5000);
   /// x (B, T, E) -> x + pe[:T]
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "SinusoidalPositionalEncoding"; }
 };
 
-/// x + W[:T] with a learned (max_len, E) table, initialised N(0, 0.02²) as GPT-2 does.
+/// x + W[:T] with a learned (max_len, E) table, initialised N(0, 0.02²) as GPT-2 does. The arguments come
+/// in SinusoidalPositionalEncoding's order, width first (every nn constructor takes widths before lengths).
 struct LearnedPositionalEncoding : Module {
   Tensor weight;
-  LearnedPositionalEncoding(int64_t max_len, int64_t d_model);
+  LearnedPositionalEncoding(int64_t d_model, int64_t max_len);
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "LearnedPositionalEncoding"; }
 };
 
@@ -143,6 +150,7 @@ struct AttentionPooling : Module {
   AttentionPooling(int64_t embed_dim, int64_t num_heads = 1);
   /// x (B, T, E), key_padding_mask (B, T) bool or undefined -> out (B, E), weights (B, T)
   MhaOutput forward(const Tensor& x, const Tensor& key_padding_mask = Tensor());
+  MhaOutput operator()(const Tensor& x, const Tensor& key_padding_mask = Tensor()) { return forward(x, key_padding_mask); }
   std::string type_name() const override { return "AttentionPooling"; }
 };
 
@@ -178,7 +186,6 @@ struct SelfAttention2d : Module {
       : SelfAttention2d(channels, Config{.pool_keys = pool_keys}) {}
   /// x (B, C, H, W) -> y (B, C, H, W)
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   /// x (B, C, H, W) -> y (B, C, H, W) and the attention (B, H·W, P): P = H·W keys, or H·W/4 with pooled keys.
   std::pair<Tensor, Tensor> forward_with_attention(const Tensor& x);
   std::string type_name() const override { return "SelfAttention2d"; }

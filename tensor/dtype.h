@@ -1,10 +1,12 @@
 // dtype.h: the element types a heed tensor can hold, and how kernels dispatch on them.
 //
 // float32 and float64 hold values (float64 is what gradcheck runs in), int64 holds indices and labels,
-// and bool holds masks (the result of comparisons). Ops do not promote silently: mixing float32 and
-// float64 in one op is an error, unless the op's comment says otherwise.
+// and bool holds masks (the result of comparisons). Elementwise ops promote as PyTorch does
+// (tensor/kernels/promote.cpp): int64 * int64 is int64, int64 * float32 is float32, float32 + float64 is
+// float64; matmul and the other non-elementwise ops want one floating dtype and say so.
 #pragma once
 #include <cstdint>
+#include <ostream>
 #include <stdexcept>
 #include <string>
 
@@ -38,6 +40,12 @@ inline const char* dtype_name(DType t) {
   }
   return "?";
 }
+
+/// The dtype PyTorch's type promotion gives two dtypes: bool < int64 < float32 < float64 (torch.promote_types).
+DType promote_types(DType a, DType b);
+
+/// Prints the dtype's name, as in a tensor's repr: `std::cout << x.dtype()` shows float32.
+inline std::ostream& operator<<(std::ostream& os, DType t) { return os << dtype_name(t); }
 
 inline bool is_floating(DType t) { return t == DType::Float32 || t == DType::Float64; }
 

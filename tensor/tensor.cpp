@@ -397,18 +397,26 @@ Tensor randint(int64_t low, int64_t high, const Shape& shape, Generator* gen) {
 }
 
 template <class T>
-Tensor from_vector(const std::vector<T>& values, Shape shape) {
-  // No shape means 1-d, even for one value (as torch.tensor([v])); scalar_tensor makes 0-d tensors.
-  if (shape.empty()) shape = {(int64_t)values.size()};
+Tensor from_vector(const std::vector<T>& values) {
+  return from_vector(values, Shape{(int64_t)values.size()});
+}
+template <class T>
+Tensor from_vector(const std::vector<T>& values, const Shape& shape) {
+  // An empty shape is 0-d and takes exactly one value (numel_of({}) is 1).
   if (checked_numel("from_vector", shape) != (int64_t)values.size())
     throw Error("from_vector: " + std::to_string(values.size()) + " values do not fill shape " + shape_str(shape));
   Tensor t = empty(shape, dtype_of<T>());
   std::copy(values.begin(), values.end(), t.data_ptr<T>());
   return t;
 }
-template Tensor from_vector<float>(const std::vector<float>&, Shape);
-template Tensor from_vector<double>(const std::vector<double>&, Shape);
-template Tensor from_vector<int64_t>(const std::vector<int64_t>&, Shape);
+template Tensor from_vector<float>(const std::vector<float>&);
+template Tensor from_vector<double>(const std::vector<double>&);
+template Tensor from_vector<int64_t>(const std::vector<int64_t>&);
+template Tensor from_vector<bool>(const std::vector<bool>&);
+template Tensor from_vector<float>(const std::vector<float>&, const Shape&);
+template Tensor from_vector<double>(const std::vector<double>&, const Shape&);
+template Tensor from_vector<int64_t>(const std::vector<int64_t>&, const Shape&);
+template Tensor from_vector<bool>(const std::vector<bool>&, const Shape&);
 
 Tensor tensor(std::initializer_list<double> values, DType dtype) {
   return kernels::cast(from_vector(std::vector<double>(values)), dtype);

@@ -7,6 +7,7 @@
 // The op functions declared here are *differentiable*: their definitions live in autograd/, each next to
 // its backward. The raw, graph-free kernels they call live in tensor/kernels/kernels.h.
 #pragma once
+#include <concepts>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -189,8 +190,10 @@ Tensor rand(const Shape& shape, DType dtype = float32, Generator* gen = nullptr)
 Tensor randn(const Shape& shape, DType dtype = float32, Generator* gen = nullptr);
 /// Integers uniform in [low, high).
 Tensor randint(int64_t low, int64_t high, const Shape& shape, Generator* gen = nullptr);
-/// Copies `values` into a new tensor of `shape` (default: 1-d, even for one value). T picks the dtype.
-template <class T> Tensor from_vector(const std::vector<T>& values, Shape shape = {});
+/// Copies `values` into a new 1-d tensor (even for one value, as torch.tensor([v])). T picks the dtype.
+template <class T> Tensor from_vector(const std::vector<T>& values);
+/// The same in exactly `shape`; an empty shape {} makes a 0-d tensor of the one value (torch.tensor(v)).
+template <class T> Tensor from_vector(const std::vector<T>& values, const Shape& shape);
 /// A 2-d tensor from nested braces: tensor({{1, 2}, {3, 4}}).
 Tensor tensor(std::initializer_list<std::initializer_list<double>> rows, DType dtype = float32);
 Tensor tensor(std::initializer_list<double> values, DType dtype = float32);
@@ -282,6 +285,18 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim = 0);
 Tensor stack(const std::vector<Tensor>& xs, int64_t dim = 0);
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim = 0);
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
+/// Pieces of the given sizes along dim (they must sum to its size), as torch.split(x, [2, 3], dim).
+std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& split_sizes, int64_t dim = 0);
+// sorting (autograd/ops_sort.cpp); the values are differentiable through gather
+/// Values and int64 indices sorted along dim; NaN sorts as the largest; ties keep their order.
+std::pair<Tensor, Tensor> sort(const Tensor& x, int64_t dim = -1, bool descending = false);
+/// The k largest (or smallest) values along dim and their int64 indices, in sorted order.
+std::pair<Tensor, Tensor> topk(const Tensor& x, int64_t k, int64_t dim = -1, bool largest = true);
+// indices and samples (autograd/ops_sort.cpp): int64, not differentiable
+Tensor argsort(const Tensor& x, int64_t dim = -1, bool descending = false);
+/// int64 category indices drawn from the non-negative weights `probs` (C) or (B, C) (not necessarily
+/// normalised) -> (num_samples) or (B, num_samples), as torch.multinomial. Not differentiable.
+Tensor multinomial(const Tensor& probs, int64_t num_samples, bool replacement = false, Generator* gen = nullptr);
 // linear algebra
 /// PyTorch's matmul: 1-d @ 1-d is a dot; batched dims broadcast. Runs on OpenBLAS.
 Tensor matmul(const Tensor& a, const Tensor& b);
@@ -316,7 +331,28 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
 /// three views would each return a zero-padded (B, T, 3·NH·D) gradient to be summed. Also first-order only.
 Tensor flash_attention_packed(const Tensor& qkv, int64_t num_heads, const kernels::FlashAttentionParams& p);
 
-// C++ operators; a double on either side becomes a 0-d tensor of the other side's dtype.
+// Python's remainder (autograd/ops_elementwise.cpp)
+/// Python's a % b (the sign of b), as torch.remainder; differentiable: da = d, db = -d floor(a / b).
+Tensor remainder(const Tensor& a, const Tensor& b);
+// Python's floor division: not differentiable (the quotient is piecewise constant, as in PyTorch)
+/// Python's a // b: the quotient rounded toward -inf, in the promoted dtype (int64 // int64 is int64).
+/// Integer division by zero throws.
+Tensor floor_divide(const Tensor& a, const Tensor& b);
+
+// ---- type promotion (tensor/kernels/promote.cpp): helpers that make constants, not differentiable ----------
+/// The dtype of a binary op's result, as torch.result_type: tensors with dims decide; a 0-d tensor only
+/// counts when its category (bool < integer < floating) is higher.
+DType result_type(const Tensor& a, const Tensor& b);
+/// The 0-d tensor a floating number becomes beside `like`, as a Python float beside a tensor: like's
+/// dtype when it is floating, else float32 (PyTorch's default dtype), so int64 * 2.5 is float32.
+Tensor wrap_scalar(const Tensor& like, double v);
+/// The 0-d tensor an integer becomes beside `like`, as a Python int: like's dtype (int64 for bool), so
+/// int64 * 7 stays int64 and float32 * 2 stays float32.
+Tensor wrap_scalar_int(const Tensor& like, int64_t v);
+
+// C++ operators. A number on either side becomes a 0-d tensor by the rules of a Python number beside a
+// tensor: a double by wrap_scalar (int64 * 2.0 is float32), an integer by wrap_scalar_int (int64 * 2 is
+// int64, float32 * 2 is float32). So `x * 2` and `x * 2.0` give the dtypes PyTorch gives.
 Tensor operator+(const Tensor& a, const Tensor& b);
 Tensor operator-(const Tensor& a, const Tensor& b);
 Tensor operator*(const Tensor& a, const Tensor& b);
@@ -334,8 +370,33 @@ Tensor operator<(const Tensor& a, const Tensor& b);
 Tensor operator<=(const Tensor& a, const Tensor& b);
 Tensor operator>(const Tensor& a, const Tensor& b);
 Tensor operator>=(const Tensor& a, const Tensor& b);
+Tensor operator<=(const Tensor& a, double b);
+Tensor operator>=(const Tensor& a, double b);
 Tensor operator<(const Tensor& a, double b);
 Tensor operator>(const Tensor& a, double b);
+/// Elementwise equality, a bool tensor (as torch's ==): `pred == labels`, `labels == 3`.
+Tensor operator==(const Tensor& a, const Tensor& b);
+Tensor operator!=(const Tensor& a, const Tensor& b);
+Tensor operator==(const Tensor& a, double b);
+Tensor operator!=(const Tensor& a, double b);
+Tensor operator%(const Tensor& a, const Tensor& b);  /// remainder
+Tensor operator%(const Tensor& a, double b);
+// An integer literal is a Python int (exact match beats the conversion to double).
+template <std::integral I> Tensor operator+(const Tensor& a, I b) { return a + wrap_scalar_int(a, (int64_t)b); }
+template <std::integral I> Tensor operator-(const Tensor& a, I b) { return a - wrap_scalar_int(a, (int64_t)b); }
+template <std::integral I> Tensor operator*(const Tensor& a, I b) { return a * wrap_scalar_int(a, (int64_t)b); }
+template <std::integral I> Tensor operator/(const Tensor& a, I b) { return a / wrap_scalar_int(a, (int64_t)b); }
+template <std::integral I> Tensor operator%(const Tensor& a, I b) { return a % wrap_scalar_int(a, (int64_t)b); }
+template <std::integral I> Tensor operator+(I a, const Tensor& b) { return wrap_scalar_int(b, (int64_t)a) + b; }
+template <std::integral I> Tensor operator-(I a, const Tensor& b) { return wrap_scalar_int(b, (int64_t)a) - b; }
+template <std::integral I> Tensor operator*(I a, const Tensor& b) { return wrap_scalar_int(b, (int64_t)a) * b; }
+template <std::integral I> Tensor operator/(I a, const Tensor& b) { return wrap_scalar_int(b, (int64_t)a) / b; }
+template <std::integral I> Tensor operator==(const Tensor& a, I b) { return a == wrap_scalar_int(a, (int64_t)b); }
+template <std::integral I> Tensor operator!=(const Tensor& a, I b) { return a != wrap_scalar_int(a, (int64_t)b); }
+template <std::integral I> Tensor operator<(const Tensor& a, I b) { return a < wrap_scalar_int(a, (int64_t)b); }
+template <std::integral I> Tensor operator<=(const Tensor& a, I b) { return a <= wrap_scalar_int(a, (int64_t)b); }
+template <std::integral I> Tensor operator>(const Tensor& a, I b) { return a > wrap_scalar_int(a, (int64_t)b); }
+template <std::integral I> Tensor operator>=(const Tensor& a, I b) { return a >= wrap_scalar_int(a, (int64_t)b); }
 
 /// True when the shapes match and every pair of elements satisfies |a-b| <= atol + rtol*|b|.
 bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-8);

@@ -44,7 +44,6 @@ struct FmnistClassifier : nn::Module {
   Tensor features(const Tensor& x);
   /// x (B,1,28,28) -> logits (B,10).
   Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
   std::string type_name() const override { return "FmnistClassifier"; }
 };
 

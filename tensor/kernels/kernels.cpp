@@ -106,6 +106,7 @@ static T* base_ptr(const Tensor& t) {
 
 // ---- elementwise -----------------------------------------------------------------------------------------
 Tensor unary(simd::Unary op, const Tensor& x, simd::UnaryArgs args) {
+  if (!is_floating(x.dtype())) return unary_integral(op, x);  // neg, abs, sign of int64 (promote.cpp)
   return dispatch_floating(x.dtype(), simd::unary_name(op), [&](auto zero) {
     using T = decltype(zero);
     Tensor y = empty(x.shape(), x.dtype());
@@ -137,8 +138,12 @@ static void binary_rows(simd::Binary op, const Tensor& y, const Tensor& a, const
                   });
 }
 
-Tensor binary(const char* name, simd::Binary op, const Tensor& a, const Tensor& b) {
-  check_same_dtype(name, a, b);
+Tensor binary(const char* name, simd::Binary op, const Tensor& a_in, const Tensor& b_in) {
+  // PyTorch's type promotion (promote.cpp); integers and bools take promote.cpp's loops.
+  DType dt = result_type(a_in, b_in);
+  if (op == simd::Binary::Div && !is_floating(dt)) dt = float32;  // true division, as Python's /
+  if (!is_floating(dt)) return binary_integral(name, op, a_in, b_in, dt);
+  const Tensor a = a_in.dtype() == dt ? a_in : cast(a_in, dt), b = b_in.dtype() == dt ? b_in : cast(b_in, dt);
   Shape out = broadcast_shapes(name, a.shape(), b.shape());
   return dispatch_floating(a.dtype(), name, [&](auto zero) {
     using T = decltype(zero);
@@ -149,8 +154,12 @@ Tensor binary(const char* name, simd::Binary op, const Tensor& a, const Tensor& 
   });
 }
 
-void binary_(const char* name, simd::Binary op, const Tensor& a, const Tensor& b) {
-  check_same_dtype(name, a, b);
+void binary_(const char* name, simd::Binary op, const Tensor& a, const Tensor& b_in) {
+  // In place the result keeps a's dtype, so b may only promote to it (float += int, not int += float).
+  if (result_type(a, b_in) != a.dtype() || (op == simd::Binary::Div && !is_floating(a.dtype())))
+    check_same_dtype(name, a, b_in);
+  if (!is_floating(a.dtype())) return copy_(a, binary(name, op, a, b_in));
+  const Tensor b = b_in.dtype() == a.dtype() ? b_in : cast(b_in, a.dtype());
   Shape out = broadcast_shapes(name, a.shape(), b.shape());
   if (out != a.shape())
     throw Error(std::string(name) + ": in-place result would have shape " + shape_str(out) + " but the tensor has " +
@@ -177,8 +186,9 @@ static Tensor compare_loop(const Tensor& a, const Tensor& b, const Shape& out, F
   return y;
 }
 
-Tensor compare(const char* name, Compare op, const Tensor& a, const Tensor& b) {
-  check_same_dtype(name, a, b);
+Tensor compare(const char* name, Compare op, const Tensor& a_in, const Tensor& b_in) {
+  DType dt = result_type(a_in, b_in);  // `labels == 3`, `x < 2.5`: compared in the promoted dtype
+  const Tensor a = a_in.dtype() == dt ? a_in : cast(a_in, dt), b = b_in.dtype() == dt ? b_in : cast(b_in, dt);
   Shape out = broadcast_shapes(name, a.shape(), b.shape());
   return dispatch_all(a.dtype(), [&](auto zero) {
     using T = decltype(zero);
@@ -208,10 +218,11 @@ Tensor logical(const char* name, Logical op, const Tensor& a, const Tensor& b) {
   return compare_loop<bool>(a, bb, out, [](bool x, bool) { return !x; });
 }
 
-Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+Tensor where(const Tensor& cond, const Tensor& a_in, const Tensor& b_in) {
   if (cond.dtype() != boolean)
     throw Error(std::string("where: the condition must be bool, got ") + dtype_name(cond.dtype()));
-  check_same_dtype("where", a, b);
+  DType dt = result_type(a_in, b_in);
+  const Tensor a = a_in.dtype() == dt ? a_in : cast(a_in, dt), b = b_in.dtype() == dt ? b_in : cast(b_in, dt);
   Shape out = broadcast_shapes("where", broadcast_shapes("where", cond.shape(), a.shape()), b.shape());
   return dispatch_all(a.dtype(), [&](auto zero) {
     using T = decltype(zero);
@@ -335,6 +346,8 @@ static T sum_all(const T* x, int64_t n) {
 }
 
 Tensor sum(const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
+  // int64 and bool sum to int64, as torch.sum; float64 holds every count below 2^53 exactly.
+  if (!is_floating(x.dtype())) return cast(kernels::sum(cast(x, float64), std::move(dims), keepdim), int64);
   std::sort(dims.begin(), dims.end());
   return dispatch_floating(x.dtype(), "sum", [&](auto zero) -> Tensor {
     using T = decltype(zero);

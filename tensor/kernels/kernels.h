@@ -22,12 +22,18 @@ bool use_simd();
 // ---- elementwise -------------------------------------------------------------------------------------
 /// y = f(x), a new contiguous tensor of x's shape.
 Tensor unary(simd::Unary op, const Tensor& x, simd::UnaryArgs args = {});
-/// y = a op b with broadcasting; a and b must share a floating dtype.
+/// y = a op b with broadcasting, in the promoted dtype (result_type; int / int gives float32).
 Tensor binary(const char* name, simd::Binary op, const Tensor& a, const Tensor& b);
 /// a op= b in place, b broadcast to a's shape (a keeps its strides).
 void binary_(const char* name, simd::Binary op, const Tensor& a, const Tensor& b);
+/// The integer and bool cases of `binary` (promote.cpp): `dt` is the promoted int64 or bool result dtype.
+Tensor binary_integral(const char* name, simd::Binary op, const Tensor& a, const Tensor& b, DType dt);
+/// Python's a // b (or, with remainder, a % b: the sign of b) in the promoted dtype; integer / 0 throws.
+Tensor floor_divide(const Tensor& a, const Tensor& b, bool remainder = false);
+/// neg, abs and sign of an int64 tensor; other unary ops of integers throw, naming the op.
+Tensor unary_integral(simd::Unary op, const Tensor& x);
 enum class Compare { Eq, Ne, Lt, Le, Gt, Ge };
-/// A bool mask; a and b may be any dtypes that are equal.
+/// A bool mask; a and b are compared in their promoted dtype.
 Tensor compare(const char* name, Compare op, const Tensor& a, const Tensor& b);
 enum class Logical { And, Or, Not };
 Tensor logical(const char* name, Logical op, const Tensor& a, const Tensor& b);

@@ -52,7 +52,7 @@ struct Case {
   GradcheckOptions opts = {};
 };
 
-Tensor I(std::vector<int64_t> v, Shape s = {}) { return from_vector<int64_t>(v, s); }
+Tensor I(std::vector<int64_t> v, Shape s = {}) { return s.empty() ? from_vector<int64_t>(v) : from_vector<int64_t>(v, s); }
 
 std::vector<Case> table() {
   using V = std::vector<Tensor>;
@@ -144,6 +144,15 @@ std::vector<Case> table() {
          auto c = chunk(x[0], 2, 0);
          return stack({c[0].squeeze(0), c[1].squeeze(0) * 2.0}, 1).sum() + p[1].sum() * p[0].sum();
        }},
+      {"split by sizes", [] { return V{R({2, 5})}; },
+       [](const V& x) {
+         auto p = split(x[0], std::vector<int64_t>{1, 3, 1}, 1);
+         return p[1] * p[0] + p[2];
+       }},
+      // sorting: the values, gathered at the sorted indices
+      {"sort", [] { return V{NC({4, 3})}; }, [](const V& x) { return sort(x[0], 0, true).first * x[0]; }},
+      {"topk", [] { return V{R({3, 5})}; },
+       [](const V& x) { return topk(x[0], 2).first + topk(x[0], 2, 0, false).first.sum(); }},
       // linear algebra
       {"matmul", [] { return V{R({2, 1, 3, 4}), NC({4, 2})}; }, [](const V& x) { return matmul(x[0], x[1]); }},
       {"matmul transposed", [] { return V{NC({3, 4}), NC({4, 2})}; }, [](const V& x) { return matmul(x[0], x[1]); }},
@@ -191,6 +200,7 @@ std::vector<Case> table() {
          nn::CrossEntropyOptions o{.label_smoothing = 0.1, .reduction = nn::Reduction::None};
          return nn::cross_entropy(x[0], I({0, 3, 1, -100, 2}), o);
        }},
+      {"remainder", [] { return V{R({3, 4}), positive({4})}; }, [](const V& x) { return remainder(x[0], x[1]) + x[0] % 0.7; }},
       {"checkpoint", [] { return V{R({2, 3}), R({3, 3})}; },
        [](const V& x) { return checkpoint([](const V& in) { return tanh(matmul(in[0], in[1])); }, x); }, false},
   };

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -137,6 +138,49 @@ TEST_CASE("io safetensors: a file written by PyTorch loads in heed") {
   CHECK(t["f32"].shape() == Shape{2, 3});
   CHECK(t["f64"].to_vector<double>() == std::vector<double>{0.1, 0.2});
   CHECK(t["i64"].to_vector<int64_t>() == std::vector<int64_t>{-1, 0, 1LL << 40});
+}
+
+TEST_CASE("io safetensors: F16, BF16, I32, I16, I8 and U8 written by PyTorch load widened as PyTorch widens them") {
+  // tests/fixtures/torch_dtypes.safetensors (make_safetensors_fixture.py) holds each narrow tensor beside
+  // "<name>.wide", PyTorch's own .to(float64) or .to(int64) of it.
+  TensorMap t = load(std::string(HEED_SOURCE_DIR) + "/tests/fixtures/torch_dtypes.safetensors");
+  for (const char* name : {"f16", "bf16"}) {
+    CAPTURE(name);
+    const Tensor& x = t.at(name);
+    CHECK(x.dtype() == float32);
+    CHECK(x.shape() == Shape{3, 4});
+    std::vector<float> got = x.to_vector<float>();
+    std::vector<double> want = t.at(std::string(name) + ".wide").to_vector<double>();
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < got.size(); i++) {
+      CAPTURE(i);
+      if (std::isnan(want[i])) {
+        CHECK(std::isnan(got[i]));
+      } else {
+        CHECK((double)got[i] == want[i]);
+        CHECK(std::signbit(got[i]) == std::signbit(want[i]));  // -0.0 stays negative
+      }
+    }
+  }
+  // The subnormals survived as subnormals, not flushed to zero.
+  CHECK(t.at("f16").to_vector<float>()[7] == std::ldexp(1.0f, -24));
+  CHECK(t.at("bf16").to_vector<float>()[7] > 0.0f);
+  for (const char* name : {"i32", "i16", "i8", "u8"}) {
+    CAPTURE(name);
+    CHECK(t.at(name).dtype() == int64);
+    CHECK(t.at(name).to_vector<int64_t>() == t.at(std::string(name) + ".wide").to_vector<int64_t>());
+  }
+  CHECK(t.at("i32").to_vector<int64_t>()[0] == INT32_MIN);
+  CHECK(t.at("u8").to_vector<int64_t>()[1] == 255);  // unsigned: not -1
+}
+
+TEST_CASE("io safetensors: a narrow dtype's byte count is checked at its own element size") {
+  // 3 F16 values take 6 bytes; 12 (as if they were float32) is refused, and so is an unknown dtype.
+  CHECK(load(craft("f16.st", R"({"a":{"dtype":"F16","shape":[3],"data_offsets":[0,6]}})", 6)).at("a").numel() == 3);
+  CHECK(load_error(craft("f16_wide.st", R"({"a":{"dtype":"F16","shape":[3],"data_offsets":[0,12]}})", 12))
+            .find("needs 6 bytes but data_offsets span 12") != std::string::npos);
+  CHECK(load_error(craft("u16.st", R"({"a":{"dtype":"U16","shape":[1],"data_offsets":[0,2]}})", 2))
+            .find("unknown dtype \"U16\"") != std::string::npos);
 }
 
 TEST_CASE("io safetensors: a file written by heed loads in PyTorch") {

@@ -77,8 +77,8 @@ TEST_CASE("attention: a hand-computed example, composite and fused") {
   CHECK(r.out.item() == doctest::Approx(want).epsilon(1e-12));
   CHECK(r.weights.at({0, 0}) == doctest::Approx(e / (e + 1)).epsilon(1e-12));
   CHECK(sdpa(q, k, v, fused({.scale = 1.0})).item() == doctest::Approx(want).epsilon(1e-12));
-  // Default scale 1/√2, and a bool mask hiding key 1 (true = not allowed): out = v_0 = 1.
-  CHECK(sdpa(q, k, v, composite({.attn_mask = bools({1, 2}, {0, 1})})).item() == doctest::Approx(1.0));
+  // Default scale 1/√2, and a bool mask letting only key 0 take part (true = takes part): out = v_0 = 1.
+  CHECK(sdpa(q, k, v, composite({.attn_mask = bools({1, 2}, {1, 0})})).item() == doctest::Approx(1.0));
   CHECK(sdpa(q, k, v, fused({.key_padding_mask = bools({2}, {0, 1})})).item() == doctest::Approx(1.0));
 }
 
@@ -94,7 +94,7 @@ TEST_CASE("attention composite: gradcheck and gradgradcheck over scores, masks a
   Tensor additive = tensor({{0.0, -kInf, 0.5, -1.0}, {-kInf, -kInf, -kInf, -kInf}, {0.2, 0.0, -kInf, 0.0}}, float64);
   std::vector<Case> cases = {
       {"dot + bool mask + key padding", V{leaf({2, 2, 3, 5}), leaf({2, 2, 4, 5}), leaf({2, 2, 4, 3})},
-       [=](const V& x) { return sdpa(x[0], x[1], x[2], composite({.attn_mask = mask34, .key_padding_mask = kpm})); }},
+       [=](const V& x) { return sdpa(x[0], x[1], x[2], composite({.attn_mask = logical_not(mask34), .key_padding_mask = kpm})); }},
       {"dot, causal, Tq != Tk, scale", V{leaf({2, 5, 3}), leaf({2, 3, 3}), leaf({2, 3, 2})},
        [](const V& x) { return sdpa(x[0], x[1], x[2], composite({.causal = true, .scale = 0.7})); }},
       {"additive float mask with -inf", V{leaf({1, 3, 4}), leaf({1, 4, 4}), leaf({1, 4, 2})},
@@ -133,7 +133,7 @@ TEST_CASE("attention: fully masked rows give zero output and zero gradient, neve
   Tensor add_mask = tensor({{0.0, 0.0, 0.0, 0.0, 0.0}, {-kInf, -kInf, -kInf, -kInf, -kInf}, {0.0, -1.0, 0.0, -kInf, 0.5}}, float64);
   SUBCASE("composite, bool mask and additive mask") {
     Run r = run([&](const Tensor& a, const Tensor& b, const Tensor& c) {
-      return sdpa(a, b, c, composite({.attn_mask = bool_mask})) + sdpa(a, b, c, composite({.attn_mask = add_mask}));
+      return sdpa(a, b, c, composite({.attn_mask = logical_not(bool_mask)})) + sdpa(a, b, c, composite({.attn_mask = add_mask}));
     }, q, k, v, dout);
     for (Tensor t : {r.out, r.dq, r.dk, r.dv}) CHECK_FALSE(has_nan(t));
     // Row 0 is fully masked in the first term, row 1 in the second; each still gets the other term.
@@ -142,7 +142,7 @@ TEST_CASE("attention: fully masked rows give zero output and zero gradient, neve
     Tensor dq_add = run([&](const Tensor& a, const Tensor& b, const Tensor& c) { return sdpa(a, b, c, composite({.attn_mask = add_mask})); },
                         q, k, v, dout).dq;
     CHECK(allclose(r.dq.select(2, 0), dq_add.select(2, 0)));
-    Tensor dq_bool = run([&](const Tensor& a, const Tensor& b, const Tensor& c) { return sdpa(a, b, c, composite({.attn_mask = bool_mask})); },
+    Tensor dq_bool = run([&](const Tensor& a, const Tensor& b, const Tensor& c) { return sdpa(a, b, c, composite({.attn_mask = logical_not(bool_mask)})); },
                          q, k, v, dout).dq;
     CHECK(allclose(dq_bool.select(2, 0), zeros({2, 2, 4}, float64)));
     CHECK(allclose(dq_add.select(2, 1), zeros({2, 2, 4}, float64)));
@@ -403,7 +403,7 @@ TEST_CASE("attention local: equals dense attention with the window mask, forward
               return nn::local_attention(a, b, c, w, {.causal = causal, .key_padding_mask = kpm, .block_size = block});
             }, q, k, v, dout);
             Run d = run([&](const Tensor& a, const Tensor& b, const Tensor& c) {
-              return sdpa(a, b, c, composite({.attn_mask = nn::local_attention_mask(T, w, causal), .key_padding_mask = kpm}));
+              return sdpa(a, b, c, composite({.attn_mask = logical_not(nn::local_attention_mask(T, w, causal)), .key_padding_mask = kpm}));
             }, q, k, v, dout);
             check_close(l, d, 1e-10, 1e-12);
           }
@@ -438,7 +438,7 @@ TEST_CASE("attention block-sparse: equals dense attention with the layout mask, 
           return nn::block_sparse_attention(a, b, c, lay, L.bs, {.causal = causal, .key_padding_mask = kpm});
         }, q, k, v, dout);
         Run d = run([&](const Tensor& a, const Tensor& b, const Tensor& c) {
-          return sdpa(a, b, c, composite({.attn_mask = nn::block_sparse_mask(lay, L.bs, L.Tq, L.Tk), .key_padding_mask = kpm, .causal = causal}));
+          return sdpa(a, b, c, composite({.attn_mask = logical_not(nn::block_sparse_mask(lay, L.bs, L.Tq, L.Tk)), .key_padding_mask = kpm, .causal = causal}));
         }, q, k, v, dout);
         check_close(s, d, 1e-10, 1e-12);
       }
@@ -450,7 +450,7 @@ TEST_CASE("attention block-sparse: equals dense attention with the layout mask, 
   Tensor q = R({3, 18, 4}), k = R({3, 18, 4}), v = R({3, 18, 2}), dout = R({3, 18, 2});
   Run s = run([&](const Tensor& a, const Tensor& b, const Tensor& c) { return nn::block_sparse_attention(a, b, c, lay, 4); }, q, k, v, dout);
   Run d = run([&](const Tensor& a, const Tensor& b, const Tensor& c) {
-    return sdpa(a, b, c, composite({.attn_mask = nn::block_sparse_mask(lay, 4, 18, 18)}));
+    return sdpa(a, b, c, composite({.attn_mask = logical_not(nn::block_sparse_mask(lay, 4, 18, 18))}));
   }, q, k, v, dout);
   check_close(s, d, 1e-10, 1e-12);
   CHECK(allclose(s.out.narrow(1, 8, 4), zeros({3, 4, 2}, float64)));
@@ -504,4 +504,23 @@ TEST_CASE("attention local: memory grows with T·w, not T^2") {
           " KiB (one 8192^2 matrix: ", 8192 * 8192 * 4 / 1024, " KiB)");
   CHECK(p8 < 2.2 * p4);  // doubling T doubles the memory (T^2 would quadruple it)
   CHECK(p8 < 8192 * 8192 * 4 / 8);
+}
+
+TEST_CASE("attn_mask conventions: scaled_dot_product_attention as torch 2 (true = takes part), MultiheadAttention as nn.MultiheadAttention (true = not allowed)") {
+  Tensor q = randn({1, 1, 4, 8}, float64), k = randn({1, 1, 4, 8}, float64), v = randn({1, 1, 4, 8}, float64);
+  Tensor causal = nn::scaled_dot_product_attention(q, k, v, {.causal = true, .impl = nn::AttentionImpl::Composite}).out;
+  // torch: F.scaled_dot_product_attention(q, k, v, attn_mask=torch.ones(4, 4, dtype=bool).tril()) is causal.
+  Tensor tril = logical_not(nn::causal_mask(4, 4));
+  CHECK(allclose(nn::scaled_dot_product_attention(q, k, v, {.attn_mask = tril}).out, causal, 1e-12, 1e-12));
+  // MultiheadAttention takes the forbidding mask, as nn.MultiheadAttention's attn_mask.
+  nn::MultiheadAttention mha(8, 2, {.batch_first = true});
+  mha.to(float64);
+  Tensor x = randn({2, 4, 8}, float64);
+  Tensor a = mha(x, x, x, {.attn_mask = nn::causal_mask(4, 4)}).out, b = mha(x, x, x, {.causal = true}).out;
+  CHECK(allclose(a, b, 1e-10, 1e-10));
+  // Wrong shape or dtype: refused, naming the op and the shapes.
+  CHECK_THROWS_WITH_AS(nn::scaled_dot_product_attention(q, k, v, {.attn_mask = ones({3, 4}, boolean)}),
+                       doctest::Contains("attn_mask (3,4)"), Error);
+  CHECK_THROWS_WITH_AS(nn::scaled_dot_product_attention(q, k, v, {.attn_mask = ones({4, 4}, int64)}),
+                       doctest::Contains("takes part"), Error);
 }

@@ -47,7 +47,7 @@ Tensor U(const Shape& s, double lo, double hi) {  // uniform on [lo, hi), a floa
   NoGradGuard g;
   return (rand(s, float64, &gen) * (hi - lo) + lo).detach().requires_grad_();
 }
-Tensor I(std::vector<int64_t> v, Shape s = {}) { return from_vector<int64_t>(v, s); }
+Tensor I(std::vector<int64_t> v, Shape s = {}) { return s.empty() ? from_vector<int64_t>(v) : from_vector<int64_t>(v, s); }
 
 }  // namespace
 

@@ -196,7 +196,7 @@ TEST_CASE("nn attention modules: parameter names, pooling weights, positional en
   CHECK(pe.pe.at({3, 2}) == doctest::Approx(std::sin(3.0 / std::pow(10000.0, 2.0 / 8))));
   CHECK(pe(zeros({1, 4, 8})).shape() == Shape{1, 4, 8});
   CHECK_THROWS_AS(pe(zeros({1, 17, 8})), Error);
-  LearnedPositionalEncoding lpe(16, 8);
+  LearnedPositionalEncoding lpe(8, 16);
   CHECK(lpe(zeros({2, 4, 8})).shape() == Shape{2, 4, 8});
 
   SelfAttention2d sa(16);

@@ -118,7 +118,7 @@ TEST_CASE("bad views throw with the op name and shapes") {
 
 TEST_CASE("dtype mismatches are errors, and to() converts") {
   Tensor a = ones({2}), b = ones({2}, float64);
-  CHECK_THROWS_WITH_AS(a + b, doctest::Contains("add: dtype mismatch"), Error);
+  CHECK((a + b).dtype() == float64);  // promotes as torch (tests/tensor/kernels/test_promote.cpp)
   CHECK_THROWS_AS(matmul(ones({2, 2}), ones({2, 2}, float64)), Error);
   CHECK_THROWS_AS(exp(arange(3)), Error);
   CHECK((a.to(float64) + b).dtype() == float64);

@@ -27,7 +27,6 @@ struct Net : Module {
     register_module("fc2", fc2);
   }
   Tensor forward(const Tensor& x) { return fc2(drop(tanh(fc1(x)))); }
-  Tensor operator()(const Tensor& x) { return forward(x); }
 };
 
 // One training run segment: `steps` Adam steps on batches drawn from the global generator.
