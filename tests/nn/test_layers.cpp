@@ -140,7 +140,7 @@ std::vector<Case> table() {
   auto maxpool = std::make_shared<nn::MaxPool2d>(3, 2, 1);
   auto maxpool_dil = std::make_shared<nn::MaxPool2d>(2, 1, 1, 2);
   auto avgpool = std::make_shared<nn::AvgPool2d>(3, 2, 1);
-  auto avgpool_ex = std::make_shared<nn::AvgPool2d>(3, 2, 1, false);
+  auto avgpool_ex = std::make_shared<nn::AvgPool2d>(3, 2, 1, /*ceil_mode=*/false, /*count_include_pad=*/false);
   auto adaptive = std::make_shared<nn::AdaptiveAvgPool2d>(nn::Size2{3, 4});
   auto upsample = std::make_shared<nn::Upsample>(nn::Size2{2, 3});
   auto bn1 = std::make_shared<nn::BatchNorm1d>(3);
@@ -313,7 +313,7 @@ TEST_CASE("nn golden: pooling and upsampling against PyTorch") {
   golden<nn::MaxPool2d>("max_pool2d_default", 2);
   golden<nn::MaxPool2d>("max_pool2d_dilation", 2, 1, 1, 2);
   golden<nn::AvgPool2d>("avg_pool2d", 3, 2, 1);
-  golden<nn::AvgPool2d>("avg_pool2d_exclude_pad", 3, 2, 1, false);
+  golden<nn::AvgPool2d>("avg_pool2d_exclude_pad", 3, 2, 1, /*ceil_mode=*/false, /*count_include_pad=*/false);
   golden<nn::AdaptiveAvgPool2d>("adaptive_avg_pool2d", nn::Size2{3, 4});
   golden<nn::AdaptiveAvgPool2d>("adaptive_avg_pool2d_global", 1);
   golden<nn::Upsample>("upsample", 2);
