@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -27,7 +28,12 @@ constexpr auto kInterval = std::chrono::milliseconds(100);
 constexpr double kSlack = 0.25;
 
 std::atomic<int> g_cap{0};           // get_num_threads(); 0 until first asked
-std::atomic<bool> g_adaptive{true};  // set_adaptive_threads
+// set_adaptive_threads; HEED_ADAPTIVE_THREADS=0 in the environment starts it off (bench/compare.py, which
+// compares heed and PyTorch at fixed thread counts).
+std::atomic<bool> g_adaptive{[] {
+  const char* s = std::getenv("HEED_ADAPTIVE_THREADS");
+  return !(s && std::strcmp(s, "0") == 0);
+}()};
 std::atomic<int> g_free{1};          // free cores at the last reading; one until the first two readings
 
 // The reading in progress, and the previous one, which only the holder of g_reading touches.

@@ -14,7 +14,8 @@
 // run on) minus /proc/self/stat (this process's own share), averaged over the last ~100 ms: one read of
 // two small files ten times a second, by whichever thread starts a region when the reading is due. A core
 // counts as free when other processes used less than a quarter of it. The first 100 ms run on one thread.
-// set_adaptive_threads(false) turns this off (tests, and benchmarks of a fixed thread count).
+// set_adaptive_threads(false), or HEED_ADAPTIVE_THREADS=0 in the environment, turns this off (tests, and
+// benchmarks of a fixed thread count).
 //
 // ---- exceptions -------------------------------------------------------------------------------------
 //
