@@ -26,6 +26,10 @@ namespace {
 constexpr auto kInterval = std::chrono::milliseconds(100);
 // A core is free when other processes used less than this fraction of it (free_cores).
 constexpr double kSlack = 0.25;
+// Fewer threads take effect at once; more only after this many readings in a row (half a second) agreed.
+// Other people's builds come in bursts: a quiet 100 ms between two compiler runs is no reason to wake a
+// second thread that the next compiler run then deschedules.
+constexpr int kRiseReadings = 5;
 
 std::atomic<int> g_cap{0};           // get_num_threads(); 0 until first asked
 // set_adaptive_threads; HEED_ADAPTIVE_THREADS=0 in the environment starts it off (bench/compare.py, which
@@ -41,6 +45,8 @@ std::atomic_flag g_reading = ATOMIC_FLAG_INIT;
 std::atomic<int64_t> g_next_ns{0};  // steady-clock time of the next reading
 detail::CpuTimes g_last;
 bool g_have_last = false;
+int g_rise_count = 0;  // readings in a row that found more free cores than g_free
+int g_rise_min = 0;    // the fewest free cores among them
 
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -110,6 +116,7 @@ void set_cpu_reader(CpuReader reader) {
   }
   g_reader.store(reader ? reader : read_proc);
   g_have_last = false;
+  g_rise_count = 0;
   g_free.store(1, std::memory_order_relaxed);
   g_next_ns.store(0, std::memory_order_relaxed);
   g_reading.clear(std::memory_order_release);
@@ -129,7 +136,17 @@ int update_free_cores(bool force) {
     if (g_have_last && dt > 0) {
       // The cores other processes kept busy: all the busy time of our cores, minus our own.
       const double others = ((cur.busy - g_last.busy) - (cur.own - g_last.own)) / dt;
-      g_free.store(free_cores(cur.cores, others), std::memory_order_relaxed);
+      const int now_free = free_cores(cur.cores, others), was = g_free.load(std::memory_order_relaxed);
+      if (now_free <= was) {
+        g_rise_count = 0;
+        g_free.store(now_free, std::memory_order_relaxed);
+      } else {
+        g_rise_min = g_rise_count == 0 ? now_free : std::min(g_rise_min, now_free);
+        if (++g_rise_count >= kRiseReadings) {
+          g_rise_count = 0;
+          g_free.store(g_rise_min, std::memory_order_relaxed);
+        }
+      }
     }
     g_last = cur;
     g_have_last = true;

@@ -13,7 +13,9 @@
 // How busy the other processes are is read from /proc/stat (the busy time of the cores this process may
 // run on) minus /proc/self/stat (this process's own share), averaged over the last ~100 ms: one read of
 // two small files ten times a second, by whichever thread starts a region when the reading is due. A core
-// counts as free when other processes used less than a quarter of it. The first 100 ms run on one thread.
+// counts as free when other processes used less than a quarter of it. Fewer free cores take effect at the
+// next region; more only once five readings in a row (half a second) agree, since other programs' load
+// comes in bursts. The first half second runs on one thread.
 // set_adaptive_threads(false), or HEED_ADAPTIVE_THREADS=0 in the environment, turns this off (tests, and
 // benchmarks of a fixed thread count).
 //

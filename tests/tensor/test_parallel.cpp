@@ -78,6 +78,13 @@ bool fake_reader(detail::CpuTimes& out) {
 }
 bool failing_reader(detail::CpuTimes&) { return false; }
 
+// Forces `n` readings and returns the last decision.
+int readings(int n) {
+  int free = 0;
+  for (int i = 0; i < n; i++) free = detail::update_free_cores(true);
+  return free;
+}
+
 // The team size of a region written as heed writes them.
 int team_size() {
   int n = 0;
@@ -112,8 +119,9 @@ TEST_CASE("parallel_threads follows injected readings, and set_num_threads stays
   CHECK(detail::update_free_cores(true) == 1);
   CHECK(parallel_threads() == 1);
 
-  SUBCASE("an idle machine: both cores, and a region gets a team of 2") {
+  SUBCASE("an idle machine: both cores, once five readings in a row agree, and a region gets a team of 2") {
     g_busy = 0.1, g_own = 0.1;  // only this process ran
+    CHECK(readings(4) == 1);
     CHECK(detail::update_free_cores(true) == 2);
     CHECK(parallel_threads() == 2);
     CHECK(team_size() == 2);
@@ -128,14 +136,24 @@ TEST_CASE("parallel_threads follows injected readings, and set_num_threads stays
     CHECK(detail::update_free_cores(true) == 1);
     CHECK(parallel_threads() == 1);
     CHECK(team_size() == 1);
-    // It stops: the next reading gives both cores back.
+    // It stops: both cores come back after five quiet readings, and one busy reading takes one away at once.
     g_busy = 0.1, g_own = 0.1;
-    CHECK(detail::update_free_cores(true) == 2);
+    CHECK(readings(5) == 2);
     CHECK(parallel_threads() == 2);
+    g_busy = 0.2;
+    CHECK(readings(1) == 1);
+    // A quiet reading between busy ones does not bring the second core back.
+    g_busy = 0.1;
+    CHECK(readings(3) == 1);
+    g_busy = 0.2;
+    CHECK(readings(1) == 1);
+    g_busy = 0.1;
+    CHECK(readings(4) == 1);
+    CHECK(readings(1) == 2);
   }
   SUBCASE("this process's own busy threads do not count as load") {
     g_busy = 0.2, g_own = 0.2;
-    CHECK(detail::update_free_cores(true) == 2);
+    CHECK(readings(5) == 2);
   }
   SUBCASE("adaptive off: the count set, whatever the load") {
     g_busy = 0.2, g_own = 0.0;
@@ -146,7 +164,7 @@ TEST_CASE("parallel_threads follows injected readings, and set_num_threads stays
   }
   SUBCASE("readings are taken at most every 100 ms, and never inside a region") {
     g_busy = 0.1, g_own = 0.1;
-    CHECK(detail::update_free_cores(true) == 2);
+    CHECK(readings(5) == 2);
     const int reads = g_reads;
     for (int i = 0; i < 100; i++) CHECK(parallel_threads() == 2);
     int inner = 0;
