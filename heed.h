@@ -5,7 +5,8 @@
 #pragma once
 #include "tensor/tensor.h"             // the strided tensor and every op's declaration
 #include "tensor/random.h"             // Generator, manual_seed
-#include "tensor/kernels/blas.h"       // blas_info, set_num_threads
+#include "tensor/parallel.h"           // set_num_threads, parallel_threads, ParallelGuard
+#include "tensor/kernels/blas.h"       // blas_info, blas_summary
 #include "autograd/node.h"             // the graph, NoGradGuard, DetectAnomalyGuard
 #include "autograd/engine.h"           // grad, to_dot, checkpoint
 #include "autograd/gradcheck.h"        // gradcheck, gradgradcheck

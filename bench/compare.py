@@ -85,8 +85,13 @@ def main():
     core = os.environ.get("OPENBLAS_CORETYPE") or re.search(r"core=(\S+)", probe).group(1)
     rows, raw = [], {}
     for threads in [int(t) for t in args.threads.split(",")]:
+        # heed at exactly this many threads (not fewer when the machine is busy: tensor/parallel.h), and
+        # PyTorch's libgomp spinning 10,000 rather than 300,000 times between regions, as heed's did when
+        # it ran with ./run's GOMP_SPINCOUNT; a value the caller set is kept.
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-                   OPENBLAS_CORETYPE=core)
+                   OPENBLAS_CORETYPE=core, HEED_ADAPTIVE_THREADS="0")
+        if "OMP_WAIT_POLICY" not in env:
+            env.setdefault("GOMP_SPINCOUNT", "10000")
         heed, heed_long, torch, torch_long = {}, {}, {}, {}
         for _ in range(args.rounds):
             summary, h = run_heed(args.bench, env, "BM_(mha_step|vae_step|gan_step|gpt_step|conv_ae_step|"
@@ -112,7 +117,7 @@ def main():
         rows.append((threads, "attn_long peak RSS above baseline (MB)", hl["peak_rss_above_base_MB"],
                      torch_long["peak_rss_above_base_mb"], None, None))
 
-    spin = {k: os.environ[k] for k in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY") if k in os.environ}
+    spin = {k: env[k] for k in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY") if k in env}
     print(f"{summary}; PyTorch {raw[list(raw)[0]]['torch']['torch']} with OPENBLAS_CORETYPE={core}"
           + "".join(f" {k}={v}" for k, v in spin.items()) + " on both sides")
     print(f"{'threads':>7}  {'workload':<40} {'heed':>10} {'PyTorch':>10} {'ratio':>7} {'GFLOP/s':>8} {'% peak':>7}")

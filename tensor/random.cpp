@@ -8,6 +8,7 @@
 #include <string>
 #include <type_traits>
 
+#include "tensor/parallel.h"
 #include "tensor/shape.h"
 
 namespace heed {
@@ -113,7 +114,7 @@ uint64_t normal_draws(int64_t n) {
 template <class T>
 void fill_uniform(T* out, int64_t n, uint64_t seed, uint64_t start) {
   check_count("fill_uniform", n);
-#pragma omp parallel if (n >= kParallelMin)
+#pragma omp parallel if (n >= kParallelMin) num_threads(parallel_threads())
   {
     StreamReader draw{seed};
 #pragma omp for schedule(static)
@@ -130,7 +131,7 @@ template <class T>
 void fill_normal(T* out, int64_t n, uint64_t seed, uint64_t start) {
   check_count("fill_normal", n);
   const int64_t pairs = (n + 1) / 2;
-#pragma omp parallel if (n >= kParallelMin)
+#pragma omp parallel if (n >= kParallelMin) num_threads(parallel_threads())
   {
     StreamReader draw{seed};
 #pragma omp for schedule(static)

@@ -88,7 +88,8 @@ Cli::Cli(std::string model, std::string description, RunConfig d)
   option("batch-size", "examples per optimizer step", d.batch_size, 1);
   option("lr", "learning rate (> 0)", d.lr);
   option("seed", "random seed: initial weights, data order, sampling", (int64_t)d.seed, 0);
-  option("threads", "threads for OpenBLAS and OpenMP (0: all cores)", d.threads, 0, kMaxThreads);
+  option("threads", "most threads for kernels and gemm (0: all cores; fewer while others use them)", d.threads, 0,
+         kMaxThreads);
   option("out", "run directory for metrics.json, CSV files and pictures (default: runs/" + model_ + "/<date_time>)",
          d.out);
   option("quick", "a tiny run for smoke tests (seconds, not minutes)", d.quick);

@@ -83,7 +83,7 @@ struct RunConfig {
   int batch_size = 64;   /// --batch-size, >= 1
   double lr = 1e-3;      /// --lr, > 0
   uint64_t seed = 0;     /// --seed
-  int threads = 0;       /// --threads: OpenBLAS and OpenMP threads, 0 to kMaxThreads; 0 keeps the default
+  int threads = 0;       /// --threads: set_num_threads, 0 to kMaxThreads; 0 keeps the default
   std::string out{};     /// --out: the run directory; parse creates it
   bool quick = false;    /// --quick: a smoke-test run of a few seconds; the model decides what to shrink
   bool force = false;    /// --force: overwrite the run already in --out

@@ -19,6 +19,7 @@
 #include "nn/module.h"
 #include "tensor/kernels/kernels.h"
 #include "tensor/kernels/optim.h"
+#include "tensor/parallel.h"
 
 namespace heed::optim {
 
@@ -37,7 +38,7 @@ void for_chunks(int64_t n, F f) {
     return;
   }
   const int64_t chunks = (n + grain - 1) / grain;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(parallel_threads())
   for (int64_t c = 0; c < chunks; c++) f(c * grain, std::min(n, (c + 1) * grain));
 }
 

@@ -7,6 +7,7 @@
 
 #include "tensor/kernels/kernels.h"
 #include "tensor/kernels/simd.h"
+#include "tensor/parallel.h"
 
 namespace heed::kernels {
 
@@ -69,7 +70,7 @@ static Tensor backward_rows(const char* name, const Tensor& dout, const Tensor& 
     const T* xp = x.data_ptr<T>();
     T* yp = dx.data_ptr<T>();
     const int64_t n = x.numel(), chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (chunks > 2)
+#pragma omp parallel for schedule(static) if (chunks > 2) num_threads(parallel_threads())
     for (int64_t c = 0; c < chunks; c++) {
       const int64_t lo = c * kChunk;
       f(dp + lo, xp + lo, yp + lo, std::min(kChunk, n - lo));

@@ -31,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "tensor/parallel.h"
 #include "tensor/shape.h"
 
 namespace heed {
@@ -139,6 +140,9 @@ OpenBlas load_openblas() {
   lib.get_config = find_symbol<get_string_fn>(lib.handle, "openblas_get_config", soname);
   lib.ssyevd = find_symbol<ssyevd_fn>(lib.handle, "ssyevd_", soname);
   lib.dsyevd = find_symbol<dsyevd_fn>(lib.handle, "dsyevd_", soname);
+  // OpenBLAS's own pool stays at one thread: gemm spreads a large product over heed's threads instead, so
+  // that it follows the same thread count as every other kernel (blas.h, "Threads").
+  lib.set_num_threads(1);
 
   // The real file behind the soname symlinks tells the pthread build from the OpenMP or serial one.
   Dl_info info{};
@@ -223,18 +227,9 @@ std::string blas_summary() {
   const char* how = lib.core_from_user ? "(OPENBLAS_CORETYPE set by the user)"
                     : lib.core_auto    ? "(auto-selected)"
                                        : "(OpenBLAS's own detection)";
-  return version + " core=" + info.core + " threads=" + std::to_string(info.threads) + " " + how;
+  const std::string threads = std::to_string(get_num_threads()) + (adaptive_threads() ? " at most" : "");
+  return version + " core=" + info.core + " threads=" + threads + " " + how;
 }
-
-void set_num_threads(int n) {
-  if (n < 1) throw Error("set_num_threads: need n >= 1, got " + std::to_string(n));
-  openblas().set_num_threads(n);
-  // omp_set_num_threads sets the calling thread's default for later parallel regions: call this from
-  // the main thread, before the work, as with torch.set_num_threads.
-  omp_set_num_threads(n);
-}
-
-int get_num_threads() { return openblas().get_num_threads(); }
 
 // ---- gemm -------------------------------------------------------------------------------------------
 
@@ -255,12 +250,39 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
   for (auto [name, v] : ints) check_fits_int("gemm", name, v);
 
   const OpenBlas& lib = openblas();
-  if constexpr (std::is_same_v<T, float>)
-    lib.sgemm(CblasRowMajor, cblas_trans(trans_a), cblas_trans(trans_b), (int)M, (int)N, (int)K, alpha, A, (int)lda,
-              B, (int)ldb, beta, C, (int)ldc);
-  else
-    lib.dgemm(CblasRowMajor, cblas_trans(trans_a), cblas_trans(trans_b), (int)M, (int)N, (int)K, alpha, A, (int)lda,
-              B, (int)ldb, beta, C, (int)ldc);
+  // One single-threaded OpenBLAS call on the (m, n) block of C at row i0, column j0.
+  auto block = [&](int64_t i0, int64_t m, int64_t j0, int64_t n) {
+    const T* a = A + (trans_a ? i0 : i0 * lda);  // op(A)'s rows i0..: rows of A, or columns of A^T
+    const T* b = B + (trans_b ? j0 * ldb : j0);  // op(B)'s columns j0..: columns of B, or rows of B^T
+    T* c = C + i0 * ldc + j0;
+    if constexpr (std::is_same_v<T, float>)
+      lib.sgemm(CblasRowMajor, cblas_trans(trans_a), cblas_trans(trans_b), (int)m, (int)n, (int)K, alpha, a,
+                (int)lda, b, (int)ldb, beta, c, (int)ldc);
+    else
+      lib.dgemm(CblasRowMajor, cblas_trans(trans_a), cblas_trans(trans_b), (int)m, (int)n, (int)K, alpha, a,
+                (int)lda, b, (int)ldb, beta, c, (int)ldc);
+  };
+  // The longer of M and N is cut into one panel per thread (blas.h, "Threads"): panels of whole rows or
+  // whole columns, at least kMinPanel wide and a multiple of 16 (OpenBLAS's widest register tile, so no
+  // panel but the last ends in an edge kernel). Small products, and a gemm inside a parallel region (the
+  // fused attention's tiles), are one call.
+  constexpr int64_t kMinPanel = 64, kMinWork = 64 * 64 * 64;
+  const int64_t len = std::max(M, N);
+  int64_t panels = 1;
+  if ((double)M * (double)N * (double)K > (double)kMinWork && !omp_in_parallel())
+    panels = std::min<int64_t>(parallel_threads(), len / kMinPanel);
+  if (panels <= 1) {
+    block(0, M, 0, N);
+    return;
+  }
+  auto edge = [&](int64_t p) { return p == panels ? len : std::min(len, (len * p / panels + 15) / 16 * 16); };
+#pragma omp parallel for schedule(static) num_threads((int)panels)
+  for (int64_t p = 0; p < panels; p++) {
+    const int64_t lo = edge(p), hi = edge(p + 1);
+    if (hi <= lo) continue;
+    if (M >= N) block(lo, hi - lo, 0, N);
+    else block(0, M, lo, hi - lo);
+  }
 }
 
 // The textbook definition, C[i][j] = beta*C[i][j] + alpha * sum_p op(A)[i][p] * op(B)[p][j], with the

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string>
 
+#include "tensor/parallel.h"  // set_num_threads, get_num_threads
+
 namespace heed {
 
 /// What heed loaded and how it runs.
@@ -21,7 +23,7 @@ struct BlasInfo {
   std::string core;
   /// openblas_get_config(), e.g. "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64"
   std::string config;
-  /// OpenBLAS's current thread count.
+  /// OpenBLAS's own thread count: 1, since gemm runs its panels on heed's threads (see "Threads" below).
   int threads = 0;
   /// True when OPENBLAS_CORETYPE was already set before heed loaded OpenBLAS.
   bool core_from_user = false;
@@ -29,12 +31,9 @@ struct BlasInfo {
 
 /// Loads OpenBLAS if needed and describes it.
 BlasInfo blas_info();
-/// One line for logs, e.g. "OpenBLAS 0.3.21 core=SkylakeX threads=2 (auto-selected)".
+/// One line for logs, e.g. "OpenBLAS 0.3.21 core=SkylakeX threads=2 at most (auto-selected)": heed's thread
+/// count, "at most" while it adapts to the load (tensor/parallel.h).
 std::string blas_summary();
-/// Sets OpenBLAS's thread count and OpenMP's (omp_set_num_threads, for heed's own kernels); n >= 1.
-void set_num_threads(int n);
-/// OpenBLAS's current thread count.
-int get_num_threads();
 
 namespace blas {
 
@@ -71,11 +70,16 @@ void syevd(int64_t n, T* a, T* eigenvalues);
 // Sizes must be >= 0 and fit in a 32-bit int (the int interface Debian's OpenBLAS is built with); the
 // check throws heed::Error starting with "gemm:".
 //
-// Threads: OpenBLAS itself runs products with M*N*K <= 65536*4 (= 64^3) on one thread, because waking
-// its thread pool costs more than such a product takes. heed adds no threshold of its own: on the 2-core
-// development machine (bench/bench_gemm.cpp), sgemm at n = 32..64 ran the same with 1 and 2 threads, and
-// from n = 96 up 2 threads were as fast or faster whenever the other core was idle. Switching the thread
-// count per call would also change global state under any other thread calling gemm at the same time.
+// Threads: OpenBLAS's own pool is set to one thread, and gemm spreads C over heed's threads instead, so
+// that a product uses the same count as every other kernel: parallel_threads(), which falls to one thread
+// when other processes keep the cores busy (tensor/parallel.h). OpenBLAS splits a product evenly over its
+// pool and waits for the slowest thread, and its idle threads spin between calls on the cores heed's
+// OpenMP threads use; with the panels there is one set of threads. C is cut into one panel of whole rows
+// (or whole columns, when N > M) per thread, each one single-threaded OpenBLAS call with the full K.
+// Products of at most 64^3 multiply-adds (OpenBLAS's own threshold for waking its pool) and panels under
+// 64 wide run as one call, as does a gemm inside a parallel region. The cut depends on the thread count
+// only, so a product repeats bitwise at one count; across counts it agrees to rounding.
+// syevd keeps OpenBLAS's single thread.
 //
 // ---- syevd in detail ------------------------------------------------------------------------------
 //

@@ -195,7 +195,7 @@ FlashForward forward_tiled(const Tensor& q, const Tensor& k, const Tensor& v, co
   const bool par = BH * Tq * Tk * std::max<int64_t>(D, 1) >= kParallelWork && BH * n_qt > 1;
 
   ParallelGuard guard;  // the workspace and each tile may throw (bad_alloc, a BLAS check): carried out, not terminate
-#pragma omp parallel if (par)
+#pragma omp parallel if (par) num_threads(parallel_threads())
   {
     // Per-thread workspace: one tile of S (which becomes P in place), the output accumulator for Br rows,
     // and the running max m and running sum l of each row. O(Br·Bc + Br·Dv): nothing grows with T.
@@ -297,7 +297,7 @@ void backward_tiled(const Tensor& dout, const Tensor& q, const Tensor& k, const 
   const bool par = BH * Tq * Tk * std::max<int64_t>(D, 1) >= kParallelWork && BH > 1;
 
   ParallelGuard guard;
-#pragma omp parallel if (par)
+#pragma omp parallel if (par) num_threads(parallel_threads())
   {
     // Workspace: P (in S), dP, the dropout scales Z of one tile, and Di = rowsum(dO ∘ O) for the slice.
     std::vector<T> S, dP, Z, Di;
@@ -535,7 +535,7 @@ Tensor attention_dropout_mask(const Shape& shape, double p, uint64_t seed, uint6
     // Chunks of 4096 draws, each filled by the same routine the fused kernel uses, so both read the
     // stream identically; the chunking never changes a value.
     const int64_t chunk = 4096, n_chunks = (n + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) if (n >= (1 << 15))
+#pragma omp parallel for schedule(static) if (n >= (1 << 15)) num_threads(parallel_threads())
     for (int64_t c = 0; c < n_chunks; c++) {
       int64_t start = c * chunk, len = std::min(chunk, n - start);
       dropout_scales(out + start, len, seed, offset + (uint64_t)start, p);

@@ -78,7 +78,7 @@ static void for_each_row(const Shape& shape, const std::array<Shape, N>& strides
   int64_t chunks_per_row = (n + chunk - 1) / chunk;
   int64_t items = rows * chunks_per_row;
   int64_t outer_dims = (int64_t)r.shape.size() - 1;
-#pragma omp parallel for schedule(static) if (total >= kParallelGrain && items > 1)
+#pragma omp parallel for schedule(static) if (total >= kParallelGrain && items > 1) num_threads(parallel_threads())
   for (int64_t item = 0; item < items; item++) {
     int64_t row = item / chunks_per_row, c = item % chunks_per_row;
     std::array<int64_t, N> off = base;
@@ -312,11 +312,11 @@ static Tensor sum_one_dim(const Tensor& xc, int64_t dim) {
   bool fast = use_simd();
   bool par = xc.numel() >= kParallelGrain;
   if (p.inner == 1) {
-#pragma omp parallel for schedule(static) if (par && p.outer > 1)
+#pragma omp parallel for schedule(static) if (par && p.outer > 1) num_threads(parallel_threads())
     for (int64_t o = 0; o < p.outer; o++)
       yp[o] = fast ? simd::sum_simd<T>(x + o * p.R, p.R) : simd::sum_ref<T>(x + o * p.R, 1, p.R);
   } else {
-#pragma omp parallel for schedule(static) if (par && p.outer > 1)
+#pragma omp parallel for schedule(static) if (par && p.outer > 1) num_threads(parallel_threads())
     for (int64_t o = 0; o < p.outer; o++)
       for (int64_t r = 0; r < p.R; r++) {
         const T* row = x + (o * p.R + r) * p.inner;
@@ -335,7 +335,7 @@ static T sum_all(const T* x, int64_t n) {
   int64_t nb = (n + kBlock - 1) / kBlock;
   std::vector<T> partial(nb);
   bool fast = use_simd();
-#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain) num_threads(parallel_threads())
   for (int64_t b = 0; b < nb; b++) {
     int64_t len = std::min(kBlock, n - b * kBlock);
     partial[b] = fast ? simd::sum_simd<T>(x + b * kBlock, len) : simd::sum_ref<T>(x + b * kBlock, 1, len);
@@ -403,7 +403,7 @@ std::pair<Tensor, Tensor> max_dim(const Tensor& x, int64_t dim, bool keepdim, bo
     const T* xp = xc.data_ptr<T>();
     T* vp = values.data_ptr<T>();
     int64_t* ip = indices.data_ptr<int64_t>();
-#pragma omp parallel for schedule(static) if (xc.numel() >= kParallelGrain)
+#pragma omp parallel for schedule(static) if (xc.numel() >= kParallelGrain) num_threads(parallel_threads())
     for (int64_t o = 0; o < p.outer; o++)
       for (int64_t j = 0; j < p.inner; j++) {
         const T* row = xp + o * p.R * p.inner + j;
@@ -445,7 +445,7 @@ Tensor softmax(const Tensor& x, int64_t dim, bool log) {
     const T* xp = xt.data_ptr<T>();
     T* yp = yt.data_ptr<T>();
     bool fast = use_simd();
-#pragma omp parallel for schedule(static) if (xt.numel() >= kParallelGrain)
+#pragma omp parallel for schedule(static) if (xt.numel() >= kParallelGrain) num_threads(parallel_threads())
     for (int64_t r = 0; r < rows; r++) {
       if (fast) simd::softmax_row_simd<T>(xp + r * n, yp + r * n, n, log);
       else simd::softmax_row_ref<T>(xp + r * n, yp + r * n, n, log);
@@ -612,7 +612,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   char* yp = static_cast<char*>(y.storage()->data);
   int64_t K = (int64_t)idx.size();
   // Each selected slice is `inner` contiguous elements: one memcpy per (outer, index) pair.
-#pragma omp parallel for schedule(static) if (y.numel() >= kParallelGrain)
+#pragma omp parallel for schedule(static) if (y.numel() >= kParallelGrain) num_threads(parallel_threads())
   for (int64_t o = 0; o < p.outer; o++)
     for (int64_t i = 0; i < K; i++)
       std::memcpy(yp + (o * K + i) * p.inner * es, xp + (o * p.R + idx[i]) * p.inner * es, p.inner * es);
@@ -638,7 +638,8 @@ Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor
     const T* sp = sc.data_ptr<T>();
     int64_t K = (int64_t)idx.size();
     // Repeated indices add up, so the loop over i stays serial within one outer slice.
-#pragma omp parallel for schedule(static) if (y.numel() >= kParallelGrain && p.outer > 1)
+#pragma omp parallel for schedule(static) if (y.numel() >= kParallelGrain && p.outer > 1) \
+    num_threads(parallel_threads())
     for (int64_t o = 0; o < p.outer; o++)
       for (int64_t i = 0; i < K; i++)
         simd::accumulate_ref<T>(yp + (o * p.R + idx[i]) * p.inner, sp + (o * K + i) * p.inner, 1, p.inner);
@@ -846,13 +847,13 @@ static void window_map_images(T* img, T* cols, int64_t N, int64_t C, int64_t H, 
                               bool par) {
   const int64_t K = C * w.kh * w.kw, L = w.out_h(H) * w.out_w(W);
   if (!use_simd()) {
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(static) if (par) num_threads(parallel_threads())
     for (int64_t n = 0; n < N; n++) window_map_ref<T, kAdd>(img + n * C * H * W, cols + n * K * L, C, H, W, w);
     return;
   }
   const PaddedMap m = padded_map(H, W, w);
   ParallelGuard guard;  // a failed allocation inside the region would call std::terminate (tensor/parallel.h)
-#pragma omp parallel if (par)
+#pragma omp parallel if (par) num_threads(parallel_threads())
   {
     std::vector<T> pad;
     const bool ready = guard.run([&] { pad.assign(m.Hp * m.Wp, T(0)); });

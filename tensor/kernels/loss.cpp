@@ -117,7 +117,7 @@ static void cross_entropy_forward_loop(const T* x, const CrossEntropyRows& r, T*
   const bool fast = use_simd();
   const int64_t C = r.C;
   ParallelGuard guard;  // a failed allocation inside the region would call std::terminate (tensor/parallel.h)
-#pragma omp parallel if (r.N * C >= kParallelGrain)
+#pragma omp parallel if (r.N * C >= kParallelGrain) num_threads(parallel_threads())
   {
     std::vector<T> logp;
     const bool ready = guard.run([&] { logp.resize(C); });
@@ -148,7 +148,7 @@ template <class T>
 static void cross_entropy_backward_loop(const T* x, const T* dout, const CrossEntropyRows& r, T* dx) {
   const bool fast = use_simd();
   const int64_t C = r.C;
-#pragma omp parallel for schedule(static) if (r.N * C >= kParallelGrain)
+#pragma omp parallel for schedule(static) if (r.N * C >= kParallelGrain) num_threads(parallel_threads())
   for (int64_t i = 0; i < r.N; i++) {
     T* row = dx + i * C;
     if (r.keep[i] == 0) {

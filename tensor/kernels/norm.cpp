@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "tensor/parallel.h"
+
 namespace heed::kernels {
 
 // Below this many elements a loop runs on one thread (as kernels.cpp's kParallelGrain).
@@ -14,7 +16,7 @@ constexpr int64_t kParallelGrain = 32768;
 template <class T>
 void layer_norm_forward_rows(const T* x, const T* w, const T* b, T* y, T* mean, T* rstd, int64_t R, int64_t C,
                              double eps) {
-#pragma omp parallel for schedule(static) if (R * C >= kParallelGrain)
+#pragma omp parallel for schedule(static) if (R * C >= kParallelGrain) num_threads(parallel_threads())
   for (int64_t r = 0; r < R; r++) {
     const T* xr = x + r * C;
     T* yr = y + r * C;
@@ -36,7 +38,7 @@ void layer_norm_forward_rows(const T* x, const T* w, const T* b, T* y, T* mean, 
 template <class T>
 void layer_norm_backward_rows(const T* x, const T* w, const T* dy, const T* mean, const T* rstd, T* dx, T* dw, T* db,
                               int64_t R, int64_t C) {
-#pragma omp parallel for schedule(static) if (R * C >= kParallelGrain)
+#pragma omp parallel for schedule(static) if (R * C >= kParallelGrain) num_threads(parallel_threads())
   for (int64_t r = 0; r < R; r++) {
     const T* xr = x + r * C;
     const T* dr = dy + r * C;

@@ -263,7 +263,7 @@ TEST_CASE("zoo: declaring an option wrongly is a bug in the model caught at star
   CHECK_NOTHROW(cli.require(true, "fine"));
 }
 
-TEST_CASE("zoo: --threads sets the BLAS thread count") {
+TEST_CASE("zoo: --threads sets heed's thread count") {
   TempDir dir("threads");
   const int before = get_num_threads();
   zoo::Cli cli = make_cli();
