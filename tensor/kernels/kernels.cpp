@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <new>
 
 #include "tensor/kernels/blas.h"
 #include "tensor/parallel.h"
@@ -842,7 +843,18 @@ static void window_map_images(T* img, T* cols, int64_t N, int64_t C, int64_t H, 
 #pragma omp parallel if (par)
   {
     std::vector<T> pad;
-    const bool ready = guard.run([&] { pad.assign(m.Hp * m.Wp, T(0)); });
+    const bool ready = guard.run([&] {
+      // Padding far beyond the image makes this scratch huge while the output stays small (a large stride).
+      const char* op = kAdd ? "col2im" : "im2col";
+      const int64_t n = checked_mul(op, m.Hp, m.Wp, "padded image size");
+      try {
+        pad.assign((size_t)n, T(0));
+      } catch (const std::bad_alloc&) {
+        throw OutOfMemory(std::string(op) + ": out of memory allocating " + std::to_string(m.Hp) + "x" +
+                          std::to_string(m.Wp) + " elements of scratch for the image padded by (" +
+                          std::to_string(w.ph) + "," + std::to_string(w.pw) + ")");
+      }
+    });
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; n++)
       if (ready) window_map_fast<T, kAdd>(img + n * C * H * W, cols + n * K * L, C, H, W, w, m, pad.data());
