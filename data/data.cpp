@@ -133,7 +133,10 @@ IdxFile read_idx_impl(const std::string& op, const std::string& path, int64_t ma
   GzReader in;
   in.f = gzopen(path.c_str(), "rb");
   if (!in.f) throw Error(op + ": '" + path + "': cannot open: " + std::strerror(errno));
-  gzbuffer(in.f, 1 << 17);  // zlib's default 8 KB buffer makes many more read() calls
+  // zlib's default 8 KB buffer makes many more read() calls on a data set; a small file needs no more
+  // (zlib allocates the input buffer and twice that for output, 384 KB at 128 KB).
+  const uintmax_t file_bytes = fs::file_size(path, ec);
+  gzbuffer(in.f, (unsigned)std::clamp<uintmax_t>(ec ? 0 : file_bytes, 8 << 10, 128 << 10));
 
   // ---- the header ----
   IdxFile idx;
@@ -186,15 +189,17 @@ IdxFile read_idx_impl(const std::string& op, const std::string& path, int64_t ma
   }
 
   // ---- the payload, in chunks: the buffer only grows as the bytes really arrive ----
+  // Each chunk is as large as what has arrived so far (at least 64 KB), so the buffer doubles with the
+  // data: a header that promises 1 GB in front of a few bytes costs 64 KB, not a zeroed gigabyte.
   size_t header_size = 4 + 4 * (size_t)ndims;
   size_t total = header_size + (size_t)payload;
   idx.data_offset = header_size;
-  idx.bytes.reserve(std::min(total, size_t(1) << 20));
+  idx.bytes.reserve(std::min(total, size_t(64) << 10));
   idx.bytes.insert(idx.bytes.end(), magic, magic + 4);
   idx.bytes.insert(idx.bytes.end(), dims_be, dims_be + 4 * ndims);
   while (idx.bytes.size() < total) {
     size_t have = idx.bytes.size();
-    size_t chunk = std::min(total - have, size_t(4) << 20);
+    size_t chunk = std::min(total - have, std::max(have, size_t(64) << 10));
     if (have + chunk > idx.bytes.capacity())
       idx.bytes.reserve(std::min(total, std::max(2 * idx.bytes.capacity(), have + chunk)));
     idx.bytes.resize(have + chunk);

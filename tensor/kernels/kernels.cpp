@@ -9,6 +9,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <memory>
+#include <new>
 
 #include "tensor/kernels/blas.h"
 #include "tensor/parallel.h"
@@ -855,11 +857,23 @@ static void window_map_images(T* img, T* cols, int64_t N, int64_t C, int64_t H, 
   ParallelGuard guard;  // a failed allocation inside the region would call std::terminate (tensor/parallel.h)
 #pragma omp parallel if (par) num_threads(parallel_threads())
   {
-    std::vector<T> pad;
-    const bool ready = guard.run([&] { pad.assign(m.Hp * m.Wp, T(0)); });
+    std::unique_ptr<T[]> pad;
+    const bool ready = guard.run([&] {
+      // Padding far beyond the image makes this scratch huge while the output stays small (a large stride).
+      // nothrow new: a failure is ours to report (a sanitizer's operator new would abort instead of throwing).
+      const char* op = kAdd ? "col2im" : "im2col";
+      const int64_t n = checked_mul(op, m.Hp, m.Wp, "padded image size");
+      (void)checked_mul(op, n, (int64_t)sizeof(T), "padded image bytes");
+      pad.reset(new (std::nothrow) T[(size_t)n]);
+      if (!pad)
+        throw OutOfMemory(std::string(op) + ": out of memory allocating " + std::to_string(m.Hp) + "x" +
+                          std::to_string(m.Wp) + " elements of scratch for the image padded by (" +
+                          std::to_string(w.ph) + "," + std::to_string(w.pw) + ")");
+      std::fill(pad.get(), pad.get() + n, T(0));
+    });
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; n++)
-      if (ready) window_map_fast<T, kAdd>(img + n * C * H * W, cols + n * K * L, C, H, W, w, m, pad.data());
+      if (ready) window_map_fast<T, kAdd>(img + n * C * H * W, cols + n * K * L, C, H, W, w, m, pad.get());
   }
   guard.rethrow();
 }

@@ -601,3 +601,22 @@ TEST_CASE("data: DataLoader with batch_size INT64_MAX gives one batch, not zero"
   DataLoader empty_set(TensorDataset{{zeros({0})}}, {.batch_size = 4});
   CHECK(empty_set.size() == 0);
 }
+
+TEST_CASE("data: an IDX payload read in growing chunks arrives whole, raw and gzipped; a short one is truncated") {
+  // The reader asks for 64 KB first and then as much as has arrived: 300007 bytes take four reads.
+  TempDir dir("idx_chunks");
+  Bytes payload(300007);
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = (uint8_t)(i * 31 + i / 977);
+  const Bytes file = cat_bytes(idx_header(0x08, {300007}), payload);
+  write_raw(dir.file("big.idx"), file);
+  write_gz(dir.file("big.idx.gz"), file);
+  for (const char* name : {"big.idx", "big.idx.gz"}) {
+    INFO(name);
+    data::IdxFile idx = data::read_idx_file(dir.file(name));
+    REQUIRE(idx.bytes.size() == file.size());
+    CHECK(std::equal(payload.begin(), payload.end(), idx.data()));
+  }
+  // A header that promises 1 GB in front of 10 bytes: truncated, after reading the 10.
+  write_raw(dir.file("promise.idx"), cat_bytes(idx_header(0x08, {1u << 30}), Bytes(10, 7)));
+  CHECK_THROWS_WITH_AS(read_idx(dir.file("promise.idx")), doctest::Contains("but the file holds only 10"), Error);
+}

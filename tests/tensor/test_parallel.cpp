@@ -12,6 +12,7 @@
 
 #include "heed.h"
 #include "tensor/kernels/blas.h"
+#include "tensor/kernels/kernels.h"
 #include "tensor/parallel.h"
 
 using namespace heed;
@@ -242,4 +243,14 @@ TEST_CASE("gemm on 1, 2 and 3 threads, and nested in a region, agrees with gemm_
     }
     check_close(nested);
   }
+TEST_CASE("im2col: scratch too large for memory inside its parallel region is an error, not std::terminate") {
+  // Each thread of the region pads one image into (H+2p)·(W+2p) elements of scratch: 2^42 floats for
+  // p = 2^20, while the output stays (2, 4, 9) thanks to the stride. Before ParallelGuard the bad_alloc
+  // escaped the OpenMP region and the process ended in std::terminate.
+  Tensor x = ones({2, 1, 4, 4});
+  kernels::Window2d w{.kh = 2, .kw = 2, .sh = 1 << 20, .sw = 1 << 20, .ph = 1 << 20, .pw = 1 << 20};
+  CHECK_THROWS_WITH_AS(kernels::im2col(x, w), doctest::Contains("im2col: out of memory allocating 2097156x2097156"),
+                       OutOfMemory);
+  Tensor cols = zeros({2, 4, 9});
+  CHECK_THROWS_WITH_AS(kernels::col2im(cols, 1, 4, 4, w), doctest::Contains("col2im: out of memory"), OutOfMemory);
 }
