@@ -10,9 +10,12 @@
 //              {-7,0,7}² pixels (GEOM's 72 with both). Flips hurt here: most garments are mirror-symmetric, so
 //              "was it flipped?" is a coin toss for normal images too (class 0: AUROC 86.4 with, 94.6 without).
 //              The score is -Σ_t log p(t | transform_t(x)): the transformations of a normal image are easy to
-//              tell apart, an anomaly's are not (GEOM's simple score; GOAD, Bergman and Hoshen 2020, is kin);
+//              tell apart, an anomaly's are not (GEOM's simple score; GOAD, Bergman and Hoshen 2020, is kin).
+//              --score dirichlet is GEOM's full score instead: a Dirichlet fitted per t to the softmax outputs
+//              on the training images, and the score -Σ_t log Dir(p(. | transform_t(x)) | α_t), up to constants;
 //   geom-attn  geom with SAGAN's self-attention block (nn::SelfAttention2d) at 14x14, so that each place can
-//              compare itself with the whole garment ("is the sleeve where an upright shirt has it?").
+//              compare itself with the whole garment ("is the sleeve where an upright shirt has it?"). Its
+//              output is x + gamma * attention(x); --gamma sets gamma's starting value (SAGAN's is 0).
 // Measured (models/RESULTS.md, --all-classes): mean AUROC pca 90.5, cae 89.8, geom 93.2, geom-attn 93.2 (GEOM's
 // paper 93.5, GOAD 94.1). Attention does not help here: its gamma stays below 0.1 and the two tie class by class.
 // Per class the run prints AUROC, average precision and the detection rate: the recall of anomalies at the
@@ -38,13 +41,24 @@
 using namespace heed;
 
 struct Config {
-  std::string arch = "geom-attn", data_dir;
+  std::string arch = "geom-attn", score = "loglik", data_dir;
   int64_t width = 16, bottleneck = 32, components = 32;  // geom's first conv channels; cae's code; pca's
   bool flips = false, shifts = false;                    // geom's transformations: 4 rotations, x2, x9
+  double gamma = 0;                                      // geom-attn: the attention's gamma at the start
   int64_t train_images = 6000, test_images = 10000;
 };
 const char* const kNames[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                 "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+// `f` over `images` in batches, without a graph, the results concatenated along dim 0.
+template <class F>
+Tensor over_batches(const Tensor& images, int64_t batch, F f) {
+  NoGradGuard no_grad;
+  std::vector<Tensor> parts;
+  for (int64_t i = 0; i < images.size(0); i += batch)
+    parts.push_back(f(images.narrow(0, i, std::min(batch, images.size(0) - i))));
+  return cat(parts, 0);
+}
 
 // ---- the transformations, and the modules, smallest first ---------------------------------------------------
 
@@ -83,6 +97,7 @@ std::pair<Tensor, Tensor> transform_all(const Tensor& x, const Tensor& index) {
 // What training, scoring and the pictures see; pca is no module and is handled in fit_and_score.
 struct Detector : nn::Module {
   virtual Tensor loss(const Tensor& x) = 0;   // x (B,1,28,28) of the normal class -> the training loss
+  virtual void fit_score(const Tensor&) {}    // after training, on the normal images: what the score needs
   virtual Tensor score(const Tensor& x) = 0;  // x (B,1,28,28) -> (B), higher = more anomalous
   virtual Tensor where(const Tensor&) { return {}; }  // x (B,1,28,28) -> a map (B,h,w) for where.png
 };
@@ -112,13 +127,18 @@ struct TransformNet : Detector {
   std::unique_ptr<nn::SelfAttention2d> attn;  // geom-attn: after conv2, keys and values on the pooled 7x7 grid
   nn::Linear head;
   Tensor index;  // transform_index
+  bool dirichlet;
+  Tensor alpha;  // --score dirichlet: (T,T), row t the Dirichlet α fitted to p(. | transform_t(x)), x normal
   TransformNet(const Config& c, bool attention)
       : conv1(1, c.width, 3, {.padding = 1}), conv2(c.width, 2 * c.width, 3, {.padding = 1}),
         conv3(2 * c.width, 4 * c.width, 3, {.padding = 1}), bn1(c.width), bn2(2 * c.width), bn3(4 * c.width),
-        head(4 * c.width * 49, num_transforms(c)), index(transform_index(c)) {
+        head(4 * c.width * 49, num_transforms(c)), index(transform_index(c)), dirichlet(c.score == "dirichlet") {
     register_module("conv1", conv1), register_module("bn1", bn1), register_module("conv2", conv2);
     register_module("bn2", bn2), register_module("conv3", conv3), register_module("bn3", bn3);
-    if (attention) attn = std::make_unique<nn::SelfAttention2d>(2 * c.width), register_module("attn", *attn);
+    if (attention) {
+      attn = std::make_unique<nn::SelfAttention2d>(2 * c.width), register_module("attn", *attn);
+      nn::init::constant_(attn->gamma, c.gamma);
+    }
     register_module("head", head);
   }
   // x (N,1,28,28) -> (N,W,14,14) -> (N,2W,14,14), and the attention (N,196,49) when there is some
@@ -132,10 +152,22 @@ struct TransformNet : Detector {
     auto [xt, t] = transform_all(x, index);
     return nn::cross_entropy(logits(xt), t);
   }
+  // x (B,1,28,28) -> log p(s | transform_t(x)) (B,T,T): t the transformation applied, s the net's guess
+  Tensor log_probs(const Tensor& x) {
+    const int64_t T = index.size(0) / 784;
+    return log_softmax(logits(transform_all(x, index).first), 1).reshape({x.size(0), T, T});
+  }
+  void fit_score(const Tensor& normal) override {
+    if (!dirichlet) return;
+    Tensor log_p = over_batches(normal, 100, [&](const Tensor& x) { return log_probs(x); });  // (N,T,T)
+    std::vector<Tensor> rows;
+    for (int64_t t = 0; t < log_p.size(1); ++t) rows.push_back(metrics::dirichlet_mle(log_p.select(1, t)));
+    alpha = stack(rows).to(float32);
+  }
+  // loglik: -Σ_t log p(t | transform_t(x)), the diagonal; dirichlet: -Σ_t Σ_s (α_ts - 1) log p(s | transform_t(x))
   Tensor score(const Tensor& x) override {
-    auto [xt, t] = transform_all(x, index);
-    Tensor log_p = gather(log_softmax(logits(xt), 1), 1, t.unsqueeze(1));  // (B*T,1): log p(t | transform_t(x))
-    return -log_p.reshape({x.size(0), -1}).sum(1);
+    Tensor log_p = log_probs(x);
+    return -(log_p * (dirichlet ? alpha - 1.0 : eye(log_p.size(1)))).sum({1, 2});
   }
   // How much attention each key position receives, averaged over the 196 queries: (B,7,7)
   Tensor where(const Tensor& x) override { return attn ? features(x).second.mean(1).reshape({-1, 7, 7}) : Tensor(); }
@@ -149,27 +181,21 @@ std::unique_ptr<Detector> make_detector(const Config& c) {
 
 // ---- training, one class -------------------------------------------------------------------------------------
 
-// `f` over `images` in batches, without a graph, the results concatenated along dim 0.
-template <class F>
-Tensor over_batches(const Tensor& images, int64_t batch, F f) {
-  NoGradGuard no_grad;
-  std::vector<Tensor> parts;
-  for (int64_t i = 0; i < images.size(0); i += batch) parts.push_back(f(images.narrow(0, i, std::min(batch, images.size(0) - i))));
-  return cat(parts, 0);
-}
-
 // Trains `model` on `normal` (Adam, the lr falling to 0 along a half cosine) and scores `test` (N_test); also
 // gives each epoch's mean training loss. pca (model == nullptr) fits in one go.
 std::pair<Tensor, std::vector<double>> fit_and_score(Detector* model, const Config& c, const zoo::RunConfig& run,
-                                                     const Tensor& normal, const Tensor& test, const std::string& label) {
+                                                     const Tensor& normal, const Tensor& test,
+                                                     const std::string& label) {
   if (!model) {
     metrics::PCAResult p = metrics::pca(normal.reshape({normal.size(0), 784}), (int)c.components);
     return {over_batches(test, 1000, [&](const Tensor& x) {
-      Tensor flat = x.reshape({x.size(0), 784});
-      return metrics::reconstruction_error(flat, p.inverse_transform(p.transform(flat)));
-    }), {}};
+              Tensor flat = x.reshape({x.size(0), 784});
+              return metrics::reconstruction_error(flat, p.inverse_transform(p.transform(flat)));
+            }),
+            {}};
   }
-  data::DataLoader loader(data::TensorDataset{{normal}}, {.batch_size = run.batch_size, .shuffle = true, .seed = run.seed});
+  data::DataLoader loader(data::TensorDataset{{normal}},
+                          {.batch_size = run.batch_size, .shuffle = true, .seed = run.seed});
   optim::Adam opt(model->parameters(), {.lr = run.lr});
   optim::WarmupCosineLR schedule(opt, 0, run.epochs * loader.size());
   model->train();
@@ -188,6 +214,7 @@ std::pair<Tensor, std::vector<double>> fit_and_score(Detector* model, const Conf
     losses.push_back(bar.mean_loss());
   }
   model->eval();
+  model->fit_score(normal);
   return {over_batches(test, 100, [&](const Tensor& x) { return model->score(x); }), losses};
 }
 
@@ -198,6 +225,21 @@ struct Scores { double auroc, ap, detection_rate; };
 Scores evaluate(const Tensor& scores, const Tensor& is_anomaly) {
   return {metrics::auroc(scores, is_anomaly), metrics::average_precision(scores, is_anomaly),
           metrics::detection_rate(scores, is_anomaly, 0.05)};
+}
+
+// `columns` (each as long as `x`) against `x` as prefix.csv, drawn as prefix.png.
+void plot(const std::string& prefix, const std::string& x_name, const std::vector<double>& x,
+          const std::vector<std::string>& names, const std::vector<std::vector<double>>& columns,
+          const viz::PlotOptions& options) {
+  std::ofstream csv(prefix + ".csv");
+  csv << x_name;
+  for (const std::string& name : names) csv << "," << name;
+  for (size_t i = 0; i < x.size(); ++i) {
+    csv << "\n" << x[i];
+    for (const auto& column : columns) csv << "," << column[i];
+  }
+  csv.close();
+  viz::plot_lines(prefix + ".csv", prefix + ".png", x_name, names, options);
 }
 
 void save_pictures(Detector* model, const Tensor& test, const Tensor& scores, const Tensor& is_anomaly,
@@ -211,28 +253,22 @@ void save_pictures(Detector* model, const Tensor& test, const Tensor& scores, co
   extremes.insert(extremes.end(), order.end() - 16, order.end());
   Tensor top = index_select(test, 0, from_vector(extremes, {32}));
   viz::save_image_grid(top, prefix + "_extremes.png");
-  // The histogram of log10 scores (all four are >= 0, and skewed: most normal images score near 0): the fraction
-  // of normal and of anomalous images in each of 40 bins between the extremes, scores below 1e-8 in the first.
+  // The histogram of log10 scores (skewed: most normal images score near 0; the dirichlet score can be < 0, and
+  // then sits in the first bin with everything below 1e-8): the fraction of normal and of anomalous images in
+  // each of 40 bins between the extremes.
   auto log_score = [&](size_t i) { return std::log10(std::max<double>(s[i], 1e-8)); };
   const double lo = log_score(order.back()), hi = log_score(order.front()), width = std::max(hi - lo, 1e-12) / 40;
-  std::vector<double> normal(40), anomaly(40);
-  double n_normal = 0, n_anomaly = 0;
+  std::vector<double> centres(40), normal(40), anomaly(40);
+  const double n_anomaly = std::accumulate(anomalous.begin(), anomalous.end(), 0.0), n_normal = s.size() - n_anomaly;
   for (size_t i = 0; i < s.size(); ++i) {
     const int64_t bin = std::min<int64_t>(39, (int64_t)((log_score(i) - lo) / width));
-    (anomalous[i] ? anomaly : normal)[bin] += 1, (anomalous[i] ? n_anomaly : n_normal) += 1;
+    anomalous[i] ? anomaly[bin] += 1 / n_anomaly : normal[bin] += 1 / n_normal;
   }
-  std::ofstream hist(prefix + "_histogram.csv");
-  hist << "log10_score,normal,anomalous\n";
-  for (int b = 0; b < 40; ++b) hist << lo + (b + 0.5) * width << "," << normal[b] / n_normal << "," << anomaly[b] / n_anomaly << "\n";
-  hist.close();
-  viz::plot_lines(prefix + "_histogram.csv", prefix + "_histogram.png", "log10_score", {"normal", "anomalous"},
-                  {.title = "anomaly score", .ylabel = "fraction of the group per bin"});
+  for (int b = 0; b < 40; ++b) centres[b] = lo + (b + 0.5) * width;
+  plot(prefix + "_histogram", "log10_score", centres, {"normal", "anomalous"}, {normal, anomaly},
+       {.title = "anomaly score", .ylabel = "fraction of the group per bin"});
   metrics::RocCurve roc = metrics::roc_curve(scores, is_anomaly);
-  std::ofstream curve(prefix + "_roc.csv");
-  curve << "false_positive_rate,true_positive_rate\n";
-  for (size_t i = 0; i < roc.fpr.size(); ++i) curve << roc.fpr[i] << "," << roc.tpr[i] << "\n";
-  curve.close();
-  viz::plot_lines(prefix + "_roc.csv", prefix + "_roc.png", "false_positive_rate", {"true_positive_rate"}, {.title = "ROC"});
+  plot(prefix + "_roc", "false_positive_rate", roc.fpr, {"true_positive_rate"}, {roc.tpr}, {.title = "ROC"});
   Tensor maps = model ? model->where(top.narrow(0, 0, 16)) : Tensor();
   if (!maps.defined()) return;
   std::vector<Tensor> tiles;  // the overlays' RGB bytes back as (3,56,56) tensors in [0,1], for one grid
@@ -243,25 +279,62 @@ void save_pictures(Detector* model, const Tensor& test, const Tensor& scores, co
   viz::save_image_grid(stack(tiles).permute({0, 3, 1, 2}), prefix + "_where.png");
 }
 
+// The markdown table of every class and the mean (table.md); the means and, with several classes, each class's
+// values go to metrics.json under `final`.
+std::string write_table(const std::vector<int>& classes, const std::vector<Scores>& results, zoo::RunLog& log) {
+  Scores mean{0, 0, 0};
+  std::string table = "| class | AUROC | AP | detection rate |\n|---|---|---|---|\n";
+  zoo::Metrics per_class;
+  char row[200];
+  for (size_t i = 0; i < results.size(); ++i) {
+    const Scores& r = results[i];
+    const double n = results.size();
+    mean = {mean.auroc + r.auroc / n, mean.ap + r.ap / n, mean.detection_rate + r.detection_rate / n};
+    std::snprintf(row, sizeof row, "| %d %s | %.1f | %.1f | %.1f |\n", classes[i], kNames[classes[i]],
+                  100 * r.auroc, 100 * r.ap, 100 * r.detection_rate);
+    table += row;
+    const std::string k = "_class" + std::to_string(classes[i]);
+    per_class.insert(per_class.end(),
+                     {{"auroc" + k, r.auroc}, {"ap" + k, r.ap}, {"detection_rate" + k, r.detection_rate}});
+  }
+  std::snprintf(row, sizeof row, "| mean | **%.1f** | %.1f | %.1f |\n", 100 * mean.auroc, 100 * mean.ap,
+                100 * mean.detection_rate);
+  table += row;
+  std::ofstream(log.dir() + "/table.md") << table;
+  log.final({{"auroc", mean.auroc}, {"ap", mean.ap}, {"detection_rate", mean.detection_rate}});
+  if (results.size() > 1) log.final(per_class);
+  return table;
+}
+
 // ---- main -------------------------------------------------------------------------------------------------------
 
 int main(int argc, char** argv) {
   zoo::Cli cli("anomaly", "One-class anomaly detection on Fashion-MNIST: PCA, a conv autoencoder, and "
-               "transformation prediction (GEOM) with and without self-attention", {.epochs = 2, .batch_size = 32, .lr = 1e-3});
-  cli.option("arch", "pca, cae (conv autoencoder), geom, or geom-attn (geom with self-attention)", std::string("geom-attn"));
+               "transformation prediction (GEOM) with and without self-attention",
+               {.epochs = 2, .batch_size = 32, .lr = 1e-3});
+  cli.option("arch", "pca, cae (conv autoencoder), geom, or geom-attn (geom with self-attention)",
+             std::string("geom-attn"));
   cli.option("class", "the normal class c (0-9): train on it, call the other classes anomalies", 0, 0, 9);
   cli.option("all-classes", "run the full protocol: every class in turn, then the table and the means", false);
   cli.option("flips", "geom: the 4 rotations also flipped horizontally (x2 transformations)", false);
   cli.option("shifts", "geom: also 9 shifts by {-7,0,7} pixels (x9 transformations)", false);
   cli.option("width", "geom: channels of the first conv (then 2x and 4x)", 16, 1);
+  cli.option("score", "geom: loglik (-Σ_t log p(t | transform_t(x))) or dirichlet (GEOM's: a Dirichlet per t "
+             "fitted to the softmax outputs on the training images)", std::string("loglik"));
+  cli.option("gamma", "geom-attn: the attention block's gamma at the start (y = x + gamma * attention; SAGAN's 0)",
+             0.0);
   cli.option("data", "the Fashion-MNIST folder (IDX files)", std::string("/usr/share/datasets/fashion-mnist"));
-  cli.option("resume", "a previous run's folder: take the classes it finished from its class<c>.safetensors", std::string());
+  cli.option("resume", "a previous run's folder: take the classes it finished from its class<c>.safetensors",
+             std::string());
   return zoo::main_guard("anomaly", [&] {
     zoo::RunConfig run = cli.parse(argc, argv);
-    Config c{.arch = cli.get<std::string>("arch"), .data_dir = cli.get<std::string>("data"),
-             .width = cli.get<int64_t>("width"), .flips = cli.get<bool>("flips"), .shifts = cli.get<bool>("shifts")};
+    Config c{.arch = cli.get<std::string>("arch"), .score = cli.get<std::string>("score"),
+             .data_dir = cli.get<std::string>("data"), .width = cli.get<int64_t>("width"),
+             .flips = cli.get<bool>("flips"), .shifts = cli.get<bool>("shifts"), .gamma = cli.get<double>("gamma")};
     cli.require(c.arch == "pca" || c.arch == "cae" || c.arch == "geom" || c.arch == "geom-attn",
                 "--arch must be pca, cae, geom or geom-attn, got '" + c.arch + "'");
+    cli.require(c.score == "loglik" || c.score == "dirichlet", "--score must be loglik or dirichlet, got '" +
+                c.score + "'");
     if (!cli.given("epochs") && c.arch == "cae") run.epochs = 5;
     if (!cli.given("batch-size") && c.arch == "cae") run.batch_size = 64;
     if (run.quick) run.epochs = cli.given("epochs") ? run.epochs : 1, c.train_images = 256, c.test_images = 500;
@@ -277,6 +350,8 @@ int main(int argc, char** argv) {
     std::vector<int> classes;
     for (int k = 0; k < 10; ++k)
       if (cli.get<bool>("all-classes") || k == cli.get<int>("class")) classes.push_back(k);
+    // Every checkpoint records what makes its scores: a resumed class must have been scored the same way.
+    const std::string score_kind = c.arch.starts_with("geom") ? c.score : "error";
 
     const std::string resume = cli.get<std::string>("resume");
     std::vector<Scores> results;
@@ -295,10 +370,12 @@ int main(int argc, char** argv) {
       if (!previous.empty() && std::filesystem::exists(previous)) {  // a finished class: its scores and weights
         Metadata meta;
         TensorMap saved = load(previous, &meta);
-        if (meta["arch"] != c.arch || saved.at("scores").size(0) != c.test_images)
-          throw Error("anomaly: --resume: " + previous + " holds arch '" + meta["arch"] + "' and " +
-                      std::to_string(saved.at("scores").size(0)) + " scores, this run is " + c.arch + " on " +
-                      std::to_string(c.test_images) + " test images");
+        const std::string held = meta.count("score") ? meta["score"] : meta["arch"].starts_with("geom") ? "loglik"
+                                                                                                    : "error";
+        if (meta["arch"] != c.arch || held != score_kind || saved.at("scores").size(0) != c.test_images)
+          throw Error("anomaly: --resume: " + previous + " holds arch '" + meta["arch"] + "', score " + held + " and " +
+                      std::to_string(saved.at("scores").size(0)) + " scores, this run is " + c.arch + ", score " +
+                      score_kind + " on " + std::to_string(c.test_images) + " test images");
         scores = saved.at("scores"), saved.erase("scores");
         if (model) model->load_state_dict(saved), model->eval();
         std::printf("%s: resumed from %s\n", label.c_str(), previous.c_str());
@@ -312,7 +389,7 @@ int main(int argc, char** argv) {
       }
       TensorMap out = model ? TensorMap(model->state_dict()) : TensorMap();
       out["scores"] = scores;
-      save(file, out, {{"arch", c.arch}, {"class", std::to_string(k)}});
+      save(file, out, {{"arch", c.arch}, {"score", score_kind}, {"class", std::to_string(k)}});
       Scores r = evaluate(scores, is_anomaly);
       results.push_back(r);
       save_pictures(model.get(), test_images, scores, is_anomaly, log.dir() + "/" + name);
@@ -320,31 +397,13 @@ int main(int argc, char** argv) {
       for (size_t e = 0; e < losses.size(); ++e) row.push_back({"train_loss_epoch" + std::to_string(e + 1), losses[e]});
       log.step(k, row);
       const size_t left = classes.size() - results.size();
+      const std::string eta = left && trained ? ", ETA " + std::to_string((int)(trained_seconds / trained * left / 60)) +
+                                                    " min for " + std::to_string(left) + " more classes" : "";
       std::printf("%s: AUROC %.4f  AP %.4f  detection rate %.4f  (%.0f s)%s\n", label.c_str(), r.auroc, r.ap,
                   r.detection_rate, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-                  left && trained ? (", ETA " + std::to_string((int)(trained_seconds / trained * left / 60)) + " min for " +
-                                     std::to_string(left) + " more classes").c_str() : "");
+                  eta.c_str());
     }
-    // The table (table.md) and metrics.json: the means under `final`, and each class's values.
-    Scores mean{0, 0, 0};
-    std::string table = "| class | AUROC | AP | detection rate |\n|---|---|---|---|\n";
-    zoo::Metrics per_class;
-    char row[200];
-    for (size_t i = 0; i < results.size(); ++i) {
-      const Scores& r = results[i];
-      mean.auroc += r.auroc / results.size(), mean.ap += r.ap / results.size(), mean.detection_rate += r.detection_rate / results.size();
-      std::snprintf(row, sizeof row, "| %d %s | %.1f | %.1f | %.1f |\n", classes[i], kNames[classes[i]], 100 * r.auroc,
-                    100 * r.ap, 100 * r.detection_rate);
-      table += row;
-      const std::string k = "_class" + std::to_string(classes[i]);
-      per_class.insert(per_class.end(), {{"auroc" + k, r.auroc}, {"ap" + k, r.ap}, {"detection_rate" + k, r.detection_rate}});
-    }
-    std::snprintf(row, sizeof row, "| mean | **%.1f** | %.1f | %.1f |\n", 100 * mean.auroc, 100 * mean.ap, 100 * mean.detection_rate);
-    table += row;
-    std::printf("\n%s (%s)\n%s", c.arch.c_str(), cli.command().c_str(), table.c_str());
-    std::ofstream(log.dir() + "/table.md") << table;
-    log.final({{"auroc", mean.auroc}, {"ap", mean.ap}, {"detection_rate", mean.detection_rate}});
-    if (results.size() > 1) log.final(per_class);
+    std::printf("\n%s (%s)\n%s", c.arch.c_str(), cli.command().c_str(), write_table(classes, results, log).c_str());
     log.finish();
     return 0;
   });

@@ -12,9 +12,11 @@ all T transformations), the lr falling to 0 along a half cosine over the run (he
 Metrics by scikit-learn: roc_auc_score, average_precision_score, and the detection rate = the largest TPR of
 roc_curve(drop_intermediate=False) with FPR <= 0.05 (heed's metrics::detection_rate). The random streams (weights,
 batch order) are PyTorch's, so the numbers agree with heed's in distribution, not bit for bit. Run it with the
-Debian interpreter, which has torch:
+Debian interpreter with the packages python3-torch (PyTorch 1.13) and python3-sklearn, which ./run does not install
+(they are large): `sudo apt-get install python3-torch python3-sklearn`.
 
   /usr/bin/python3 models/reference/anomaly.py --all-classes --threads 1 --out runs/reference_anomaly
+  /usr/bin/python3 models/reference/anomaly.py --classes 4-9 --threads 1 --out runs/reference_4-9  (some classes)
 """
 import argparse
 import gzip
@@ -154,6 +156,7 @@ def main():
     p.add_argument("--arch", choices=["geom", "geom-attn"], default="geom-attn")
     p.add_argument("--class", dest="normal_class", type=int, default=0)
     p.add_argument("--all-classes", action="store_true")
+    p.add_argument("--classes", default="", help="only these classes, e.g. 4-9 or 0,3,6 (a run resumed by hand)")
     p.add_argument("--flips", action="store_true")
     p.add_argument("--shifts", action="store_true")
     p.add_argument("--width", type=int, default=16)
@@ -175,6 +178,9 @@ def main():
     test_x, test_y = test_x[:args.test_images], test_y[:args.test_images]
     index = transform_index(args.flips, args.shifts)
     classes = range(10) if args.all_classes else [args.normal_class]
+    if args.classes:
+        classes = [k for part in args.classes.split(",") for k in (
+            range(int(part.split("-")[0]), int(part.split("-")[1]) + 1) if "-" in part else [int(part)])]
     results, start = {}, time.time()
     for k in classes:
         t0 = time.time()
