@@ -395,7 +395,7 @@ double bits_per_dim(double nats_per_sample, int64_t dims) {
 double digamma(double x) {
   if (!(x > 0)) throw Error("digamma: needs x > 0, got " + std::to_string(x));
   double shift = 0;  // ψ(x) = ψ(x + n) - Σ_{i<n} 1/(x + i)
-  for (; x < 6; x += 1) shift -= 1 / x;
+  for (; x < 10; x += 1) shift -= 1 / x;
   const double r = 1 / (x * x);
   return shift + std::log(x) - 0.5 / x - r * (1.0 / 12 - r * (1.0 / 120 - r * (1.0 / 252 - r * (1.0 / 240 - r / 132))));
 }
@@ -405,7 +405,7 @@ namespace {
 // ψ'(x), the trigamma function, the same way: ψ'(x) = ψ'(x + 1) + 1/x², then its asymptotic series.
 double trigamma(double x) {
   double shift = 0;
-  for (; x < 6; x += 1) shift += 1 / (x * x);
+  for (; x < 10; x += 1) shift += 1 / (x * x);
   const double r = 1 / (x * x);
   return shift + 1 / x + r / 2 + r / x * (1.0 / 6 - r * (1.0 / 30 - r * (1.0 / 42 - r / 30)));
 }

@@ -77,7 +77,7 @@ Tensor reconstruction_error(const Tensor& x, const Tensor& x_hat, const std::str
 double nats_per_sample(const Tensor& nats);
 /// nats / (dims * ln 2): the usual unit for comparing likelihoods of images of different sizes.
 double bits_per_dim(double nats_per_sample, int64_t dims);
-/// ψ(x) = d/dx ln Γ(x) for x > 0 (the recurrence ψ(x) = ψ(x+1) - 1/x up to x >= 6, then the asymptotic series),
+/// ψ(x) = d/dx ln Γ(x) for x > 0 (the recurrence ψ(x) = ψ(x+1) - 1/x up to x >= 10, then the asymptotic series),
 /// to about 1e-12: ψ(1) = -0.5772156649 (minus Euler's constant).
 double digamma(double x);
 /// The maximum-likelihood Dirichlet α (K) of N points on the simplex, given as their logs log_p (N,K): Minka's
