@@ -10,14 +10,11 @@
 //              {-7,0,7}² pixels (GEOM's 72 with both). Flips hurt here: most garments are mirror-symmetric, so
 //              "was it flipped?" is a coin toss for normal images too (class 0: AUROC 86.4 with, 94.6 without).
 //              The score is -Σ_t log p(t | transform_t(x)): the transformations of a normal image are easy to
-//              tell apart, an anomaly's are not (GEOM's simple score; GOAD, Bergman and Hoshen 2020, is kin).
-//              --score dirichlet is GEOM's full score instead: a Dirichlet fitted per t to the softmax outputs
-//              on the training images, and the score -Σ_t log Dir(p(. | transform_t(x)) | α_t), up to constants;
+//              tell apart, an anomaly's are not (GOAD, Bergman and Hoshen 2020, is kin). --score dirichlet is
+//              GEOM's full score: -Σ_t log Dir(p(. | transform_t(x)); α_t), α_t fitted on the training images;
 //   geom-attn  geom with SAGAN's self-attention block (nn::SelfAttention2d) at 14x14, so that each place can
-//              compare itself with the whole garment ("is the sleeve where an upright shirt has it?"). Its
-//              output is x + gamma * attention(x); --gamma sets gamma's starting value (SAGAN's is 0).
-// Measured (models/RESULTS.md, --all-classes): mean AUROC pca 90.5, cae 89.8, geom 93.2, geom-attn 93.2 (GEOM's
-// paper 93.5, GOAD 94.1). Attention does not help here: its gamma stays below 0.1 and the two tie class by class.
+//              compare itself with the whole garment: y = x + gamma * attention(x), gamma from --gamma (0).
+// models/RESULTS.md has the 10-class tables: attention does not help here (geom and geom-attn tie).
 // Per class the run prints AUROC, average precision and the detection rate: the recall of anomalies at the
 // threshold that flags 5% of the normal test images (the largest TPR with FPR <= 0.05, metrics::detection_rate).
 // --all-classes runs c = 0..9, with an ETA after each class, and writes table.md with the means. Each finished
@@ -253,10 +250,10 @@ void save_pictures(Detector* model, const Tensor& test, const Tensor& scores, co
   extremes.insert(extremes.end(), order.end() - 16, order.end());
   Tensor top = index_select(test, 0, from_vector(extremes, {32}));
   viz::save_image_grid(top, prefix + "_extremes.png");
-  // The histogram of log10 scores (skewed: most normal images score near 0; the dirichlet score can be < 0, and
-  // then sits in the first bin with everything below 1e-8): the fraction of normal and of anomalous images in
-  // each of 40 bins between the extremes.
-  auto log_score = [&](size_t i) { return std::log10(std::max<double>(s[i], 1e-8)); };
+  // The histogram of log10 scores (skewed: most normal images score near 0; the dirichlet score, which can be < 0,
+  // shifted to start at 0): the fraction of normal and of anomalous images in each of 40 bins between the extremes.
+  const double shift = std::min<double>(0, s[order.back()]);
+  auto log_score = [&](size_t i) { return std::log10(std::max<double>(s[i] - shift, 1e-8)); };
   const double lo = log_score(order.back()), hi = log_score(order.front()), width = std::max(hi - lo, 1e-12) / 40;
   std::vector<double> centres(40), normal(40), anomaly(40);
   const double n_anomaly = std::accumulate(anomalous.begin(), anomalous.end(), 0.0), n_normal = s.size() - n_anomaly;
@@ -306,6 +303,38 @@ std::string write_table(const std::vector<int>& classes, const std::vector<Score
   return table;
 }
 
+// ---- the classes: their training images, and the checkpoints of finished ones ---------------------------------
+
+// The first n training images of class k.
+Tensor class_images(const data::FashionMNIST& train, int k, int64_t n) {
+  const std::vector<int64_t> labels = train.labels.to_vector<int64_t>();
+  std::vector<int64_t> rows;
+  for (int64_t i = 0; i < (int64_t)labels.size() && (int64_t)rows.size() < n; ++i)
+    if (labels[i] == k) rows.push_back(i);
+  return index_select(train.images, 0, from_vector(rows, {(int64_t)rows.size()}));
+}
+
+// What makes a checkpoint's scores, besides the arch: geom's --score, the others' reconstruction error.
+std::string score_kind(const std::string& arch, const std::string& score) {
+  return arch.starts_with("geom") ? score : "error";
+}
+
+// A finished class's test scores from its checkpoint, and its weights into `model` (for the pictures).
+Tensor load_finished(const std::string& path, const Config& c, Detector* model) {
+  Metadata meta;
+  TensorMap saved = load(path, &meta);
+  const std::string held = meta.count("score") ? meta["score"] : score_kind(meta["arch"], "loglik");
+  const int64_t n = saved.at("scores").size(0);
+  if (meta["arch"] != c.arch || held != score_kind(c.arch, c.score) || n != c.test_images)
+    throw Error("anomaly: --resume: " + path + " holds arch '" + meta["arch"] + "', score " + held + " and " +
+                std::to_string(n) + " scores, this run is " + c.arch + ", score " + score_kind(c.arch, c.score) +
+                " on " + std::to_string(c.test_images) + " test images");
+  Tensor scores = saved.at("scores");
+  saved.erase("scores");
+  if (model) model->load_state_dict(saved), model->eval();
+  return scores;
+}
+
 // ---- main -------------------------------------------------------------------------------------------------------
 
 int main(int argc, char** argv) {
@@ -344,14 +373,11 @@ int main(int argc, char** argv) {
     data::FashionMNIST train = data::load_fashion_mnist(true, data::Scale::ZeroOne, c.data_dir);
     data::FashionMNIST test = data::load_fashion_mnist(false, data::Scale::ZeroOne, c.data_dir);
     Tensor test_images = test.images.narrow(0, 0, c.test_images), test_labels = test.labels.narrow(0, 0, c.test_images);
-    const std::vector<int64_t> train_labels = train.labels.to_vector<int64_t>();
     zoo::RunLog log(cli, run);
     log.set_config("train_images", c.train_images), log.set_config("test_images", c.test_images);
     std::vector<int> classes;
     for (int k = 0; k < 10; ++k)
       if (cli.get<bool>("all-classes") || k == cli.get<int>("class")) classes.push_back(k);
-    // Every checkpoint records what makes its scores: a resumed class must have been scored the same way.
-    const std::string score_kind = c.arch.starts_with("geom") ? c.score : "error";
 
     const std::string resume = cli.get<std::string>("resume");
     std::vector<Scores> results;
@@ -364,44 +390,32 @@ int main(int argc, char** argv) {
       manual_seed(run.seed + k);
       std::unique_ptr<Detector> model = make_detector(c);
       Tensor is_anomaly = ne(test_labels, from_vector(std::vector<int64_t>{k}, {1})).to(int64), scores;
-      const std::string previous = resume.empty() ? "" : resume + "/" + name + ".safetensors";
+      const std::string previous = resume + "/" + name + ".safetensors";
+      const bool resumed = !resume.empty() && std::filesystem::exists(previous);
       const auto start = std::chrono::steady_clock::now();
       std::vector<double> losses;
-      if (!previous.empty() && std::filesystem::exists(previous)) {  // a finished class: its scores and weights
-        Metadata meta;
-        TensorMap saved = load(previous, &meta);
-        const std::string held = meta.count("score") ? meta["score"] : meta["arch"].starts_with("geom") ? "loglik"
-                                                                                                    : "error";
-        if (meta["arch"] != c.arch || held != score_kind || saved.at("scores").size(0) != c.test_images)
-          throw Error("anomaly: --resume: " + previous + " holds arch '" + meta["arch"] + "', score " + held + " and " +
-                      std::to_string(saved.at("scores").size(0)) + " scores, this run is " + c.arch + ", score " +
-                      score_kind + " on " + std::to_string(c.test_images) + " test images");
-        scores = saved.at("scores"), saved.erase("scores");
-        if (model) model->load_state_dict(saved), model->eval();
+      if (resumed) {
+        scores = load_finished(previous, c, model.get());
         std::printf("%s: resumed from %s\n", label.c_str(), previous.c_str());
       } else {
-        std::vector<int64_t> rows;  // the training images of class k, the first train_images of them
-        for (int64_t i = 0; i < (int64_t)train_labels.size() && (int64_t)rows.size() < c.train_images; ++i)
-          if (train_labels[i] == k) rows.push_back(i);
-        Tensor x = index_select(train.images, 0, from_vector(rows, {(int64_t)rows.size()}));
+        Tensor x = class_images(train, k, c.train_images);
         std::tie(scores, losses) = fit_and_score(model.get(), c, run, x, test_images, label);
-        trained_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), ++trained;
       }
       TensorMap out = model ? TensorMap(model->state_dict()) : TensorMap();
       out["scores"] = scores;
-      save(file, out, {{"arch", c.arch}, {"score", score_kind}, {"class", std::to_string(k)}});
+      save(file, out, {{"arch", c.arch}, {"score", score_kind(c.arch, c.score)}, {"class", std::to_string(k)}});
       Scores r = evaluate(scores, is_anomaly);
       results.push_back(r);
       save_pictures(model.get(), test_images, scores, is_anomaly, log.dir() + "/" + name);
       zoo::Metrics row{{"auroc", r.auroc}, {"ap", r.ap}, {"detection_rate", r.detection_rate}};
       for (size_t e = 0; e < losses.size(); ++e) row.push_back({"train_loss_epoch" + std::to_string(e + 1), losses[e]});
       log.step(k, row);
-      const size_t left = classes.size() - results.size();
-      const std::string eta = left && trained ? ", ETA " + std::to_string((int)(trained_seconds / trained * left / 60)) +
-                                                    " min for " + std::to_string(left) + " more classes" : "";
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      trained_seconds += resumed ? 0 : seconds, trained += !resumed;
+      const int left = classes.size() - results.size(), minutes = trained ? trained_seconds / trained * left / 60 : 0;
       std::printf("%s: AUROC %.4f  AP %.4f  detection rate %.4f  (%.0f s)%s\n", label.c_str(), r.auroc, r.ap,
-                  r.detection_rate, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-                  eta.c_str());
+                  r.detection_rate, seconds, left && trained ? (", ETA " + std::to_string(minutes) + " min for " +
+                                                                std::to_string(left) + " more classes").c_str() : "");
     }
     std::printf("\n%s (%s)\n%s", c.arch.c_str(), cli.command().c_str(), write_table(classes, results, log).c_str());
     log.finish();
