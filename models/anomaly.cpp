@@ -41,6 +41,7 @@ struct Config {
   std::string arch = "geom-attn", score = "loglik", data_dir;
   int64_t width = 16, bottleneck = 32, components = 32;  // geom's first conv channels; cae's code; pca's
   bool flips = false, shifts = false;                    // geom's transformations: 4 rotations, x2, x9
+  bool with_pca = false;                                 // geom: add pca's error to the score
   double gamma = 0;                                      // geom-attn: the attention's gamma at the start
   int64_t train_images = 6000, test_images = 10000;
 };
@@ -91,7 +92,7 @@ std::pair<Tensor, Tensor> transform_all(const Tensor& x, const Tensor& index) {
   return {index_select(padded, 1, index).reshape({B * T, 1, 28, 28}), from_vector(labels, {B * T})};
 }
 
-// What training, scoring and the pictures see; pca is no module and is handled in fit_and_score.
+// What training, scoring and the pictures see; pca is no module and is handled in score_test.
 struct Detector : nn::Module {
   virtual Tensor loss(const Tensor& x) = 0;   // x (B,1,28,28) of the normal class -> the training loss
   virtual void fit_score(const Tensor&) {}    // after training, on the normal images: what the score needs
@@ -178,41 +179,63 @@ std::unique_ptr<Detector> make_detector(const Config& c) {
 
 // ---- training, one class -------------------------------------------------------------------------------------
 
+// pca's score: the mean squared error of `test` reconstructed from the first components of `normal`.
+Tensor pca_error(const Config& c, const Tensor& normal, const Tensor& test) {
+  metrics::PCAResult p = metrics::pca(normal.reshape({normal.size(0), 784}), (int)c.components);
+  return over_batches(test, 1000, [&](const Tensor& x) {
+    Tensor flat = x.reshape({x.size(0), 784});
+    return metrics::reconstruction_error(flat, p.inverse_transform(p.transform(flat)));
+  });
+}
+
+// A trained model's scores of `test`, after fit_score on `normal`. With --with-pca, the sum of its score and pca's
+// error, each standardised by its mean and standard deviation over the normal training images, on a log scale
+// (the dirichlet score is a log-density already).
+Tensor score_test(Detector* model, const Config& c, const Tensor& normal, const Tensor& test) {
+  if (!model) return pca_error(c, normal, test);
+  model->eval();
+  model->fit_score(normal);
+  auto score = [&](const Tensor& images) {
+    return over_batches(images, 100, [&](const Tensor& x) { return model->score(x); });
+  };
+  if (!c.with_pca) return score(test);
+  auto standardised = [](Tensor test_scores, Tensor train_scores, bool log_scale) {
+    if (log_scale) test_scores = clamp(test_scores, 1e-12, 1e30).log();
+    if (log_scale) train_scores = clamp(train_scores, 1e-12, 1e30).log();
+    return (test_scores - train_scores.mean()) / heed::std(train_scores, 0);
+  };
+  return standardised(score(test), score(normal), c.score == "loglik") +
+         standardised(pca_error(c, normal, test), pca_error(c, normal, normal), true);
+}
+
 // Trains `model` on `normal` (Adam, the lr falling to 0 along a half cosine) and scores `test` (N_test); also
-// gives each epoch's mean training loss. pca (model == nullptr) fits in one go.
+// gives each epoch's mean training loss. pca (model == nullptr) needs no training.
 std::pair<Tensor, std::vector<double>> fit_and_score(Detector* model, const Config& c, const zoo::RunConfig& run,
                                                      const Tensor& normal, const Tensor& test,
                                                      const std::string& label) {
-  if (!model) {
-    metrics::PCAResult p = metrics::pca(normal.reshape({normal.size(0), 784}), (int)c.components);
-    return {over_batches(test, 1000, [&](const Tensor& x) {
-              Tensor flat = x.reshape({x.size(0), 784});
-              return metrics::reconstruction_error(flat, p.inverse_transform(p.transform(flat)));
-            }),
-            {}};
-  }
-  data::DataLoader loader(data::TensorDataset{{normal}},
-                          {.batch_size = run.batch_size, .shuffle = true, .seed = run.seed});
-  optim::Adam opt(model->parameters(), {.lr = run.lr});
-  optim::WarmupCosineLR schedule(opt, 0, run.epochs * loader.size());
-  model->train();
   std::vector<double> losses;
-  for (int epoch = 1; epoch <= run.epochs; ++epoch) {
-    zoo::ProgressBar bar(label + " epoch " + std::to_string(epoch) + "/" + std::to_string(run.epochs), loader.size());
-    for (auto& batch : loader) {
-      Tensor loss = model->loss(batch[0]);
-      opt.zero_grad();
-      loss.backward();
-      opt.step();
-      schedule.step();
-      bar.update(loss.item(), batch[0].size(0));
+  if (model) {
+    data::DataLoader loader(data::TensorDataset{{normal}},
+                            {.batch_size = run.batch_size, .shuffle = true, .seed = run.seed});
+    optim::Adam opt(model->parameters(), {.lr = run.lr});
+    optim::WarmupCosineLR schedule(opt, 0, run.epochs * loader.size());
+    model->train();
+    for (int epoch = 1; epoch <= run.epochs; ++epoch) {
+      zoo::ProgressBar bar(label + " epoch " + std::to_string(epoch) + "/" + std::to_string(run.epochs),
+                           loader.size());
+      for (auto& batch : loader) {
+        Tensor loss = model->loss(batch[0]);
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+        schedule.step();
+        bar.update(loss.item(), batch[0].size(0));
+      }
+      bar.finish();
+      losses.push_back(bar.mean_loss());
     }
-    bar.finish();
-    losses.push_back(bar.mean_loss());
   }
-  model->eval();
-  model->fit_score(normal);
-  return {over_batches(test, 100, [&](const Tensor& x) { return model->score(x); }), losses};
+  return {score_test(model, c, normal, test), losses};
 }
 
 // ---- evaluation: the metrics and the pictures ------------------------------------------------------------------
@@ -314,25 +337,26 @@ Tensor class_images(const data::FashionMNIST& train, int k, int64_t n) {
   return index_select(train.images, 0, from_vector(rows, {(int64_t)rows.size()}));
 }
 
-// What makes a checkpoint's scores, besides the arch: geom's --score, the others' reconstruction error.
-std::string score_kind(const std::string& arch, const std::string& score) {
-  return arch.starts_with("geom") ? score : "error";
+// What makes a checkpoint's scores besides the arch: geom's --score and --with-pca; the others' reconstruction error.
+std::string score_kind(const Config& c) {
+  return c.arch.starts_with("geom") ? c.score + (c.with_pca ? "+pca" : "") : "error";
 }
 
-// A finished class's test scores from its checkpoint, and its weights into `model` (for the pictures).
-Tensor load_finished(const std::string& path, const Config& c, Detector* model) {
+// A finished class's weights into `model` (for the pictures, or to score again), and its test scores; undefined
+// when the checkpoint was scored another way and `rescore` allows that.
+Tensor load_finished(const std::string& path, const Config& c, Detector* model, bool rescore) {
   Metadata meta;
   TensorMap saved = load(path, &meta);
-  const std::string held = meta.count("score") ? meta["score"] : score_kind(meta["arch"], "loglik");
+  const std::string held = meta.count("score") ? meta["score"] : meta["arch"].starts_with("geom") ? "loglik" : "error";
   const int64_t n = saved.at("scores").size(0);
-  if (meta["arch"] != c.arch || held != score_kind(c.arch, c.score) || n != c.test_images)
+  if (meta["arch"] != c.arch || (held != score_kind(c) && !rescore) || n != c.test_images)
     throw Error("anomaly: --resume: " + path + " holds arch '" + meta["arch"] + "', score " + held + " and " +
-                std::to_string(n) + " scores, this run is " + c.arch + ", score " + score_kind(c.arch, c.score) +
-                " on " + std::to_string(c.test_images) + " test images");
+                std::to_string(n) + " scores, this run is " + c.arch + ", score " + score_kind(c) + " on " +
+                std::to_string(c.test_images) + " test images");
   Tensor scores = saved.at("scores");
   saved.erase("scores");
   if (model) model->load_state_dict(saved), model->eval();
-  return scores;
+  return held == score_kind(c) ? scores : Tensor();
 }
 
 // ---- main -------------------------------------------------------------------------------------------------------
@@ -352,6 +376,10 @@ int main(int argc, char** argv) {
              "fitted to the softmax outputs on the training images)", std::string("loglik"));
   cli.option("gamma", "geom-attn: the attention block's gamma at the start (y = x + gamma * attention; SAGAN's 0)",
              0.0);
+  cli.option("with-pca", "geom: add pca's reconstruction error to the score (each standardised on the training "
+             "images, on a log scale)", false);
+  cli.option("rescore", "with --resume: take the finished classes' weights only, and score the test images again "
+             "(for another --score or --with-pca: training does not depend on them)", false);
   cli.option("data", "the Fashion-MNIST folder (IDX files)", std::string("/usr/share/datasets/fashion-mnist"));
   cli.option("resume", "a previous run's folder: take the classes it finished from its class<c>.safetensors",
              std::string());
@@ -360,6 +388,7 @@ int main(int argc, char** argv) {
     Config c{.arch = cli.get<std::string>("arch"), .score = cli.get<std::string>("score"),
              .data_dir = cli.get<std::string>("data"), .width = cli.get<int64_t>("width"),
              .flips = cli.get<bool>("flips"), .shifts = cli.get<bool>("shifts"), .gamma = cli.get<double>("gamma")};
+    c.with_pca = cli.get<bool>("with-pca");
     cli.require(c.arch == "pca" || c.arch == "cae" || c.arch == "geom" || c.arch == "geom-attn",
                 "--arch must be pca, cae, geom or geom-attn, got '" + c.arch + "'");
     cli.require(c.score == "loglik" || c.score == "dirichlet", "--score must be loglik or dirichlet, got '" +
@@ -395,15 +424,16 @@ int main(int argc, char** argv) {
       const auto start = std::chrono::steady_clock::now();
       std::vector<double> losses;
       if (resumed) {
-        scores = load_finished(previous, c, model.get());
-        std::printf("%s: resumed from %s\n", label.c_str(), previous.c_str());
+        scores = load_finished(previous, c, model.get(), cli.get<bool>("rescore"));
+        std::printf("%s: resumed from %s%s\n", label.c_str(), previous.c_str(), scores.defined() ? "" : ", scoring");
+        if (!scores.defined()) scores = score_test(model.get(), c, class_images(train, k, c.train_images), test_images);
       } else {
         Tensor x = class_images(train, k, c.train_images);
         std::tie(scores, losses) = fit_and_score(model.get(), c, run, x, test_images, label);
       }
       TensorMap out = model ? TensorMap(model->state_dict()) : TensorMap();
       out["scores"] = scores;
-      save(file, out, {{"arch", c.arch}, {"score", score_kind(c.arch, c.score)}, {"class", std::to_string(k)}});
+      save(file, out, {{"arch", c.arch}, {"score", score_kind(c)}, {"class", std::to_string(k)}});
       Scores r = evaluate(scores, is_anomaly);
       results.push_back(r);
       save_pictures(model.get(), test_images, scores, is_anomaly, log.dir() + "/" + name);

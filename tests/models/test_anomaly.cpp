@@ -93,7 +93,7 @@ TEST_CASE("anomaly: geom-attn learns its transformations and writes metrics.json
   fs::remove_all(dir);
 }
 
-TEST_CASE("anomaly: --score dirichlet and --gamma train, score, and are recorded in the checkpoint") {
+TEST_CASE("anomaly: --score dirichlet, --with-pca, --rescore and --gamma") {
   const fs::path anomaly = zoo_program("anomaly");
   if (!fs::exists(anomaly)) {
     MESSAGE("skipped: " << anomaly << " is not built (HEED_BUILD_MODELS=OFF?)");
@@ -111,6 +111,14 @@ TEST_CASE("anomaly: --score dirichlet and --gamma train, score, and are recorded
   CHECK(wrong.exit_code == 2);
   CHECK_MESSAGE(wrong.output.find("holds arch 'geom', score dirichlet and 500 scores, this run is geom, score loglik")
                     != std::string::npos, wrong.output);
+  // ... but with --rescore it takes the weights and scores again (training does not depend on the score), here
+  // with pca's error added: the same net, another score.
+  Result again = run(anomaly, "--quick --threads 1 --epochs 2 --width 8 --class 1 --arch geom --with-pca --resume " +
+                                  (dir / "d").string() + " --rescore --out " + (dir / "p").string(), dir);
+  REQUIRE_MESSAGE(again.exit_code == 0, again.output);
+  CHECK(again.output.find("resumed from " + (dir / "d" / "class1.safetensors").string() + ", scoring") !=
+        std::string::npos);
+  CHECK(read_json(dir / "p" / "metrics.json")["final"]["auroc"].get<double>() > 0.6);
   // geom-attn with the attention switched on from the start.
   Result g = run(anomaly, "--quick --threads 1 --epochs 2 --width 8 --class 1 --gamma 1 --out " + (dir / "g").string(),
                  dir);
