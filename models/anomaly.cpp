@@ -7,18 +7,20 @@
 //   cae        the same error from a conv autoencoder with a 32-d bottleneck (conv 1->32->64, stride 2);
 //   geom       a small conv net learns which of T geometric transformations was applied to an image of
 //              class c: the 4 rotations by 90°; with --flips also mirrored, with --shifts x 9 shifts by
-//              {-7,0,7}² pixels (GEOM's 72 with both). Flips hurt here: most garments are mirror-symmetric, so
-//              "was it flipped?" is a coin toss for normal images too (class 0: AUROC 86.4 with, 94.6 without).
+//              {-7,0,7}² pixels (GEOM's 72 with both; flips hurt here: most garments are mirror-symmetric).
 //              The score is -Σ_t log p(t | transform_t(x)): the transformations of a normal image are easy to
-//              tell apart, an anomaly's are not (GOAD, Bergman and Hoshen 2020, is kin). --score dirichlet is
-//              GEOM's full score: -Σ_t log Dir(p(. | transform_t(x)); α_t), α_t fitted on the training images;
+//              tell apart, an anomaly's are not (GOAD, Bergman and Hoshen 2020, is kin): --score loglik. The
+//              default, --score dirichlet, is GEOM's full score: -Σ_t log Dir(p(. | transform_t(x)); α_t), α_t
+//              fitted on the training images; and pca's error is added to it, each standardised on the
+//              training images (--with-pca=false leaves it out);
 //   geom-attn  geom with SAGAN's self-attention block (nn::SelfAttention2d) at 14x14, so that each place can
 //              compare itself with the whole garment: y = x + gamma * attention(x), gamma from --gamma (0).
 // models/RESULTS.md has the 10-class tables: attention does not help here (geom and geom-attn tie).
 // Per class the run prints AUROC, average precision and the detection rate: the recall of anomalies at the
 // threshold that flags 5% of the normal test images (the largest TPR with FPR <= 0.05, metrics::detection_rate).
 // --all-classes runs c = 0..9, with an ETA after each class, and writes table.md with the means. Each finished
-// class is saved to class<c>.safetensors (weights and test scores); --resume DIR takes finished classes from DIR.
+// class is saved to class<c>.safetensors (weights and test scores); --resume DIR takes finished classes from DIR,
+// and with --rescore only their weights, to score them another way.
 // Pictures per class c: class<c>_extremes.png (the 16 most anomalous test images, then the 16 least),
 // class<c>_histogram.png (the log10 scores of normal and anomalous images), class<c>_roc.png, and class<c>_where.png
 // over the 16 most anomalous: geom-attn's attention (how much each place of the 7x7 key grid is looked at),
@@ -38,10 +40,10 @@
 using namespace heed;
 
 struct Config {
-  std::string arch = "geom-attn", score = "loglik", data_dir;
+  std::string arch = "geom-attn", score = "dirichlet", data_dir;
   int64_t width = 16, bottleneck = 32, components = 32;  // geom's first conv channels; cae's code; pca's
   bool flips = false, shifts = false;                    // geom's transformations: 4 rotations, x2, x9
-  bool with_pca = false;                                 // geom: add pca's error to the score
+  bool with_pca = true;                                  // geom: add pca's error to the score
   double gamma = 0;                                      // geom-attn: the attention's gamma at the start
   int64_t train_images = 6000, test_images = 10000;
 };
@@ -372,12 +374,12 @@ int main(int argc, char** argv) {
   cli.option("flips", "geom: the 4 rotations also flipped horizontally (x2 transformations)", false);
   cli.option("shifts", "geom: also 9 shifts by {-7,0,7} pixels (x9 transformations)", false);
   cli.option("width", "geom: channels of the first conv (then 2x and 4x)", 16, 1);
-  cli.option("score", "geom: loglik (-Σ_t log p(t | transform_t(x))) or dirichlet (GEOM's: a Dirichlet per t "
-             "fitted to the softmax outputs on the training images)", std::string("loglik"));
+  cli.option("score", "geom: dirichlet (GEOM's: a Dirichlet per t fitted to the softmax outputs on the training "
+             "images) or loglik (-Σ_t log p(t | transform_t(x)))", std::string("dirichlet"));
   cli.option("gamma", "geom-attn: the attention block's gamma at the start (y = x + gamma * attention; SAGAN's 0)",
              0.0);
   cli.option("with-pca", "geom: add pca's reconstruction error to the score (each standardised on the training "
-             "images, on a log scale)", false);
+             "images, on a log scale); --with-pca=false for geom's score alone", true);
   cli.option("rescore", "with --resume: take the finished classes' weights only, and score the test images again "
              "(for another --score or --with-pca: training does not depend on them)", false);
   cli.option("data", "the Fashion-MNIST folder (IDX files)", std::string("/usr/share/datasets/fashion-mnist"));

@@ -100,20 +100,23 @@ TEST_CASE("anomaly: --score dirichlet, --with-pca, --rescore and --gamma") {
     return;
   }
   const fs::path dir = scratch("anomaly_dirichlet");
-  // GEOM's Dirichlet score (metrics::dirichlet_mle is tested against GEOM's code in tests/metrics/) on geom.
+  // The default score: GEOM's Dirichlet score (metrics::dirichlet_mle is tested against GEOM's code in
+  // tests/metrics/) plus pca's error.
   Result r = run(anomaly, "--quick --threads 1 --epochs 2 --width 8 --class 1 --arch geom --score dirichlet --out " +
                               (dir / "d").string(), dir);
   REQUIRE_MESSAGE(r.exit_code == 0, r.output);
   CHECK(read_json(dir / "d" / "metrics.json")["final"]["auroc"].get<double>() > 0.6);
   // Its checkpoint does not resume a run with the other score: exit 2, and the message names both.
-  Result wrong = run(anomaly, "--quick --threads 1 --epochs 2 --width 8 --class 1 --arch geom --resume " +
-                                  (dir / "d").string() + " --out " + (dir / "l").string(), dir);
+  Result wrong = run(anomaly, "--quick --threads 1 --epochs 2 --width 8 --class 1 --arch geom --score loglik "
+                                  "--with-pca=false --resume " + (dir / "d").string() + " --out " + (dir / "l").string(),
+                     dir);
   CHECK(wrong.exit_code == 2);
-  CHECK_MESSAGE(wrong.output.find("holds arch 'geom', score dirichlet and 500 scores, this run is geom, score loglik")
-                    != std::string::npos, wrong.output);
+  CHECK_MESSAGE(wrong.output.find("holds arch 'geom', score dirichlet+pca and 500 scores, this run is geom, score "
+                                  "loglik on") != std::string::npos, wrong.output);
   // ... but with --rescore it takes the weights and scores again (training does not depend on the score), here
-  // with pca's error added: the same net, another score.
-  Result again = run(anomaly, "--quick --threads 1 --epochs 2 --width 8 --class 1 --arch geom --with-pca --resume " +
+  // with geom's simple score alone: the same net, another score.
+  Result again = run(anomaly, "--quick --threads 1 --epochs 2 --width 8 --class 1 --arch geom --score loglik "
+                                  "--with-pca=false --resume " +
                                   (dir / "d").string() + " --rescore --out " + (dir / "p").string(), dir);
   REQUIRE_MESSAGE(again.exit_code == 0, again.output);
   CHECK(again.output.find("resumed from " + (dir / "d" / "class1.safetensors").string() + ", scoring") !=
