@@ -215,27 +215,25 @@ Tensor score_test(Detector* model, const Config& c, const Tensor& normal, const 
 std::pair<Tensor, std::vector<double>> fit_and_score(Detector* model, const Config& c, const zoo::RunConfig& run,
                                                      const Tensor& normal, const Tensor& test,
                                                      const std::string& label) {
+  if (!model) return {score_test(model, c, normal, test), {}};
+  data::DataLoader loader(data::TensorDataset{{normal}},
+                          {.batch_size = run.batch_size, .shuffle = true, .seed = run.seed});
+  optim::Adam opt(model->parameters(), {.lr = run.lr});
+  optim::WarmupCosineLR schedule(opt, 0, run.epochs * loader.size());
+  model->train();
   std::vector<double> losses;
-  if (model) {
-    data::DataLoader loader(data::TensorDataset{{normal}},
-                            {.batch_size = run.batch_size, .shuffle = true, .seed = run.seed});
-    optim::Adam opt(model->parameters(), {.lr = run.lr});
-    optim::WarmupCosineLR schedule(opt, 0, run.epochs * loader.size());
-    model->train();
-    for (int epoch = 1; epoch <= run.epochs; ++epoch) {
-      zoo::ProgressBar bar(label + " epoch " + std::to_string(epoch) + "/" + std::to_string(run.epochs),
-                           loader.size());
-      for (auto& batch : loader) {
-        Tensor loss = model->loss(batch[0]);
-        opt.zero_grad();
-        loss.backward();
-        opt.step();
-        schedule.step();
-        bar.update(loss.item(), batch[0].size(0));
-      }
-      bar.finish();
-      losses.push_back(bar.mean_loss());
+  for (int epoch = 1; epoch <= run.epochs; ++epoch) {
+    zoo::ProgressBar bar(label + " epoch " + std::to_string(epoch) + "/" + std::to_string(run.epochs), loader.size());
+    for (auto& batch : loader) {
+      Tensor loss = model->loss(batch[0]);
+      opt.zero_grad();
+      loss.backward();
+      opt.step();
+      schedule.step();
+      bar.update(loss.item(), batch[0].size(0));
     }
+    bar.finish();
+    losses.push_back(bar.mean_loss());
   }
   return {score_test(model, c, normal, test), losses};
 }
