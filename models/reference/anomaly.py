@@ -3,8 +3,10 @@ and protocol, to set its numbers and times beside heed's.
 
 One-class Fashion-MNIST (Golan and El-Yaniv 2018): for each class c, train on the 6000 training images of class c,
 score the 10000 test images, anomaly = "not c". A small conv net learns which of the 4 rotations by 90 degrees
-(--flips: x2 horizontal flips; --shifts: x9 shifts by {-7,0,7} pixels with zero fill; 72 with both) was applied; an image's score is -sum_t log p(t | transform_t(x)). The network is anomaly.cpp's TransformNet layer for
-layer: conv 3x3 (W) BN ReLU, max-pool, conv 3x3 (2W) BN ReLU, [SAGAN self-attention: f, g 1x1 to C/8, h 1x1 to
+(--flips: x2 horizontal flips; --shifts: x9 shifts by {-7,0,7} pixels with zero fill; 72 with both) was applied;
+an image's score is -sum_t log p(t | transform_t(x)): anomaly.cpp's first recipe, `--score loglik --with-pca=false`
+(its default now adds GEOM's Dirichlet score and PCA's error, which are not here). The network is anomaly.cpp's
+TransformNet layer for layer: conv 3x3 (W) BN ReLU, max-pool, conv 3x3 (2W) BN ReLU, [SAGAN self-attention: f, g 1x1 to C/8, h 1x1 to
 C/2, keys and values max-pooled 2x2, no 1/sqrt(d) scale, out 1x1 back to C, y = x + gamma * out, gamma = 0 at
 the start], max-pool, conv 3x3 (4W) BN ReLU, flatten, linear to T. Adam at --lr, batches of 32 images (each with
 all T transformations), the lr falling to 0 along a half cosine over the run (heed's WarmupCosineLR(opt, 0, total)).
