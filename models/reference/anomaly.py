@@ -1,4 +1,4 @@
-"""The headline recipe of models/anomaly.cpp (--arch geom-attn, and geom) in PyTorch 1.13 (CPU), on the same data
+"""The first recipe of models/anomaly.cpp (--arch geom-attn, and geom) in PyTorch 1.13 (CPU), on the same data
 and protocol, to set its numbers and times beside heed's.
 
 One-class Fashion-MNIST (Golan and El-Yaniv 2018): for each class c, train on the 6000 training images of class c,
@@ -6,9 +6,9 @@ score the 10000 test images, anomaly = "not c". A small conv net learns which of
 (--flips: x2 horizontal flips; --shifts: x9 shifts by {-7,0,7} pixels with zero fill; 72 with both) was applied;
 an image's score is -sum_t log p(t | transform_t(x)): anomaly.cpp's first recipe, `--score loglik --with-pca=false`
 (its default now adds GEOM's Dirichlet score and PCA's error, which are not here). The network is anomaly.cpp's
-TransformNet layer for layer: conv 3x3 (W) BN ReLU, max-pool, conv 3x3 (2W) BN ReLU, [SAGAN self-attention: f, g 1x1 to C/8, h 1x1 to
-C/2, keys and values max-pooled 2x2, no 1/sqrt(d) scale, out 1x1 back to C, y = x + gamma * out, gamma = 0 at
-the start], max-pool, conv 3x3 (4W) BN ReLU, flatten, linear to T. Adam at --lr, batches of 32 images (each with
+TransformNet layer for layer: conv 3x3 (W) BN ReLU, max-pool, conv 3x3 (2W) BN ReLU, [SAGAN self-attention: f, g
+1x1 to C/8, h 1x1 to C/2, keys and values max-pooled 2x2, no 1/sqrt(d) scale, out 1x1 back to C, y = x + gamma *
+out, gamma = 0 at the start], max-pool, conv 3x3 (4W) BN ReLU, flatten, linear to T. Adam at --lr, batches of 32 images (each with
 all T transformations), the lr falling to 0 along a half cosine over the run (heed's WarmupCosineLR(opt, 0, total)).
 
 Metrics by scikit-learn: roc_auc_score, average_precision_score, and the detection rate = the largest TPR of
@@ -168,7 +168,8 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--train-images", type=int, default=6000)
-    p.add_argument("--test-images", type=int, default=10000, help="the first N test images (a smoke test; the protocol is 10000)")
+    p.add_argument("--test-images", type=int, default=10000,
+                   help="the first N test images (a smoke test; the protocol is 10000)")
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--out", default="runs/reference_anomaly")
     args = p.parse_args()
