@@ -8,8 +8,9 @@ an image's score is -sum_t log p(t | transform_t(x)): anomaly.cpp's first recipe
 (its default now adds GEOM's Dirichlet score and PCA's error, which are not here). The network is anomaly.cpp's
 TransformNet layer for layer: conv 3x3 (W) BN ReLU, max-pool, conv 3x3 (2W) BN ReLU, [SAGAN self-attention: f, g
 1x1 to C/8, h 1x1 to C/2, keys and values max-pooled 2x2, no 1/sqrt(d) scale, out 1x1 back to C, y = x + gamma *
-out, gamma = 0 at the start], max-pool, conv 3x3 (4W) BN ReLU, flatten, linear to T. Adam at --lr, batches of 32 images (each with
-all T transformations), the lr falling to 0 along a half cosine over the run (heed's WarmupCosineLR(opt, 0, total)).
+out, gamma = 0 at the start], max-pool, conv 3x3 (4W) BN ReLU, flatten, linear to T. Adam at --lr, batches of 32
+images (each with all T transformations), the lr falling to 0 along a half cosine over the run (heed's
+WarmupCosineLR(opt, 0, total)).
 
 Metrics by scikit-learn: roc_auc_score, average_precision_score, and the detection rate = the largest TPR of
 roc_curve(drop_intermediate=False) with FPR <= 0.05 (heed's metrics::detection_rate). The random streams (weights,
