@@ -392,6 +392,63 @@ double bits_per_dim(double nats_per_sample, int64_t dims) {
   return nats_per_sample / ((double)dims * std::log(2.0));
 }
 
+double digamma(double x) {
+  if (!(x > 0)) throw Error("digamma: needs x > 0, got " + std::to_string(x));
+  double shift = 0;  // ψ(x) = ψ(x + n) - Σ_{i<n} 1/(x + i)
+  for (; x < 10; x += 1) shift -= 1 / x;
+  const double r = 1 / (x * x);
+  return shift + std::log(x) - 0.5 / x - r * (1.0 / 12 - r * (1.0 / 120 - r * (1.0 / 252 - r * (1.0 / 240 - r / 132))));
+}
+
+namespace {
+
+// ψ'(x), the trigamma function, the same way: ψ'(x) = ψ'(x + 1) + 1/x², then its asymptotic series.
+double trigamma(double x) {
+  double shift = 0;
+  for (; x < 10; x += 1) shift += 1 / (x * x);
+  const double r = 1 / (x * x);
+  return shift + 1 / x + r / 2 + r / x * (1.0 / 6 - r * (1.0 / 30 - r * (1.0 / 42 - r / 30)));
+}
+
+// The x with ψ(x) = y: Minka's starting point, then 5 Newton steps (GEOM's inv_psi).
+double inverse_digamma(double y) {
+  double x = y >= -2.22 ? std::exp(y) + 0.5 : -1 / (y - digamma(1));
+  for (int i = 0; i < 5; ++i) x -= (digamma(x) - y) / trigamma(x);
+  return x;
+}
+
+}  // namespace
+
+Tensor dirichlet_mle(const Tensor& log_p) {
+  const bool ok = log_p.defined() && log_p.dim() == 2 && log_p.size(0) >= 1 && log_p.size(1) >= 2;
+  if (!ok || !is_floating(log_p.dtype()))
+    throw Error("dirichlet_mle: needs the logs of N >= 1 points on a simplex of K >= 2, a float (N,K), got " +
+                (log_p.defined() ? std::string(dtype_name(log_p.dtype())) + " " + shape_str(log_p.shape())
+                                 : "undefined"));
+  NoGradGuard no_grad;
+  const int64_t N = log_p.size(0), K = log_p.size(1);
+  const std::vector<double> lp = log_p.to(float64).contiguous().to_vector<double>();
+  std::vector<double> mean_p(K), mean_log_p(K), alpha(K);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) mean_p[k] += std::exp(lp[n * K + k]) / N, mean_log_p[k] += lp[n * K + k] / N;
+  // Start: α = mean p · s, with s the moment-style estimate of Σα of GEOM's calc_approx_alpha_sum.
+  double entropy_term = 0, cross_term = 0;
+  for (int64_t k = 0; k < K; ++k)
+    entropy_term += mean_p[k] * std::log(mean_p[k]), cross_term += mean_p[k] * mean_log_p[k];
+  const double s = (K - 1) * -digamma(1) / (entropy_term - cross_term);
+  for (int64_t k = 0; k < K; ++k) alpha[k] = mean_p[k] * (std::isfinite(s) && s > 0 ? s : 1);
+  for (int iter = 0; iter < 1000; ++iter) {
+    const double psi_sum = digamma(std::accumulate(alpha.begin(), alpha.end(), 0.0));
+    double change = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      const double next = inverse_digamma(psi_sum + mean_log_p[k]);
+      change += (next - alpha[k]) * (next - alpha[k]), alpha[k] = next;
+    }
+    if (std::sqrt(change) < 1e-9) break;
+  }
+  return from_vector(alpha, {K});
+}
+
 // =====================================================================================================
 // k-means
 // =====================================================================================================

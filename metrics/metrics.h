@@ -5,7 +5,8 @@
 //
 //   clustering     clustering_accuracy (Hungarian matching), nmi, ari, kmeans
 //   ranking        auroc, average_precision, roc_curve, detection_rate (anomaly detection)
-//   likelihood     reconstruction_error, nats_per_sample, bits_per_dim (autoencoders, VAEs)
+//   likelihood     reconstruction_error, nats_per_sample, bits_per_dim (autoencoders, VAEs);
+//                  digamma, dirichlet_mle (GEOM's anomaly score)
 //   embeddings     pca, trustworthiness
 //   samples        mean_and_cov, frechet_distance (FID-style scores of generative models)
 //
@@ -76,6 +77,14 @@ Tensor reconstruction_error(const Tensor& x, const Tensor& x_hat, const std::str
 double nats_per_sample(const Tensor& nats);
 /// nats / (dims * ln 2): the usual unit for comparing likelihoods of images of different sizes.
 double bits_per_dim(double nats_per_sample, int64_t dims);
+/// ψ(x) = d/dx ln Γ(x) for x > 0 (the recurrence ψ(x) = ψ(x+1) - 1/x up to x >= 10, then the asymptotic series),
+/// to about 1e-12: ψ(1) = -0.5772156649 (minus Euler's constant).
+double digamma(double x);
+/// The maximum-likelihood Dirichlet α (K) of N points on the simplex, given as their logs log_p (N,K): Minka's
+/// fixed point ψ(α_k) = ψ(Σ_j α_j) + mean_n log p_nk, started and stopped as GEOM's fixed_point_dirichlet_mle
+/// (Golan and El-Yaniv 2018). Returns float64. An image's Dirichlet log-density, up to a constant, is then
+/// Σ_k (α_k - 1) log p_k: GEOM's normality score.
+Tensor dirichlet_mle(const Tensor& log_p);
 
 // ---- embeddings --------------------------------------------------------------------------------------
 struct PCAResult {

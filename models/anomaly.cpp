@@ -7,18 +7,20 @@
 //   cae        the same error from a conv autoencoder with a 32-d bottleneck (conv 1->32->64, stride 2);
 //   geom       a small conv net learns which of T geometric transformations was applied to an image of
 //              class c: the 4 rotations by 90°; with --flips also mirrored, with --shifts x 9 shifts by
-//              {-7,0,7}² pixels (GEOM's 72 with both). Flips hurt here: most garments are mirror-symmetric, so
-//              "was it flipped?" is a coin toss for normal images too (class 0: AUROC 86.4 with, 94.6 without).
+//              {-7,0,7}² pixels (GEOM's 72 with both; flips hurt here: most garments are mirror-symmetric).
 //              The score is -Σ_t log p(t | transform_t(x)): the transformations of a normal image are easy to
-//              tell apart, an anomaly's are not (GEOM's simple score; GOAD, Bergman and Hoshen 2020, is kin);
+//              tell apart, an anomaly's are not (GOAD, Bergman and Hoshen 2020, is kin): --score loglik. The
+//              default, --score dirichlet, is GEOM's full score: -Σ_t log Dir(p(. | transform_t(x)); α_t), α_t
+//              fitted on the training images; and pca's error is added to it, each standardised on the
+//              training images (--with-pca=false leaves it out);
 //   geom-attn  geom with SAGAN's self-attention block (nn::SelfAttention2d) at 14x14, so that each place can
-//              compare itself with the whole garment ("is the sleeve where an upright shirt has it?").
-// Measured (models/RESULTS.md, --all-classes): mean AUROC pca 90.5, cae 89.8, geom 93.2, geom-attn 93.2 (GEOM's
-// paper 93.5, GOAD 94.1). Attention does not help here: its gamma stays below 0.1 and the two tie class by class.
+//              compare itself with the whole garment: y = x + gamma * attention(x), gamma from --gamma (0).
+// models/RESULTS.md has the 10-class tables: attention does not help here (geom and geom-attn tie).
 // Per class the run prints AUROC, average precision and the detection rate: the recall of anomalies at the
 // threshold that flags 5% of the normal test images (the largest TPR with FPR <= 0.05, metrics::detection_rate).
 // --all-classes runs c = 0..9, with an ETA after each class, and writes table.md with the means. Each finished
-// class is saved to class<c>.safetensors (weights and test scores); --resume DIR takes finished classes from DIR.
+// class is saved to class<c>.safetensors (weights and test scores); --resume DIR takes finished classes from DIR,
+// and with --rescore only their weights, to score them another way.
 // Pictures per class c: class<c>_extremes.png (the 16 most anomalous test images, then the 16 least),
 // class<c>_histogram.png (the log10 scores of normal and anomalous images), class<c>_roc.png, and class<c>_where.png
 // over the 16 most anomalous: geom-attn's attention (how much each place of the 7x7 key grid is looked at),
@@ -38,13 +40,25 @@
 using namespace heed;
 
 struct Config {
-  std::string arch = "geom-attn", data_dir;
+  std::string arch = "geom-attn", score = "dirichlet", data_dir;
   int64_t width = 16, bottleneck = 32, components = 32;  // geom's first conv channels; cae's code; pca's
   bool flips = false, shifts = false;                    // geom's transformations: 4 rotations, x2, x9
+  bool with_pca = true;                                  // geom: add pca's error to the score
+  double gamma = 0;                                      // geom-attn: the attention's gamma at the start
   int64_t train_images = 6000, test_images = 10000;
 };
 const char* const kNames[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                 "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+// `f` over `images` in batches, without a graph, the results concatenated along dim 0.
+template <class F>
+Tensor over_batches(const Tensor& images, int64_t batch, F f) {
+  NoGradGuard no_grad;
+  std::vector<Tensor> parts;
+  for (int64_t i = 0; i < images.size(0); i += batch)
+    parts.push_back(f(images.narrow(0, i, std::min(batch, images.size(0) - i))));
+  return cat(parts, 0);
+}
 
 // ---- the transformations, and the modules, smallest first ---------------------------------------------------
 
@@ -80,9 +94,10 @@ std::pair<Tensor, Tensor> transform_all(const Tensor& x, const Tensor& index) {
   return {index_select(padded, 1, index).reshape({B * T, 1, 28, 28}), from_vector(labels, {B * T})};
 }
 
-// What training, scoring and the pictures see; pca is no module and is handled in fit_and_score.
+// What training, scoring and the pictures see; pca is no module and is handled in score_test.
 struct Detector : nn::Module {
   virtual Tensor loss(const Tensor& x) = 0;   // x (B,1,28,28) of the normal class -> the training loss
+  virtual void fit_score(const Tensor&) {}    // after training, on the normal images: what the score needs
   virtual Tensor score(const Tensor& x) = 0;  // x (B,1,28,28) -> (B), higher = more anomalous
   virtual Tensor where(const Tensor&) { return {}; }  // x (B,1,28,28) -> a map (B,h,w) for where.png
 };
@@ -112,13 +127,18 @@ struct TransformNet : Detector {
   std::unique_ptr<nn::SelfAttention2d> attn;  // geom-attn: after conv2, keys and values on the pooled 7x7 grid
   nn::Linear head;
   Tensor index;  // transform_index
+  bool dirichlet;
+  Tensor alpha;  // --score dirichlet: (T,T), row t the Dirichlet α fitted to p(. | transform_t(x)), x normal
   TransformNet(const Config& c, bool attention)
       : conv1(1, c.width, 3, {.padding = 1}), conv2(c.width, 2 * c.width, 3, {.padding = 1}),
         conv3(2 * c.width, 4 * c.width, 3, {.padding = 1}), bn1(c.width), bn2(2 * c.width), bn3(4 * c.width),
-        head(4 * c.width * 49, num_transforms(c)), index(transform_index(c)) {
+        head(4 * c.width * 49, num_transforms(c)), index(transform_index(c)), dirichlet(c.score == "dirichlet") {
     register_module("conv1", conv1), register_module("bn1", bn1), register_module("conv2", conv2);
     register_module("bn2", bn2), register_module("conv3", conv3), register_module("bn3", bn3);
-    if (attention) attn = std::make_unique<nn::SelfAttention2d>(2 * c.width), register_module("attn", *attn);
+    if (attention) {
+      attn = std::make_unique<nn::SelfAttention2d>(2 * c.width), register_module("attn", *attn);
+      nn::init::constant_(attn->gamma, c.gamma);
+    }
     register_module("head", head);
   }
   // x (N,1,28,28) -> (N,W,14,14) -> (N,2W,14,14), and the attention (N,196,49) when there is some
@@ -132,10 +152,22 @@ struct TransformNet : Detector {
     auto [xt, t] = transform_all(x, index);
     return nn::cross_entropy(logits(xt), t);
   }
+  // x (B,1,28,28) -> log p(s | transform_t(x)) (B,T,T): t the transformation applied, s the net's guess
+  Tensor log_probs(const Tensor& x) {
+    const int64_t T = index.size(0) / 784;
+    return log_softmax(logits(transform_all(x, index).first), 1).reshape({x.size(0), T, T});
+  }
+  void fit_score(const Tensor& normal) override {
+    if (!dirichlet) return;
+    Tensor log_p = over_batches(normal, 100, [&](const Tensor& x) { return log_probs(x); });  // (N,T,T)
+    std::vector<Tensor> rows;
+    for (int64_t t = 0; t < log_p.size(1); ++t) rows.push_back(metrics::dirichlet_mle(log_p.select(1, t)));
+    alpha = stack(rows).to(float32);
+  }
+  // loglik: -Σ_t log p(t | transform_t(x)), the diagonal; dirichlet: -Σ_t Σ_s (α_ts - 1) log p(s | transform_t(x))
   Tensor score(const Tensor& x) override {
-    auto [xt, t] = transform_all(x, index);
-    Tensor log_p = gather(log_softmax(logits(xt), 1), 1, t.unsqueeze(1));  // (B*T,1): log p(t | transform_t(x))
-    return -log_p.reshape({x.size(0), -1}).sum(1);
+    Tensor log_p = log_probs(x);
+    return -(log_p * (dirichlet ? alpha - 1.0 : eye(log_p.size(1)))).sum({1, 2});
   }
   // How much attention each key position receives, averaged over the 196 queries: (B,7,7)
   Tensor where(const Tensor& x) override { return attn ? features(x).second.mean(1).reshape({-1, 7, 7}) : Tensor(); }
@@ -149,27 +181,43 @@ std::unique_ptr<Detector> make_detector(const Config& c) {
 
 // ---- training, one class -------------------------------------------------------------------------------------
 
-// `f` over `images` in batches, without a graph, the results concatenated along dim 0.
-template <class F>
-Tensor over_batches(const Tensor& images, int64_t batch, F f) {
-  NoGradGuard no_grad;
-  std::vector<Tensor> parts;
-  for (int64_t i = 0; i < images.size(0); i += batch) parts.push_back(f(images.narrow(0, i, std::min(batch, images.size(0) - i))));
-  return cat(parts, 0);
+// pca's score: the mean squared error of `test` reconstructed from the first components of `normal`.
+Tensor pca_error(const Config& c, const Tensor& normal, const Tensor& test) {
+  metrics::PCAResult p = metrics::pca(normal.reshape({normal.size(0), 784}), (int)c.components);
+  return over_batches(test, 1000, [&](const Tensor& x) {
+    Tensor flat = x.reshape({x.size(0), 784});
+    return metrics::reconstruction_error(flat, p.inverse_transform(p.transform(flat)));
+  });
+}
+
+// A trained model's scores of `test`, after fit_score on `normal`. With --with-pca, the sum of its score and pca's
+// error, each standardised by its mean and standard deviation over the normal training images, on a log scale
+// (the dirichlet score is a log-density already).
+Tensor score_test(Detector* model, const Config& c, const Tensor& normal, const Tensor& test) {
+  if (!model) return pca_error(c, normal, test);
+  model->eval();
+  model->fit_score(normal);
+  auto score = [&](const Tensor& images) {
+    return over_batches(images, 100, [&](const Tensor& x) { return model->score(x); });
+  };
+  if (!c.with_pca) return score(test);
+  auto standardised = [](Tensor test_scores, Tensor train_scores, bool log_scale) {
+    if (log_scale) test_scores = clamp(test_scores, 1e-12, 1e30).log();
+    if (log_scale) train_scores = clamp(train_scores, 1e-12, 1e30).log();
+    return (test_scores - train_scores.mean()) / heed::std(train_scores, 0);
+  };
+  return standardised(score(test), score(normal), c.score == "loglik") +
+         standardised(pca_error(c, normal, test), pca_error(c, normal, normal), true);
 }
 
 // Trains `model` on `normal` (Adam, the lr falling to 0 along a half cosine) and scores `test` (N_test); also
-// gives each epoch's mean training loss. pca (model == nullptr) fits in one go.
+// gives each epoch's mean training loss. pca (model == nullptr) needs no training.
 std::pair<Tensor, std::vector<double>> fit_and_score(Detector* model, const Config& c, const zoo::RunConfig& run,
-                                                     const Tensor& normal, const Tensor& test, const std::string& label) {
-  if (!model) {
-    metrics::PCAResult p = metrics::pca(normal.reshape({normal.size(0), 784}), (int)c.components);
-    return {over_batches(test, 1000, [&](const Tensor& x) {
-      Tensor flat = x.reshape({x.size(0), 784});
-      return metrics::reconstruction_error(flat, p.inverse_transform(p.transform(flat)));
-    }), {}};
-  }
-  data::DataLoader loader(data::TensorDataset{{normal}}, {.batch_size = run.batch_size, .shuffle = true, .seed = run.seed});
+                                                     const Tensor& normal, const Tensor& test,
+                                                     const std::string& label) {
+  if (!model) return {score_test(model, c, normal, test), {}};
+  data::DataLoader loader(data::TensorDataset{{normal}},
+                          {.batch_size = run.batch_size, .shuffle = true, .seed = run.seed});
   optim::Adam opt(model->parameters(), {.lr = run.lr});
   optim::WarmupCosineLR schedule(opt, 0, run.epochs * loader.size());
   model->train();
@@ -187,8 +235,7 @@ std::pair<Tensor, std::vector<double>> fit_and_score(Detector* model, const Conf
     bar.finish();
     losses.push_back(bar.mean_loss());
   }
-  model->eval();
-  return {over_batches(test, 100, [&](const Tensor& x) { return model->score(x); }), losses};
+  return {score_test(model, c, normal, test), losses};
 }
 
 // ---- evaluation: the metrics and the pictures ------------------------------------------------------------------
@@ -198,6 +245,21 @@ struct Scores { double auroc, ap, detection_rate; };
 Scores evaluate(const Tensor& scores, const Tensor& is_anomaly) {
   return {metrics::auroc(scores, is_anomaly), metrics::average_precision(scores, is_anomaly),
           metrics::detection_rate(scores, is_anomaly, 0.05)};
+}
+
+// `columns` (each as long as `x`) against `x` as prefix.csv, drawn as prefix.png.
+void plot(const std::string& prefix, const std::string& x_name, const std::vector<double>& x,
+          const std::vector<std::string>& names, const std::vector<std::vector<double>>& columns,
+          const viz::PlotOptions& options) {
+  std::ofstream csv(prefix + ".csv");
+  csv << x_name;
+  for (const std::string& name : names) csv << "," << name;
+  for (size_t i = 0; i < x.size(); ++i) {
+    csv << "\n" << x[i];
+    for (const auto& column : columns) csv << "," << column[i];
+  }
+  csv.close();
+  viz::plot_lines(prefix + ".csv", prefix + ".png", x_name, names, options);
 }
 
 void save_pictures(Detector* model, const Tensor& test, const Tensor& scores, const Tensor& is_anomaly,
@@ -211,28 +273,22 @@ void save_pictures(Detector* model, const Tensor& test, const Tensor& scores, co
   extremes.insert(extremes.end(), order.end() - 16, order.end());
   Tensor top = index_select(test, 0, from_vector(extremes, {32}));
   viz::save_image_grid(top, prefix + "_extremes.png");
-  // The histogram of log10 scores (all four are >= 0, and skewed: most normal images score near 0): the fraction
-  // of normal and of anomalous images in each of 40 bins between the extremes, scores below 1e-8 in the first.
-  auto log_score = [&](size_t i) { return std::log10(std::max<double>(s[i], 1e-8)); };
+  // The histogram of log10 scores (skewed: most normal images score near 0; the dirichlet score, which can be < 0,
+  // shifted to start at 0): the fraction of normal and of anomalous images in each of 40 bins between the extremes.
+  const double shift = std::min<double>(0, s[order.back()]);
+  auto log_score = [&](size_t i) { return std::log10(std::max<double>(s[i] - shift, 1e-8)); };
   const double lo = log_score(order.back()), hi = log_score(order.front()), width = std::max(hi - lo, 1e-12) / 40;
-  std::vector<double> normal(40), anomaly(40);
-  double n_normal = 0, n_anomaly = 0;
+  std::vector<double> centres(40), normal(40), anomaly(40);
+  const double n_anomaly = std::accumulate(anomalous.begin(), anomalous.end(), 0.0), n_normal = s.size() - n_anomaly;
   for (size_t i = 0; i < s.size(); ++i) {
     const int64_t bin = std::min<int64_t>(39, (int64_t)((log_score(i) - lo) / width));
-    (anomalous[i] ? anomaly : normal)[bin] += 1, (anomalous[i] ? n_anomaly : n_normal) += 1;
+    anomalous[i] ? anomaly[bin] += 1 / n_anomaly : normal[bin] += 1 / n_normal;
   }
-  std::ofstream hist(prefix + "_histogram.csv");
-  hist << "log10_score,normal,anomalous\n";
-  for (int b = 0; b < 40; ++b) hist << lo + (b + 0.5) * width << "," << normal[b] / n_normal << "," << anomaly[b] / n_anomaly << "\n";
-  hist.close();
-  viz::plot_lines(prefix + "_histogram.csv", prefix + "_histogram.png", "log10_score", {"normal", "anomalous"},
-                  {.title = "anomaly score", .ylabel = "fraction of the group per bin"});
+  for (int b = 0; b < 40; ++b) centres[b] = lo + (b + 0.5) * width;
+  plot(prefix + "_histogram", "log10_score", centres, {"normal", "anomalous"}, {normal, anomaly},
+       {.title = "anomaly score", .ylabel = "fraction of the group per bin"});
   metrics::RocCurve roc = metrics::roc_curve(scores, is_anomaly);
-  std::ofstream curve(prefix + "_roc.csv");
-  curve << "false_positive_rate,true_positive_rate\n";
-  for (size_t i = 0; i < roc.fpr.size(); ++i) curve << roc.fpr[i] << "," << roc.tpr[i] << "\n";
-  curve.close();
-  viz::plot_lines(prefix + "_roc.csv", prefix + "_roc.png", "false_positive_rate", {"true_positive_rate"}, {.title = "ROC"});
+  plot(prefix + "_roc", "false_positive_rate", roc.fpr, {"true_positive_rate"}, {roc.tpr}, {.title = "ROC"});
   Tensor maps = model ? model->where(top.narrow(0, 0, 16)) : Tensor();
   if (!maps.defined()) return;
   std::vector<Tensor> tiles;  // the overlays' RGB bytes back as (3,56,56) tensors in [0,1], for one grid
@@ -243,25 +299,100 @@ void save_pictures(Detector* model, const Tensor& test, const Tensor& scores, co
   viz::save_image_grid(stack(tiles).permute({0, 3, 1, 2}), prefix + "_where.png");
 }
 
+// The markdown table of every class and the mean (table.md); the means and, with several classes, each class's
+// values go to metrics.json under `final`.
+std::string write_table(const std::vector<int>& classes, const std::vector<Scores>& results, zoo::RunLog& log) {
+  Scores mean{0, 0, 0};
+  std::string table = "| class | AUROC | AP | detection rate |\n|---|---|---|---|\n";
+  zoo::Metrics per_class;
+  char row[200];
+  for (size_t i = 0; i < results.size(); ++i) {
+    const Scores& r = results[i];
+    const double n = results.size();
+    mean = {mean.auroc + r.auroc / n, mean.ap + r.ap / n, mean.detection_rate + r.detection_rate / n};
+    std::snprintf(row, sizeof row, "| %d %s | %.1f | %.1f | %.1f |\n", classes[i], kNames[classes[i]],
+                  100 * r.auroc, 100 * r.ap, 100 * r.detection_rate);
+    table += row;
+    const std::string k = "_class" + std::to_string(classes[i]);
+    per_class.insert(per_class.end(),
+                     {{"auroc" + k, r.auroc}, {"ap" + k, r.ap}, {"detection_rate" + k, r.detection_rate}});
+  }
+  std::snprintf(row, sizeof row, "| mean | **%.1f** | %.1f | %.1f |\n", 100 * mean.auroc, 100 * mean.ap,
+                100 * mean.detection_rate);
+  table += row;
+  std::ofstream(log.dir() + "/table.md") << table;
+  log.final({{"auroc", mean.auroc}, {"ap", mean.ap}, {"detection_rate", mean.detection_rate}});
+  if (results.size() > 1) log.final(per_class);
+  return table;
+}
+
+// ---- the classes: their training images, and the checkpoints of finished ones ---------------------------------
+
+// The first n training images of class k.
+Tensor class_images(const data::FashionMNIST& train, int k, int64_t n) {
+  const std::vector<int64_t> labels = train.labels.to_vector<int64_t>();
+  std::vector<int64_t> rows;
+  for (int64_t i = 0; i < (int64_t)labels.size() && (int64_t)rows.size() < n; ++i)
+    if (labels[i] == k) rows.push_back(i);
+  return index_select(train.images, 0, from_vector(rows, {(int64_t)rows.size()}));
+}
+
+// What makes a checkpoint's scores besides the arch: geom's --score and --with-pca; the others' reconstruction error.
+std::string score_kind(const Config& c) {
+  return c.arch.starts_with("geom") ? c.score + (c.with_pca ? "+pca" : "") : "error";
+}
+
+// A finished class's weights into `model` (for the pictures, or to score again), and its test scores; undefined
+// when the checkpoint was scored another way and `rescore` allows that.
+Tensor load_finished(const std::string& path, const Config& c, Detector* model, bool rescore) {
+  Metadata meta;
+  TensorMap saved = load(path, &meta);
+  const std::string held = meta.count("score") ? meta["score"] : meta["arch"].starts_with("geom") ? "loglik" : "error";
+  const int64_t n = saved.at("scores").size(0);
+  if (meta["arch"] != c.arch || (held != score_kind(c) && !rescore) || n != c.test_images)
+    throw Error("anomaly: --resume: " + path + " holds arch '" + meta["arch"] + "', score " + held + " and " +
+                std::to_string(n) + " scores, this run is " + c.arch + ", score " + score_kind(c) + " on " +
+                std::to_string(c.test_images) + " test images");
+  Tensor scores = saved.at("scores");
+  saved.erase("scores");
+  if (model) model->load_state_dict(saved), model->eval();
+  return held == score_kind(c) ? scores : Tensor();
+}
+
 // ---- main -------------------------------------------------------------------------------------------------------
 
 int main(int argc, char** argv) {
   zoo::Cli cli("anomaly", "One-class anomaly detection on Fashion-MNIST: PCA, a conv autoencoder, and "
-               "transformation prediction (GEOM) with and without self-attention", {.epochs = 2, .batch_size = 32, .lr = 1e-3});
-  cli.option("arch", "pca, cae (conv autoencoder), geom, or geom-attn (geom with self-attention)", std::string("geom-attn"));
+               "transformation prediction (GEOM) with and without self-attention",
+               {.epochs = 2, .batch_size = 32, .lr = 1e-3});
+  cli.option("arch", "pca, cae (conv autoencoder), geom, or geom-attn (geom with self-attention)",
+             std::string("geom-attn"));
   cli.option("class", "the normal class c (0-9): train on it, call the other classes anomalies", 0, 0, 9);
   cli.option("all-classes", "run the full protocol: every class in turn, then the table and the means", false);
   cli.option("flips", "geom: the 4 rotations also flipped horizontally (x2 transformations)", false);
   cli.option("shifts", "geom: also 9 shifts by {-7,0,7} pixels (x9 transformations)", false);
   cli.option("width", "geom: channels of the first conv (then 2x and 4x)", 16, 1);
+  cli.option("score", "geom: dirichlet (GEOM's: a Dirichlet per t fitted to the softmax outputs on the training "
+             "images) or loglik (-Σ_t log p(t | transform_t(x)))", std::string("dirichlet"));
+  cli.option("gamma", "geom-attn: the attention block's gamma at the start (y = x + gamma * attention; SAGAN's 0)",
+             0.0);
+  cli.option("with-pca", "geom: add pca's reconstruction error to the score (each standardised on the training "
+             "images, on a log scale); --with-pca=false for geom's score alone", true);
+  cli.option("rescore", "with --resume: take the finished classes' weights only, and score the test images again "
+             "(for another --score or --with-pca: training does not depend on them)", false);
   cli.option("data", "the Fashion-MNIST folder (IDX files)", std::string("/usr/share/datasets/fashion-mnist"));
-  cli.option("resume", "a previous run's folder: take the classes it finished from its class<c>.safetensors", std::string());
+  cli.option("resume", "a previous run's folder: take the classes it finished from its class<c>.safetensors",
+             std::string());
   return zoo::main_guard("anomaly", [&] {
     zoo::RunConfig run = cli.parse(argc, argv);
-    Config c{.arch = cli.get<std::string>("arch"), .data_dir = cli.get<std::string>("data"),
-             .width = cli.get<int64_t>("width"), .flips = cli.get<bool>("flips"), .shifts = cli.get<bool>("shifts")};
+    Config c{.arch = cli.get<std::string>("arch"), .score = cli.get<std::string>("score"),
+             .data_dir = cli.get<std::string>("data"), .width = cli.get<int64_t>("width"),
+             .flips = cli.get<bool>("flips"), .shifts = cli.get<bool>("shifts"), .gamma = cli.get<double>("gamma")};
+    c.with_pca = cli.get<bool>("with-pca");
     cli.require(c.arch == "pca" || c.arch == "cae" || c.arch == "geom" || c.arch == "geom-attn",
                 "--arch must be pca, cae, geom or geom-attn, got '" + c.arch + "'");
+    cli.require(c.score == "loglik" || c.score == "dirichlet", "--score must be loglik or dirichlet, got '" +
+                c.score + "'");
     if (!cli.given("epochs") && c.arch == "cae") run.epochs = 5;
     if (!cli.given("batch-size") && c.arch == "cae") run.batch_size = 64;
     if (run.quick) run.epochs = cli.given("epochs") ? run.epochs : 1, c.train_images = 256, c.test_images = 500;
@@ -271,7 +402,6 @@ int main(int argc, char** argv) {
     data::FashionMNIST train = data::load_fashion_mnist(true, data::Scale::ZeroOne, c.data_dir);
     data::FashionMNIST test = data::load_fashion_mnist(false, data::Scale::ZeroOne, c.data_dir);
     Tensor test_images = test.images.narrow(0, 0, c.test_images), test_labels = test.labels.narrow(0, 0, c.test_images);
-    const std::vector<int64_t> train_labels = train.labels.to_vector<int64_t>();
     zoo::RunLog log(cli, run);
     log.set_config("train_images", c.train_images), log.set_config("test_images", c.test_images);
     std::vector<int> classes;
@@ -289,62 +419,35 @@ int main(int argc, char** argv) {
       manual_seed(run.seed + k);
       std::unique_ptr<Detector> model = make_detector(c);
       Tensor is_anomaly = ne(test_labels, from_vector(std::vector<int64_t>{k}, {1})).to(int64), scores;
-      const std::string previous = resume.empty() ? "" : resume + "/" + name + ".safetensors";
+      const std::string previous = resume + "/" + name + ".safetensors";
+      const bool resumed = !resume.empty() && std::filesystem::exists(previous);
       const auto start = std::chrono::steady_clock::now();
       std::vector<double> losses;
-      if (!previous.empty() && std::filesystem::exists(previous)) {  // a finished class: its scores and weights
-        Metadata meta;
-        TensorMap saved = load(previous, &meta);
-        if (meta["arch"] != c.arch || saved.at("scores").size(0) != c.test_images)
-          throw Error("anomaly: --resume: " + previous + " holds arch '" + meta["arch"] + "' and " +
-                      std::to_string(saved.at("scores").size(0)) + " scores, this run is " + c.arch + " on " +
-                      std::to_string(c.test_images) + " test images");
-        scores = saved.at("scores"), saved.erase("scores");
-        if (model) model->load_state_dict(saved), model->eval();
-        std::printf("%s: resumed from %s\n", label.c_str(), previous.c_str());
+      if (resumed) {
+        scores = load_finished(previous, c, model.get(), cli.get<bool>("rescore"));
+        std::printf("%s: resumed from %s%s\n", label.c_str(), previous.c_str(), scores.defined() ? "" : ", scoring");
+        if (!scores.defined()) scores = score_test(model.get(), c, class_images(train, k, c.train_images), test_images);
       } else {
-        std::vector<int64_t> rows;  // the training images of class k, the first train_images of them
-        for (int64_t i = 0; i < (int64_t)train_labels.size() && (int64_t)rows.size() < c.train_images; ++i)
-          if (train_labels[i] == k) rows.push_back(i);
-        Tensor x = index_select(train.images, 0, from_vector(rows, {(int64_t)rows.size()}));
+        Tensor x = class_images(train, k, c.train_images);
         std::tie(scores, losses) = fit_and_score(model.get(), c, run, x, test_images, label);
-        trained_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), ++trained;
       }
       TensorMap out = model ? TensorMap(model->state_dict()) : TensorMap();
       out["scores"] = scores;
-      save(file, out, {{"arch", c.arch}, {"class", std::to_string(k)}});
+      save(file, out, {{"arch", c.arch}, {"score", score_kind(c)}, {"class", std::to_string(k)}});
       Scores r = evaluate(scores, is_anomaly);
       results.push_back(r);
       save_pictures(model.get(), test_images, scores, is_anomaly, log.dir() + "/" + name);
       zoo::Metrics row{{"auroc", r.auroc}, {"ap", r.ap}, {"detection_rate", r.detection_rate}};
       for (size_t e = 0; e < losses.size(); ++e) row.push_back({"train_loss_epoch" + std::to_string(e + 1), losses[e]});
       log.step(k, row);
-      const size_t left = classes.size() - results.size();
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      trained_seconds += resumed ? 0 : seconds, trained += !resumed;
+      const int left = classes.size() - results.size(), minutes = trained ? trained_seconds / trained * left / 60 : 0;
       std::printf("%s: AUROC %.4f  AP %.4f  detection rate %.4f  (%.0f s)%s\n", label.c_str(), r.auroc, r.ap,
-                  r.detection_rate, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-                  left && trained ? (", ETA " + std::to_string((int)(trained_seconds / trained * left / 60)) + " min for " +
-                                     std::to_string(left) + " more classes").c_str() : "");
+                  r.detection_rate, seconds, left && trained ? (", ETA " + std::to_string(minutes) + " min for " +
+                                                                std::to_string(left) + " more classes").c_str() : "");
     }
-    // The table (table.md) and metrics.json: the means under `final`, and each class's values.
-    Scores mean{0, 0, 0};
-    std::string table = "| class | AUROC | AP | detection rate |\n|---|---|---|---|\n";
-    zoo::Metrics per_class;
-    char row[200];
-    for (size_t i = 0; i < results.size(); ++i) {
-      const Scores& r = results[i];
-      mean.auroc += r.auroc / results.size(), mean.ap += r.ap / results.size(), mean.detection_rate += r.detection_rate / results.size();
-      std::snprintf(row, sizeof row, "| %d %s | %.1f | %.1f | %.1f |\n", classes[i], kNames[classes[i]], 100 * r.auroc,
-                    100 * r.ap, 100 * r.detection_rate);
-      table += row;
-      const std::string k = "_class" + std::to_string(classes[i]);
-      per_class.insert(per_class.end(), {{"auroc" + k, r.auroc}, {"ap" + k, r.ap}, {"detection_rate" + k, r.detection_rate}});
-    }
-    std::snprintf(row, sizeof row, "| mean | **%.1f** | %.1f | %.1f |\n", 100 * mean.auroc, 100 * mean.ap, 100 * mean.detection_rate);
-    table += row;
-    std::printf("\n%s (%s)\n%s", c.arch.c_str(), cli.command().c_str(), table.c_str());
-    std::ofstream(log.dir() + "/table.md") << table;
-    log.final({{"auroc", mean.auroc}, {"ap", mean.ap}, {"detection_rate", mean.detection_rate}});
-    if (results.size() > 1) log.final(per_class);
+    std::printf("\n%s (%s)\n%s", c.arch.c_str(), cli.command().c_str(), write_table(classes, results, log).c_str());
     log.finish();
     return 0;
   });

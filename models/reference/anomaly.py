@@ -1,20 +1,25 @@
-"""The headline recipe of models/anomaly.cpp (--arch geom-attn, and geom) in PyTorch 1.13 (CPU), on the same data
+"""The first recipe of models/anomaly.cpp (--arch geom-attn, and geom) in PyTorch 1.13 (CPU), on the same data
 and protocol, to set its numbers and times beside heed's.
 
 One-class Fashion-MNIST (Golan and El-Yaniv 2018): for each class c, train on the 6000 training images of class c,
 score the 10000 test images, anomaly = "not c". A small conv net learns which of the 4 rotations by 90 degrees
-(--flips: x2 horizontal flips; --shifts: x9 shifts by {-7,0,7} pixels with zero fill; 72 with both) was applied; an image's score is -sum_t log p(t | transform_t(x)). The network is anomaly.cpp's TransformNet layer for
-layer: conv 3x3 (W) BN ReLU, max-pool, conv 3x3 (2W) BN ReLU, [SAGAN self-attention: f, g 1x1 to C/8, h 1x1 to
-C/2, keys and values max-pooled 2x2, no 1/sqrt(d) scale, out 1x1 back to C, y = x + gamma * out, gamma = 0 at
-the start], max-pool, conv 3x3 (4W) BN ReLU, flatten, linear to T. Adam at --lr, batches of 32 images (each with
-all T transformations), the lr falling to 0 along a half cosine over the run (heed's WarmupCosineLR(opt, 0, total)).
+(--flips: x2 horizontal flips; --shifts: x9 shifts by {-7,0,7} pixels with zero fill; 72 with both) was applied;
+an image's score is -sum_t log p(t | transform_t(x)): anomaly.cpp's first recipe, `--score loglik --with-pca=false`
+(its default now adds GEOM's Dirichlet score and PCA's error, which are not here). The network is anomaly.cpp's
+TransformNet layer for layer: conv 3x3 (W) BN ReLU, max-pool, conv 3x3 (2W) BN ReLU, [SAGAN self-attention: f, g
+1x1 to C/8, h 1x1 to C/2, keys and values max-pooled 2x2, no 1/sqrt(d) scale, out 1x1 back to C, y = x + gamma *
+out, gamma = 0 at the start], max-pool, conv 3x3 (4W) BN ReLU, flatten, linear to T. Adam at --lr, batches of 32
+images (each with all T transformations), the lr falling to 0 along a half cosine over the run (heed's
+WarmupCosineLR(opt, 0, total)).
 
 Metrics by scikit-learn: roc_auc_score, average_precision_score, and the detection rate = the largest TPR of
 roc_curve(drop_intermediate=False) with FPR <= 0.05 (heed's metrics::detection_rate). The random streams (weights,
 batch order) are PyTorch's, so the numbers agree with heed's in distribution, not bit for bit. Run it with the
-Debian interpreter, which has torch:
+Debian interpreter with the packages python3-torch (PyTorch 1.13) and python3-sklearn, which ./run does not install
+(they are large): `sudo apt-get install python3-torch python3-sklearn`.
 
   /usr/bin/python3 models/reference/anomaly.py --all-classes --threads 1 --out runs/reference_anomaly
+  /usr/bin/python3 models/reference/anomaly.py --classes 4-9 --threads 1 --out runs/reference_4-9  (some classes)
 """
 import argparse
 import gzip
@@ -154,6 +159,7 @@ def main():
     p.add_argument("--arch", choices=["geom", "geom-attn"], default="geom-attn")
     p.add_argument("--class", dest="normal_class", type=int, default=0)
     p.add_argument("--all-classes", action="store_true")
+    p.add_argument("--classes", default="", help="only these classes, e.g. 4-9 or 0,3,6 (a run resumed by hand)")
     p.add_argument("--flips", action="store_true")
     p.add_argument("--shifts", action="store_true")
     p.add_argument("--width", type=int, default=16)
@@ -163,7 +169,8 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--train-images", type=int, default=6000)
-    p.add_argument("--test-images", type=int, default=10000, help="the first N test images (a smoke test; the protocol is 10000)")
+    p.add_argument("--test-images", type=int, default=10000,
+                   help="the first N test images (a smoke test; the protocol is 10000)")
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--out", default="runs/reference_anomaly")
     args = p.parse_args()
@@ -175,6 +182,9 @@ def main():
     test_x, test_y = test_x[:args.test_images], test_y[:args.test_images]
     index = transform_index(args.flips, args.shifts)
     classes = range(10) if args.all_classes else [args.normal_class]
+    if args.classes:
+        classes = [k for part in args.classes.split(",") for k in (
+            range(int(part.split("-")[0]), int(part.split("-")[1]) + 1) if "-" in part else [int(part)])]
     results, start = {}, time.time()
     for k in classes:
         t0 = time.time()

@@ -245,6 +245,36 @@ TEST_CASE("metrics: reconstruction_error nats_per_sample and bits_per_dim") {
   CHECK_THROWS_WITH_AS(bits_per_dim(1.0, 0), doctest::Contains("dims must be >= 1"), Error);
 }
 
+TEST_CASE("metrics: digamma and dirichlet_mle on hand-computed cases and against GEOM's code") {
+  // ψ(1) = -γ, ψ(1/2) = -γ - 2 ln 2, and ψ(x + 1) = ψ(x) + 1/x; ψ(7.3) and ψ(0.01) from scipy.special.psi.
+  const double euler_gamma = 0.5772156649015329;
+  CHECK(digamma(1.0) == doctest::Approx(-euler_gamma).epsilon(1e-12));
+  CHECK(digamma(0.5) == doctest::Approx(-euler_gamma - 2 * std::log(2.0)).epsilon(1e-12));
+  CHECK(digamma(3.5) == doctest::Approx(digamma(2.5) + 1 / 2.5).epsilon(1e-12));
+  CHECK(digamma(7.3) == doctest::Approx(1.917820335637986).epsilon(1e-12));
+  CHECK(digamma(0.01) == doctest::Approx(-100.56088545786868).epsilon(1e-12));
+  CHECK_THROWS_WITH_AS(digamma(0.0), doctest::Contains("digamma: needs x > 0, got 0"), Error);
+
+  // Four points on the 3-simplex. At the MLE, ψ(α_k) - ψ(Σα) equals the mean of log p_k (the stationarity
+  // condition, checked by hand below), and α is what GEOM's fixed_point_dirichlet_mle (NumPy and SciPy) gives.
+  const std::vector<double> p = {0.7, 0.2, 0.1, 0.5, 0.3, 0.2, 0.6, 0.1, 0.3, 0.8, 0.15, 0.05};  // (4,3)
+  const std::vector<double> alpha = dirichlet_mle(from_vector(p, {4, 3}).log()).to_vector<double>();
+  REQUIRE(alpha.size() == 3);
+  const std::vector<double> expected = {11.764584675446, 3.535021771128, 2.798740646818};
+  const double sum = alpha[0] + alpha[1] + alpha[2];
+  for (int k = 0; k < 3; ++k) {
+    CHECK(alpha[k] == doctest::Approx(expected[k]).epsilon(1e-9));
+    double mean_log = 0;
+    for (int n = 0; n < 4; ++n) mean_log += std::log(p[n * 3 + k]) / 4;
+    CHECK(digamma(alpha[k]) - digamma(sum) == doctest::Approx(mean_log).epsilon(1e-9));
+  }
+  // GEOM's normality score of the first point, Σ_k (α_k - 1) log p_k, as anomaly.cpp's --score dirichlet uses it.
+  double normality = 0;
+  for (int k = 0; k < 3; ++k) normality += (alpha[k] - 1) * std::log(p[k]);
+  CHECK(normality == doctest::Approx(-12.061171182465).epsilon(1e-9));
+  CHECK_THROWS_WITH_AS(dirichlet_mle(tensor({0.5, 0.5})), doctest::Contains("dirichlet_mle: needs the logs of N >= 1 points on a simplex of K >= 2, a float (N,K), got float32 (2)"), Error);
+}
+
 // ---- k-means -----------------------------------------------------------------------------------------
 
 TEST_CASE("metrics: kmeans recovers well-separated Gaussian clusters") {

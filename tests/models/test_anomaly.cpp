@@ -93,6 +93,46 @@ TEST_CASE("anomaly: geom-attn learns its transformations and writes metrics.json
   fs::remove_all(dir);
 }
 
+TEST_CASE("anomaly: --score dirichlet, --with-pca, --rescore and --gamma") {
+  const fs::path anomaly = zoo_program("anomaly");
+  if (!fs::exists(anomaly)) {
+    MESSAGE("skipped: " << anomaly << " is not built (HEED_BUILD_MODELS=OFF?)");
+    return;
+  }
+  const fs::path dir = scratch("anomaly_dirichlet");
+  // The default score: GEOM's Dirichlet score (metrics::dirichlet_mle is tested against GEOM's code in
+  // tests/metrics/) plus pca's error.
+  Result r = run(anomaly, "--quick --threads 1 --epochs 2 --width 8 --class 1 --arch geom --score dirichlet --out " +
+                              (dir / "d").string(), dir);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  CHECK(read_json(dir / "d" / "metrics.json")["final"]["auroc"].get<double>() > 0.6);
+  // Its checkpoint does not resume a run with the other score: exit 2, and the message names both.
+  Result wrong = run(anomaly, "--quick --threads 1 --epochs 2 --width 8 --class 1 --arch geom --score loglik "
+                                  "--with-pca=false --resume " + (dir / "d").string() + " --out " + (dir / "l").string(),
+                     dir);
+  CHECK(wrong.exit_code == 2);
+  CHECK_MESSAGE(wrong.output.find("holds arch 'geom', score dirichlet+pca and 500 scores, this run is geom, score "
+                                  "loglik on") != std::string::npos, wrong.output);
+  // ... but with --rescore it takes the weights and scores again (training does not depend on the score), here
+  // with geom's simple score alone: the same net, another score.
+  Result again = run(anomaly, "--quick --threads 1 --epochs 2 --width 8 --class 1 --arch geom --score loglik "
+                                  "--with-pca=false --resume " +
+                                  (dir / "d").string() + " --rescore --out " + (dir / "p").string(), dir);
+  REQUIRE_MESSAGE(again.exit_code == 0, again.output);
+  CHECK(again.output.find("resumed from " + (dir / "d" / "class1.safetensors").string() + ", scoring") !=
+        std::string::npos);
+  CHECK(read_json(dir / "p" / "metrics.json")["final"]["auroc"].get<double>() > 0.6);
+  // geom-attn with the attention switched on from the start.
+  Result g = run(anomaly, "--quick --threads 1 --epochs 2 --width 8 --class 1 --gamma 1 --out " + (dir / "g").string(),
+                 dir);
+  REQUIRE_MESSAGE(g.exit_code == 0, g.output);
+  CHECK(read_json(dir / "g" / "metrics.json")["final"]["auroc"].get<double>() > 0.6);
+  Result bad = run(anomaly, "--quick --score mean --out " + (dir / "b").string(), dir);
+  CHECK(bad.exit_code == 2);
+  CHECK_MESSAGE(bad.output.find("--score must be loglik or dirichlet, got 'mean'") != std::string::npos, bad.output);
+  fs::remove_all(dir);
+}
+
 TEST_CASE("anomaly: --all-classes writes every class, and --resume takes finished classes from their checkpoints") {
   const fs::path anomaly = zoo_program("anomaly");
   if (!fs::exists(anomaly)) {
@@ -120,7 +160,7 @@ TEST_CASE("anomaly: --all-classes writes every class, and --resume takes finishe
   Result wrong = run(anomaly, "--quick --threads 1 --arch cae --resume " + (dir / "partial").string() + " --out " +
                                   (dir / "wrong").string(), dir);
   CHECK(wrong.exit_code == 2);
-  CHECK_MESSAGE(wrong.output.find("holds arch 'pca'") != std::string::npos, wrong.output);
+  CHECK_MESSAGE(wrong.output.find("holds arch 'pca', score error") != std::string::npos, wrong.output);
   fs::remove_all(dir);
 }
 
