@@ -185,7 +185,7 @@ struct GPT : nn::Module {
     std::vector<Tensor> out;
     for (size_t l = 0; l < blocks.size(); ++l) {
       auto [q, k, v] = qkv(block(l), block(l).ln1(x));
-      out.push_back(nn::scaled_dot_product_attention(q, k, v, {.attn_mask = mask, .need_weights = true}).weights[0]);
+      out.push_back(nn::scaled_dot_product_attention(q, k, v, {.attn_mask = mask, .need_weights = true}).weights.select(0, 0));
       x = run_block(block(l), x);
     }
     return stack(out);
@@ -244,7 +244,7 @@ void save_attention(GPT& gpt, const Text& t, const std::vector<int64_t>& ids, co
   for (int64_t i : ids) labels.push_back(t.vocab[i] == U'\n' ? "\\n" : t.vocab[i] == U' ' ? "_" : t.decode({i}));
   Tensor w = gpt.attention(from_vector(ids, Shape{1, (int64_t)ids.size()}));  // (layers,NH,T,T)
   for (int64_t l = 0; l < w.size(0); ++l)
-    viz::attention_heatmap(w[l], dir + "/attention_layer" + std::to_string(l + 1) + ".png",
+    viz::attention_heatmap(w.select(0, l), dir + "/attention_layer" + std::to_string(l + 1) + ".png",
                            {.row_labels = labels, .col_labels = labels});
 }
 

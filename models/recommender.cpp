@@ -122,12 +122,17 @@ struct SASRec : nn::Module {
         encoder(c.d_model, c.heads, c.layers, {.dim_feedforward = c.d_model, .dropout = c.dropout,
                                                .batch_first = true, .norm_first = true}, /*final_norm=*/true) {
     register_module("item_emb", item_emb), register_module("pos", pos), register_module("encoder", encoder);
+    // N(0, 1/E): the input, scaled by √E, starts near N(0, 1) per coordinate, and a score (the dot product of
+    // a LayerNorm'd state with an item) near N(0, 1). Embedding's N(0, 1) makes the first scores N(0, E).
+    nn::init::normal_(item_emb.weight, 0, 1 / std::sqrt((double)c.d_model));
   }
-  nn::MultiheadAttention::Args args(const Tensor& items) { return {.key_padding_mask = items == (double)n_items,
-                                                                   .causal = true}; }
+  nn::MultiheadAttention::Args args(const Tensor& items) {  // padding is hidden, and the future
+    return {.key_padding_mask = eq(items, scalar_tensor((double)n_items, int64)), .causal = true};
+  }
   Tensor embed(const Tensor& items) { return drop(pos(item_emb(items) * std::sqrt((double)item_emb.embedding_dim))); }
   // items (B,L), left-padded with I -> states (B,L,E)
   Tensor forward(const Tensor& items) { return encoder.forward(embed(items), args(items)); }
+  Tensor operator()(const Tensor& items) { return forward(items); }
   // states (...,E) -> a score for every real item (...,I)
   Tensor scores(const Tensor& h) { return matmul(h, item_emb.weight.narrow(0, 0, n_items).transpose(0, 1)); }
   // The last position's attention in every layer, per head: (B, layers*NH, L). Each layer is pre-LN, so its
@@ -386,7 +391,7 @@ int main(int argc, char** argv) {
     for (int64_t t = c.max_len; t >= 1; --t) cols.push_back("-" + std::to_string(t));
     for (int64_t u = 0; u < n; ++u) titles.push_back("user " + std::to_string(u));
     viz::save_matrix_plot(w, log.dir() + "/attention.png",
-                          {.row_labels = rows, .col_labels = cols, .titles = titles, .vmin = 0.0});
+                          {.row_labels = rows, .col_labels = cols, .titles = titles, .scale = 10, .vmin = 0.0});
     log.final(final);
     log.finish();
     return 0;

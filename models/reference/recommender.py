@@ -1,7 +1,7 @@
 """SASRec of models/recommender.cpp in PyTorch 1.13 (CPU), on the same data: heed's synthetic sequences and its
 evaluation negatives, exported by `recommender --dump-data FILE` (the generator is not reimplemented here).
 
-Same model (item embeddings scaled by sqrt(d), learned position embeddings N(0, 0.02^2), dropout 0.1, pre-LN
+Same model (item embeddings N(0, 1/d) scaled by sqrt(d), learned position embeddings N(0, 0.02^2), dropout 0.1, pre-LN
 causal transformer layers with a feed-forward of width d and ReLU, a final LayerNorm, scores by dot product with
 the shared item embeddings), same loss (the softmax cross-entropy of the next item at every position of each
 user's training items, the last --max-len of them, left-padded), Adam at 1e-3, batches of 128 users, and the same
@@ -47,6 +47,7 @@ class SASRec(nn.Module):
         super().__init__()
         self.n_items, self.heads = n_items, heads
         self.item_emb = nn.Embedding(n_items + 1, d)  # row n_items pads
+        nn.init.normal_(self.item_emb.weight, std=d ** -0.5)  # as heed's: scores start near N(0, 1)
         self.pos = nn.Parameter(torch.randn(L, d) * 0.02)
         self.drop = nn.Dropout(dropout)
         layer = nn.TransformerEncoderLayer(d, heads, dim_feedforward=d, dropout=dropout, batch_first=True,
