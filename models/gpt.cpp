@@ -185,7 +185,8 @@ struct GPT : nn::Module {
     std::vector<Tensor> out;
     for (size_t l = 0; l < blocks.size(); ++l) {
       auto [q, k, v] = qkv(block(l), block(l).ln1(x));
-      out.push_back(nn::scaled_dot_product_attention(q, k, v, {.attn_mask = mask, .need_weights = true}).weights.select(0, 0));
+      nn::AttentionResult r = nn::scaled_dot_product_attention(q, k, v, {.attn_mask = mask, .need_weights = true});
+      out.push_back(r.weights.select(0, 0));  // (1,NH,T,T) -> (NH,T,T)
       x = run_block(block(l), x);
     }
     return stack(out);
@@ -237,7 +238,7 @@ std::string generate(GPT& gpt, const Text& t, const std::string& prompt, int64_t
   return t.decode(ids);
 }
 
-// attention_layer<l>.png: block l's heads over the characters `ids`, on both axes on both axes (newline "\n", space "_").
+// attention_layer<l>.png: block l's heads over the characters `ids`, on both axes (newline "\n", space "_").
 void save_attention(GPT& gpt, const Text& t, const std::vector<int64_t>& ids, const std::string& dir) {
   NoGradGuard no_grad;
   std::vector<std::string> labels;
@@ -277,7 +278,8 @@ int main(int argc, char** argv) {
              .eval_every = cli.get<int64_t>("eval-every")};
     int64_t steps = cli.get<int64_t>("steps"), sample_chars = cli.get<int64_t>("sample-chars");
     if (run.quick) {
-      steps = cli.given("steps") ? steps : 20, c.eval_every = 10, c.eval_batches = 4, c.layers = 2, c.d_model = 64, sample_chars = 80;
+      steps = cli.given("steps") ? steps : 20, c.eval_every = 10, c.eval_batches = 4, c.layers = 2, c.d_model = 64;
+      sample_chars = 80;
       std::printf("gpt: --quick: 2 blocks of width 64, %lld steps, validation on 4 batches, 80 sampled characters\n",
                   (long long)steps);
     }

@@ -269,7 +269,8 @@ int main(int argc, char** argv) {
              .heads = cli.get<int64_t>("heads"), .layers = cli.get<int64_t>("layers"),
              .max_len = cli.get<int64_t>("max-len"), .dropout = cli.get<double>("dropout")};
     if (run.quick) {
-      run.epochs = cli.given("epochs") ? run.epochs : 2, c.users = 300, c.items = 120, c.seq_len = 20, c.max_len = 20, c.d_model = 32;
+      run.epochs = cli.given("epochs") ? run.epochs : 2;
+      c.users = 300, c.items = 120, c.seq_len = 20, c.max_len = 20, c.d_model = 32;
       std::printf("recommender: --quick: 300 users, 120 items, 20 items each, d_model 32, %d epochs\n", run.epochs);
     }
     cli.require(c.d_model % c.heads == 0, "--d-model " + std::to_string(c.d_model) + " must be a multiple of --heads " +

@@ -92,8 +92,8 @@ TEST_CASE("gpt: dense, local and block-sparse attention train, write their files
   REQUIRE_MESSAGE(at != std::string::npos, s.output);
   // top-k 1 is greedy: the same prompt gives the same text again.
   Result again = run(gpt, "--quick --sample-only " + (dir / "dense" / "checkpoint.safetensors").string() +
-                              " --prompt 'What is' --sample-chars 30 --top-k 1 --force --out " + (dir / "sample").string(),
-                     dir);
+                              " --prompt 'What is' --sample-chars 30 --top-k 1 --force --out " +
+                              (dir / "sample").string(), dir);
   CHECK(again.output.substr(again.output.find("top-k 1):")) == s.output.substr(at));
   fs::remove_all(dir);
 }
