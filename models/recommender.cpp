@@ -36,6 +36,7 @@ struct Config {
   std::string movielens;                                         // empty: the synthetic data
   int64_t users = 2000, items = 500, seq_len = 50, factors = 8;  // session_sequences' sizes
   int64_t d_model = 64, heads = 2, layers = 2, max_len = 50;     // SASRec
+  int64_t window = 0;  // SASRec's position t sees items t-window+1..t only (0: all before it)
   double dropout = 0.1, bpr_lr = 1e-2, bpr_reg = 1e-4;
   int64_t bpr_dim = 32, negatives = 100, k = 10;
 };
@@ -112,13 +113,13 @@ struct BPR : nn::Module {
 };
 
 struct SASRec : nn::Module {
-  int64_t n_items;
+  int64_t n_items, window;
   nn::Embedding item_emb;  // (I+1,E): row I is the padding item
   nn::LearnedPositionalEncoding pos;
   nn::Dropout drop;
   nn::TransformerEncoder encoder;
   SASRec(const Config& c, int64_t items)
-      : n_items(items), item_emb(items + 1, c.d_model), pos(c.max_len, c.d_model), drop(c.dropout),
+      : n_items(items), window(c.window), item_emb(items + 1, c.d_model), pos(c.max_len, c.d_model), drop(c.dropout),
         encoder(c.d_model, c.heads, c.layers, {.dim_feedforward = c.d_model, .dropout = c.dropout,
                                                .batch_first = true, .norm_first = true}, /*final_norm=*/true) {
     register_module("item_emb", item_emb), register_module("pos", pos), register_module("encoder", encoder);
@@ -127,7 +128,10 @@ struct SASRec : nn::Module {
     nn::init::normal_(item_emb.weight, 0, 1 / std::sqrt((double)c.d_model));
   }
   nn::MultiheadAttention::Args args(const Tensor& items) {  // padding is hidden, and the future
-    return {.key_padding_mask = eq(items, scalar_tensor((double)n_items, int64)), .causal = true};
+    nn::MultiheadAttention::Args a{.key_padding_mask = eq(items, scalar_tensor((double)n_items, int64)),
+                                   .causal = true};
+    if (window > 0) a.attn_mask = nn::local_attention_mask(items.size(1), window - 1, /*causal=*/true);
+    return a;
   }
   Tensor embed(const Tensor& items) { return drop(pos(item_emb(items) * std::sqrt((double)item_emb.embedding_dim))); }
   // items (B,L), left-padded with I -> states (B,L,E)
@@ -259,6 +263,7 @@ int main(int argc, char** argv) {
   cli.option("layers", "SASRec's transformer layers", 2, 1);
   cli.option("max-len", "SASRec reads a user's last max-len items", 50, 1);
   cli.option("dropout", "SASRec's dropout", 0.1, 0.0, 0.9);
+  cli.option("window", "SASRec attends to the last W items only (1: the current item alone; 0: all)", 0, 0);
   cli.option("dump-data", "write the sequences and the evaluation negatives to this file and stop", std::string());
   cli.option("resume", "continue from this checkpoint.safetensors (same data and sizes)", std::string());
   return zoo::main_guard("recommender", [&] {
@@ -267,7 +272,8 @@ int main(int argc, char** argv) {
              .items = cli.get<int64_t>("items"), .seq_len = cli.get<int64_t>("seq-len"),
              .factors = cli.get<int64_t>("factors"), .d_model = cli.get<int64_t>("d-model"),
              .heads = cli.get<int64_t>("heads"), .layers = cli.get<int64_t>("layers"),
-             .max_len = cli.get<int64_t>("max-len"), .dropout = cli.get<double>("dropout")};
+             .max_len = cli.get<int64_t>("max-len"), .window = cli.get<int64_t>("window"),
+             .dropout = cli.get<double>("dropout")};
     if (run.quick) {
       run.epochs = cli.given("epochs") ? run.epochs : 2;
       c.users = 300, c.items = 120, c.seq_len = 20, c.max_len = 20, c.d_model = 32;
