@@ -16,6 +16,7 @@
 // Each epoch trains SASRec and BPR once (one optimizer step of each per batch of users) and logs every
 // model's validation HR@10: metrics.png draws them per epoch. The end prints the test table and draws
 // attention.png, the last position's attention over the history of four users (rows: layer and head).
+// --window 1 lets each position attend to its own item only: SASRec without attention over the history.
 // --dump-data FILE writes the sequences and the evaluation negatives for models/reference/recommender.py.
 #include <algorithm>
 #include <cmath>
