@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -602,6 +603,75 @@ Tensor next_item_logits(const Sessions& s, const Tensor& users, const Tensor& pr
                   std::to_string(n_items) + ", or -1)");
     session_query(U, V, F, us[b], ps[b], q.data());
     item_logits(q.data(), V, n_items, F, ps[b], o + b * n_items);
+  }
+  return out;
+}
+
+// =====================================================================================================
+// MovieLens
+// =====================================================================================================
+
+UserSequences load_movielens(const std::string& path, int64_t min_length) {
+  if (min_length < 1) throw Error("load_movielens: min_length must be >= 1, got " + std::to_string(min_length));
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error("load_movielens: cannot open '" + path + "'");
+  struct Rating { int64_t user, item, time, line; };
+  std::vector<Rating> ratings;
+  std::string line, sep;
+  for (int64_t n = 1; std::getline(f, line); ++n) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    if (sep.empty()) sep = line.find("::") != std::string::npos ? "::" : "\t";  // ratings.dat, else u.data
+    // Four fields: user, item, rating (not used), timestamp; all integers.
+    std::vector<int64_t> fields;
+    size_t start = 0;
+    bool ok = true;
+    for (int i = 0; i < 4 && ok; ++i) {
+      size_t end = i < 3 ? line.find(sep, start) : line.size();
+      if (end == std::string::npos) { ok = false; break; }
+      std::string field = line.substr(start, end - start);
+      char* stop = nullptr;
+      errno = 0;
+      long long v = std::strtoll(field.c_str(), &stop, 10);
+      ok = !field.empty() && *stop == 0 && errno == 0;
+      fields.push_back(v);
+      start = end + sep.size();
+    }
+    if (!ok)
+      throw Error("load_movielens: '" + path + "' line " + std::to_string(n) + ": expected user" +
+                  (sep == "::" ? "::item::rating::timestamp" : "<TAB>item<TAB>rating<TAB>timestamp") +
+                  " as integers, got '" + line.substr(0, 80) + "'");
+    ratings.push_back({fields[0], fields[1], fields[3], n});
+  }
+  if (ratings.empty()) throw Error("load_movielens: '" + path + "' holds no ratings");
+
+  // Group by user (ids ascending), each user's ratings by time, then by line.
+  std::stable_sort(ratings.begin(), ratings.end(), [](const Rating& a, const Rating& b) {
+    return a.user != b.user ? a.user < b.user : a.time < b.time;
+  });
+  UserSequences out;
+  std::vector<std::vector<int64_t>> raw;  // per kept user, the file's item ids
+  for (size_t i = 0; i < ratings.size();) {
+    size_t j = i;
+    while (j < ratings.size() && ratings[j].user == ratings[i].user) ++j;
+    if ((int64_t)(j - i) >= min_length) {
+      out.user_ids.push_back(ratings[i].user);
+      raw.emplace_back();
+      for (size_t r = i; r < j; ++r) raw.back().push_back(ratings[r].item);
+    }
+    i = j;
+  }
+  if (raw.empty())
+    throw Error("load_movielens: no user of '" + path + "' has min_length " + std::to_string(min_length) +
+                " ratings");
+  for (const auto& seq : raw) out.item_ids.insert(out.item_ids.end(), seq.begin(), seq.end());
+  std::sort(out.item_ids.begin(), out.item_ids.end());
+  out.item_ids.erase(std::unique(out.item_ids.begin(), out.item_ids.end()), out.item_ids.end());
+  out.n_items = (int64_t)out.item_ids.size();
+  for (auto& seq : raw) {
+    for (int64_t& item : seq)
+      item = std::lower_bound(out.item_ids.begin(), out.item_ids.end(), item) - out.item_ids.begin();
+    out.items.push_back(std::move(seq));
   }
   return out;
 }

@@ -5,6 +5,7 @@
 //   load_fortunes                a character-level text corpus from the package fortunes
 //   mixture_of_gaussians         points with known clusters (for k-means, clustering metrics, tests)
 //   session_sequences            item sequences from a known latent-factor model (for recommenders)
+//   load_movielens               MovieLens ratings (ML-100K u.data, ML-1M ratings.dat) as item sequences
 //   TensorDataset, DataLoader    batches of rows, shuffled reproducibly
 //
 // A typical training loop:
@@ -146,6 +147,21 @@ Sessions session_sequences(int64_t n_users, int64_t n_items, int64_t seq_len, in
 /// The true model's logits for the next item: (B, n_items) float64 for users (B) and prev_items (B) int64,
 /// where prev_item -1 means "no item yet". A masked repeat has logit -inf.
 Tensor next_item_logits(const Sessions& s, const Tensor& users, const Tensor& prev_items);
+
+// ---- user-item interactions: MovieLens -----------------------------------------------------------------
+/// One item sequence per user, oldest first: what a sequential recommender trains on.
+struct UserSequences {
+  std::vector<std::vector<int64_t>> items;  // items[u]: user u's items, ids 0..n_items-1, in time order
+  std::vector<int64_t> user_ids, item_ids;  // the file's ids: user u is user_ids[u], item i is item_ids[i]
+  int64_t n_items = 0;
+};
+/// The MovieLens ratings of `path` as item sequences: ML-100K's u.data (user TAB item TAB rating TAB
+/// timestamp) or ML-1M's ratings.dat (user::item::rating::timestamp), told apart by the first line. Every
+/// rating is an interaction whatever its value, as in SASRec. Each user's ratings are ordered by timestamp
+/// (equal timestamps keep the file's order). Users with fewer than min_length ratings are dropped; the rest,
+/// and the items they rated, are numbered 0.. in the order of their ids in the file. A malformed line throws,
+/// naming the file and the line number.
+UserSequences load_movielens(const std::string& path, int64_t min_length = 1);
 
 // ---- shuffling -----------------------------------------------------------------------------------------
 /// A uniformly random permutation of 0..n-1, by Fisher–Yates: for i = n-1 down to 1, swap element i with

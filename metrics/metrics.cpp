@@ -248,6 +248,60 @@ double ari(const Tensor& labels, const Tensor& clusters) {
 }
 
 // =====================================================================================================
+// top-k: next-item recommendation
+// =====================================================================================================
+
+Tensor target_rank(const Tensor& scores, const Tensor& targets) {
+  if (!scores.defined() || scores.dim() != 2 || !targets.defined() || targets.dtype() != int64 ||
+      targets.dim() != 1 || targets.size(0) != scores.size(0))
+    throw Error("target_rank: scores must be (N,C) and targets (N) int64, got " +
+                (scores.defined() ? shape_str(scores.shape()) : "undefined") + " and " +
+                (targets.defined() ? std::string(dtype_name(targets.dtype())) + " " + shape_str(targets.shape())
+                                   : "undefined"));
+  const int64_t N = scores.size(0), C = scores.size(1);
+  std::vector<double> s = scores.to_vector<double>();
+  std::vector<int64_t> t = targets.to_vector<int64_t>(), rank(N, 0);
+  for (int64_t i = 0; i < N; ++i) {
+    if (t[i] < 0 || t[i] >= C)
+      throw Error("target_rank: target " + std::to_string(i) + " is " + std::to_string(t[i]) + ", outside 0.." +
+                  std::to_string(C - 1));
+    const double* row = s.data() + i * C;
+    const double mine = row[t[i]];
+    for (int64_t j = 0; j < C; ++j) {
+      if (std::isnan(row[j]))
+        throw Error("target_rank: score (" + std::to_string(i) + "," + std::to_string(j) + ") is NaN");
+      rank[i] += j != t[i] && row[j] >= mine;
+    }
+  }
+  return from_vector(rank, Shape{N});
+}
+
+namespace {
+std::vector<int64_t> ranks_of(const std::string& op, const Tensor& ranks, int64_t k) {
+  if (!ranks.defined() || ranks.dtype() != int64 || ranks.dim() != 1 || ranks.size(0) == 0)
+    throw Error(op + ": ranks must be (N) int64 with N >= 1, got " +
+                (ranks.defined() ? std::string(dtype_name(ranks.dtype())) + " " + shape_str(ranks.shape())
+                                 : "undefined"));
+  if (k < 1) throw Error(op + ": k must be >= 1, got " + std::to_string(k));
+  return ranks.to_vector<int64_t>();
+}
+}  // namespace
+
+double hit_rate_at_k(const Tensor& ranks, int64_t k) {
+  std::vector<int64_t> r = ranks_of("hit_rate_at_k", ranks, k);
+  double hits = 0;
+  for (int64_t x : r) hits += x < k;
+  return hits / (double)r.size();
+}
+
+double ndcg_at_k(const Tensor& ranks, int64_t k) {
+  std::vector<int64_t> r = ranks_of("ndcg_at_k", ranks, k);
+  double total = 0;
+  for (int64_t x : r) total += x < k ? 1.0 / std::log2((double)x + 2.0) : 0.0;
+  return total / (double)r.size();
+}
+
+// =====================================================================================================
 // ranking scores
 // =====================================================================================================
 

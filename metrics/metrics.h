@@ -5,6 +5,7 @@
 //
 //   clustering     clustering_accuracy (Hungarian matching), nmi, ari, kmeans
 //   ranking        auroc, average_precision, roc_curve, detection_rate (anomaly detection)
+//   top-k          target_rank, hit_rate_at_k, ndcg_at_k (next-item recommendation, one relevant item)
 //   likelihood     reconstruction_error, nats_per_sample, bits_per_dim (autoencoders, VAEs);
 //                  digamma, dirichlet_mle (GEOM's anomaly score)
 //   embeddings     pca, trustworthiness
@@ -65,6 +66,18 @@ RocCurve roc_curve(const Tensor& scores, const Tensor& labels);
 /// with FPR <= max_fpr. With labels 1 = anomaly, max_fpr = 0.05 is the recall of anomalies at the
 /// threshold that flags (at most) 5% of the normal images. Tied scores are flagged together or not at all.
 double detection_rate(const Tensor& scores, const Tensor& labels, double max_fpr = 0.05);
+
+// ---- top-k: next-item recommendation ------------------------------------------------------------------
+/// The 0-based rank of each row's target among its row's candidates: how many other candidates score at
+/// least as high. Ties count against the target, so a model that gives many items the same score (a
+/// popularity count) is not flattered by the order of the columns. scores (N,C) float, targets (N) int64
+/// column indices -> (N) int64 in 0..C-1. A NaN score throws.
+Tensor target_rank(const Tensor& scores, const Tensor& targets);
+/// HR@k: the fraction of ranks (N) int64 below k (the target is in the top k).
+double hit_rate_at_k(const Tensor& ranks, int64_t k);
+/// NDCG@k with one relevant item: the mean over rows of 1/log2(rank + 2) when rank < k, else 0. The ideal
+/// DCG is 1 (the target first), so it needs no normalising.
+double ndcg_at_k(const Tensor& ranks, int64_t k);
 
 // ---- reconstruction and likelihood ---------------------------------------------------------------------
 /// Per-sample error between x and its reconstruction x_hat, both (N,...) -> (N), in x's dtype:

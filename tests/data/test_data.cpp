@@ -619,4 +619,56 @@ TEST_CASE("data: an IDX payload read in growing chunks arrives whole, raw and gz
   // A header that promises 1 GB in front of 10 bytes: truncated, after reading the 10.
   write_raw(dir.file("promise.idx"), cat_bytes(idx_header(0x08, {1u << 30}), Bytes(10, 7)));
   CHECK_THROWS_WITH_AS(read_idx(dir.file("promise.idx")), doctest::Contains("but the file holds only 10"), Error);
+
+// ---- MovieLens -----------------------------------------------------------------------------------------
+
+TEST_CASE("data: load_movielens reads u.data (ML-100K) into time-ordered sequences") {
+  const std::string dir = std::string(HEED_SOURCE_DIR) + "/tests/fixtures/movielens/";
+  UserSequences s = load_movielens(dir + "u.data");
+  // Users 22, 186, 196 and items 51, 242, 302, 346, 377, 474 renumbered 0.. in id order. User 196 rated
+  // 242 and 377 at the same second: the file's order (242 first) stays.
+  CHECK(s.user_ids == std::vector<int64_t>{22, 186, 196});
+  CHECK(s.item_ids == std::vector<int64_t>{51, 242, 302, 346, 377, 474});
+  CHECK(s.n_items == 6);
+  REQUIRE(s.items.size() == 3);
+  CHECK(s.items[0] == std::vector<int64_t>{0, 4});     // 51, then 377
+  CHECK(s.items[1] == std::vector<int64_t>{5, 3, 2});  // 474, 346, 302 by time, not by line
+  CHECK(s.items[2] == std::vector<int64_t>{0, 1, 4});  // 51, 242, 377
+  UserSequences long_only = load_movielens(dir + "u.data", 3);
+  CHECK(long_only.user_ids == std::vector<int64_t>{186, 196});
+  CHECK(long_only.items[0] == std::vector<int64_t>{5, 3, 2});
+}
+
+TEST_CASE("data: load_movielens reads ratings.dat (ML-1M) and drops short users and their items") {
+  const std::string dir = std::string(HEED_SOURCE_DIR) + "/tests/fixtures/movielens/";
+  UserSequences s = load_movielens(dir + "ratings.dat");
+  CHECK(s.user_ids == std::vector<int64_t>{1, 2, 3});
+  CHECK(s.item_ids == std::vector<int64_t>{661, 914, 1193, 1357, 3068});
+  CHECK(s.items[0] == std::vector<int64_t>{2, 1, 0});  // 1193, 914, 661
+  CHECK(s.items[1] == std::vector<int64_t>{3, 2, 4});  // 1357 and 1193 tie: file order; then 3068
+  CHECK(s.items[2] == std::vector<int64_t>{0});
+  // min_length 3 keeps users 1 and 2; user 2's 1357 and 3068 stay, and no item is left unrated.
+  UserSequences two = load_movielens(dir + "ratings.dat", 3);
+  CHECK(two.user_ids == std::vector<int64_t>{1, 2});
+  CHECK(two.n_items == 5);
+  TempDir tmp("movielens");
+  std::ofstream(tmp.file("only_short.dat")) << "5::10::3::100\n6::11::3::100\n";
+  std::ofstream(tmp.file("no_item_twice.dat")) << "5::10::3::100\n5::11::3::200\n6::12::3::100\n";
+  UserSequences fewer = load_movielens(tmp.file("no_item_twice.dat"), 2);
+  CHECK(fewer.item_ids == std::vector<int64_t>{10, 11});  // item 12 belonged to the dropped user 6 only
+  CHECK_THROWS_WITH_AS(load_movielens(tmp.file("only_short.dat"), 2), doctest::Contains("no user of"), Error);
+}
+
+TEST_CASE("data: load_movielens rejects malformed lines, naming the file and the line") {
+  TempDir tmp("movielens_bad");
+  std::ofstream(tmp.file("u.data")) << "1\t2\t3\t4\n1\t2\tthree\t4\n";
+  std::ofstream(tmp.file("short.dat")) << "1::2::3::4\n1::2::3\n";
+  std::ofstream(tmp.file("empty.data")) << "\n";
+  CHECK_THROWS_WITH_AS(load_movielens(tmp.file("u.data")), doctest::Contains("line 2: expected user<TAB>item"),
+                       Error);
+  CHECK_THROWS_WITH_AS(load_movielens(tmp.file("short.dat")), doctest::Contains("line 2: expected user::item"),
+                       Error);
+  CHECK_THROWS_WITH_AS(load_movielens(tmp.file("empty.data")), doctest::Contains("holds no ratings"), Error);
+  CHECK_THROWS_WITH_AS(load_movielens(tmp.file("missing")), doctest::Contains("cannot open"), Error);
+  CHECK_THROWS_WITH_AS(load_movielens(tmp.file("u.data"), 0), doctest::Contains("min_length must be >= 1"), Error);
 }

@@ -220,6 +220,32 @@ TEST_CASE("metrics: roc_curve and detection_rate match scikit-learn with ties") 
   }
 }
 
+// ---- top-k ranking -----------------------------------------------------------------------------------
+
+TEST_CASE("metrics: target_rank, hit_rate_at_k and ndcg_at_k on a hand-computed case") {
+  // Row 0: 0.9 and the tied 0.5 beat the target's 0.5 -> rank 2. Row 1: the target is first -> 0. Row 2:
+  // all tied -> last, 3 (ties count against the target). Row 3: the lowest -> 3.
+  Tensor scores = tensor({{0.1, 0.9, 0.5, 0.5}, {3, 1, 2, 0}, {0, 0, 0, 0}, {4, 3, 2, 1}});
+  Tensor ranks = target_rank(scores, from_vector(std::vector<int64_t>{2, 0, 1, 3}, Shape{4}));
+  CHECK(ranks.to_vector<int64_t>() == std::vector<int64_t>{2, 0, 3, 3});
+  CHECK(hit_rate_at_k(ranks, 1) == doctest::Approx(0.25));
+  CHECK(hit_rate_at_k(ranks, 3) == doctest::Approx(0.5));
+  CHECK(hit_rate_at_k(ranks, 4) == doctest::Approx(1.0));
+  // NDCG@3: (1/log2(4) + 1/log2(2)) / 4 = (0.5 + 1) / 4; @10 adds 2/log2(5) for the two rank-3 rows.
+  CHECK(ndcg_at_k(ranks, 3) == doctest::Approx(0.375));
+  CHECK(ndcg_at_k(ranks, 10) == doctest::Approx((1.5 + 2 / std::log2(5.0)) / 4));
+  // -inf (a masked item) ranks below everything; float32 scores work as float64.
+  Tensor masked = tensor({{-INFINITY, 1.0, 2.0}}, float32);
+  CHECK(target_rank(masked, from_vector(std::vector<int64_t>{1}, Shape{1})).to_vector<int64_t>()[0] == 1);
+  CHECK_THROWS_WITH_AS(target_rank(scores, from_vector(std::vector<int64_t>{0, 0, 0, 4}, Shape{4})),
+                       doctest::Contains("target 3 is 4, outside 0..3"), Error);
+  CHECK_THROWS_WITH_AS(target_rank(scores, zeros({4})), doctest::Contains("targets (N) int64"), Error);
+  CHECK_THROWS_WITH_AS(target_rank(tensor({{NAN, 1.0}}), from_vector(std::vector<int64_t>{1}, Shape{1})),
+                       doctest::Contains("is NaN"), Error);
+  CHECK_THROWS_WITH_AS(hit_rate_at_k(ranks, 0), doctest::Contains("k must be >= 1"), Error);
+  CHECK_THROWS_WITH_AS(ndcg_at_k(zeros({3}), 10), doctest::Contains("ranks must be (N) int64"), Error);
+}
+
 // ---- reconstruction and likelihood -------------------------------------------------------------------
 
 TEST_CASE("metrics: reconstruction_error nats_per_sample and bits_per_dim") {
