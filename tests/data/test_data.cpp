@@ -619,6 +619,7 @@ TEST_CASE("data: an IDX payload read in growing chunks arrives whole, raw and gz
   // A header that promises 1 GB in front of 10 bytes: truncated, after reading the 10.
   write_raw(dir.file("promise.idx"), cat_bytes(idx_header(0x08, {1u << 30}), Bytes(10, 7)));
   CHECK_THROWS_WITH_AS(read_idx(dir.file("promise.idx")), doctest::Contains("but the file holds only 10"), Error);
+}
 
 // ---- MovieLens -----------------------------------------------------------------------------------------
 

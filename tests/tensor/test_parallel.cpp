@@ -243,6 +243,8 @@ TEST_CASE("gemm on 1, 2 and 3 threads, and nested in a region, agrees with gemm_
     }
     check_close(nested);
   }
+}
+
 TEST_CASE("im2col: scratch too large for memory inside its parallel region is an error, not std::terminate") {
   // Each thread of the region pads one image into (H+2p)·(W+2p) elements of scratch: 2^42 floats for
   // p = 2^20, while the output stays (2, 4, 9) thanks to the stride. Before ParallelGuard the bad_alloc
