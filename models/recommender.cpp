@@ -120,7 +120,7 @@ struct SASRec : nn::Module {
   nn::Dropout drop;
   nn::TransformerEncoder encoder;
   SASRec(const Config& c, int64_t items)
-      : n_items(items), window(c.window), item_emb(items + 1, c.d_model), pos(c.max_len, c.d_model), drop(c.dropout),
+      : n_items(items), window(c.window), item_emb(items + 1, c.d_model), pos(c.d_model, c.max_len), drop(c.dropout),
         encoder(c.d_model, c.heads, c.layers, {.dim_feedforward = c.d_model, .dropout = c.dropout,
                                                .batch_first = true, .norm_first = true}, /*final_norm=*/true) {
     register_module("item_emb", item_emb), register_module("pos", pos), register_module("encoder", encoder);
