@@ -123,7 +123,10 @@ Tensor floor_divide(const Tensor& a, const Tensor& b, bool remainder) {
   if (dt == DType::Bool)
     throw Error(std::string(name) + ": not implemented for bool tensors (" + operands_str(a, b) + "), as in PyTorch");
   Shape out;
-  auto [x, y] = operands(name, a, b, dt, out);
+  // Plain variables, not a structured binding: the lambda below captures them, which clang before 16 refuses.
+  const std::pair<Tensor, Tensor> xy = operands(name, a, b, dt, out);
+  const Tensor& x = xy.first;
+  const Tensor& y = xy.second;
   if (dt == DType::Int64) {
     for (int64_t q : y.to_vector<int64_t>())
       if (q == 0) throw Error(std::string(name) + ": integer division by zero (" + operands_str(a, b) + ")");

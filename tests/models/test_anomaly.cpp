@@ -18,41 +18,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/models/zoo_program.h"
+
 using json = nlohmann::json;
 namespace fs = std::filesystem;
+using namespace heed::test;
 
-namespace {
-
-fs::path zoo_program(const std::string& name) { return fs::read_symlink("/proc/self/exe").parent_path() / name; }
-
-fs::path scratch(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("heed_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
-
-Result run(const fs::path& program, const std::string& args, const fs::path& dir) {
-  const fs::path log = dir / "output.txt";
-  const std::string cmd = program.string() + " " + args + " > " + log.string() + " 2>&1";
-  const int status = std::system(cmd.c_str());
-  std::ifstream in(log);
-  std::stringstream text;
-  text << in.rdbuf();
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text.str()};
-}
-
-json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  return json::parse(in);
-}
-
-}  // namespace
 
 TEST_CASE("anomaly: geom-attn learns its transformations and writes metrics.json and the pictures") {
   const fs::path anomaly = zoo_program("anomaly");

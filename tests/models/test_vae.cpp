@@ -19,45 +19,12 @@
 #include "heed.h"
 #include "io/safetensors.h"
 
+#include "tests/models/zoo_program.h"
+
 using namespace heed;
 namespace fs = std::filesystem;
+using namespace heed::test;
 
-namespace {
-
-fs::path zoo_program(const std::string& name) { return fs::read_symlink("/proc/self/exe").parent_path() / name; }
-
-// A fresh folder for one test's runs.
-fs::path scratch(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("heed_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
-
-// Runs `program args` with one OpenBLAS/OpenMP thread (the test must not fight ctest -j2 for cores).
-Result run(const fs::path& program, const std::string& args, const fs::path& dir) {
-  const fs::path log = dir / "output.txt";
-  const std::string cmd = program.string() + " " + args + " > " + log.string() + " 2>&1";
-  const int status = std::system(cmd.c_str());
-  std::ifstream in(log);
-  std::stringstream text;
-  text << in.rdbuf();
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text.str()};
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-}  // namespace
 
 TEST_CASE("vae: N steps, save, --resume, N more == 2N steps, bit for bit, and the loss goes down") {
   const fs::path vae = zoo_program("vae");
