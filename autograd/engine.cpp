@@ -129,7 +129,8 @@ Tensor attach(const char* name, Tensor out, const std::vector<Tensor>& inputs, B
   // Debug builds (CI's sanitizer build) refuse an op that skipped register_ops, so that the gradcheck
   // table's coverage test cannot be bypassed by forgetting to register.
   if (std::find(registry().begin(), registry().end(), name) == registry().end())
-    throw AutogradError(std::string("record: op '") + name + "' is not registered; call register_ops in the file that defines it");
+    throw AutogradError(std::string("record: op '") + name +
+                        "' is not registered; call register_ops in the file that defines it");
 #endif
   auto node = std::make_shared<Node>();
   node->name = name;
@@ -235,9 +236,10 @@ static void accumulate(std::unordered_map<Node*, Tensor>& buffers, Node* n, cons
 // Runs one node's backward and returns the gradients for its inputs.
 static std::vector<Tensor> run_node(Node* n, const Tensor& dout, bool create_graph) {
   if (n->released || !n->backward)
-    throw AutogradError(std::string("backward: trying to run backward through the graph a second time (op '") + n->name +
-                        "'); its saved tensors were freed after the first backward. Pass retain_graph=true to the first "
-                        "backward if you need a second.");
+    throw AutogradError(
+        std::string("backward: trying to run backward through the graph a second time (op '") + n->name +
+        "'); its saved tensors were freed after the first backward. Pass retain_graph=true to the first "
+        "backward if you need a second.");
   if (create_graph && n->flags.first_order_only)
     throw AutogradError(std::string("backward: op '") + n->name +
                         "' has a first-order-only backward (a raw kernel), so create_graph=true cannot differentiate "
@@ -277,8 +279,9 @@ static std::vector<Tensor> run_node(Node* n, const Tensor& dout, bool create_gra
     if (grads[i].dtype() != n->input_dtypes[i] && is_floating(n->input_dtypes[i]))
       grads[i] = grads[i].to(n->input_dtypes[i]);
     if (anomaly_enabled() && has_nan_or_inf(grads[i]))
-      throw AnomalyError(std::string("anomaly: the backward of '") + n->name + "' produced NaN or Inf in the gradient of input " +
-                         std::to_string(i) + "; the forward op's input shapes were " + shapes_str(n->input_shapes));
+      throw AnomalyError(std::string("anomaly: the backward of '") + n->name +
+                         "' produced NaN or Inf in the gradient of input " + std::to_string(i) +
+                         "; the forward op's input shapes were " + shapes_str(n->input_shapes));
   }
   return grads;
 }

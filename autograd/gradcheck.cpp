@@ -103,7 +103,8 @@ bool gradgradcheck(const TensorFn& f, const std::vector<Tensor>& inputs, Gradche
     std::vector<Tensor> g = grad({y}, wrt, {xs[n]}, /*retain_graph=*/true, /*create_graph=*/true);
     // Flatten and join the gradients into one output; an unused input contributes zeros.
     std::vector<Tensor> flat;
-    for (size_t k = 0; k < g.size(); k++) flat.push_back(g[k].defined() ? g[k].reshape({-1}) : zeros({wrt[k].numel()}, float64));
+    for (size_t k = 0; k < g.size(); k++)
+      flat.push_back(g[k].defined() ? g[k].reshape({-1}) : zeros({wrt[k].numel()}, float64));
     return cat(flat, 0);
   };
   return gradcheck(first_order, all, opts);

@@ -26,8 +26,9 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
   kernels::FlashForward f = kernels::flash_attention_forward(q, k, v, p);
   return record("flash_attention", f.out, {q, k, v},
                 [sq = SavedTensor(q), sk = SavedTensor(k), sv = SavedTensor(v), lse = f.lse, p](const Tensor& d,
-                                                                                                 const Tensor& out) {
-                  kernels::FlashGrads g = kernels::flash_attention_backward(d, sq.get(), sk.get(), sv.get(), out, lse, p);
+                                                                                                const Tensor& out) {
+                  kernels::FlashGrads g =
+                      kernels::flash_attention_backward(d, sq.get(), sk.get(), sv.get(), out, lse, p);
                   return Grads{g.dq, g.dk, g.dv};
                 },
                 {.save_output = true, .first_order_only = true});

@@ -15,25 +15,28 @@ static const bool registered = register_ops({"index_select", "index_add", "gathe
 // out = x.index_select(dim, idx);  dx = zeros with d's slices added at idx (repeats add up)
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   dim = wrap_dim_scalar_ok("index_select", dim, x.dim());  // a 0-d x is its own one slice, as in PyTorch
-  return record("index_select", kernels::index_select(x, dim, index), {x}, [shape = x.shape(), dim, index](const Tensor& d, const Tensor&) {
-    return Grads{index_add(zeros(shape, d.dtype()), dim, index, d)};
-  });
+  return record("index_select", kernels::index_select(x, dim, index), {x},
+                [shape = x.shape(), dim, index](const Tensor& d, const Tensor&) {
+                  return Grads{index_add(zeros(shape, d.dtype()), dim, index, d)};
+                });
 }
 
 // out = x with src's slices added at idx;  dx = d, dsrc = d.index_select(dim, idx)
 Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src) {
   dim = wrap_dim_scalar_ok("index_add", dim, x.dim());
-  return record("index_add", kernels::index_add(x, dim, index, src), {x, src}, [dim, index](const Tensor& d, const Tensor&) {
-    return Grads{d, index_select(d, dim, index)};
-  });
+  return record("index_add", kernels::index_add(x, dim, index, src), {x, src},
+                [dim, index](const Tensor& d, const Tensor&) {
+                  return Grads{d, index_select(d, dim, index)};
+                });
 }
 
 // out[i][j] = x[i][idx[i][j]] (dim 1);  dx = zeros with d scattered back to where each value came from
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   dim = wrap_dim("gather", dim, x.dim());
-  return record("gather", kernels::gather(x, dim, index), {x}, [shape = x.shape(), dim, index](const Tensor& d, const Tensor&) {
-    return Grads{scatter_add(zeros(shape, d.dtype()), dim, index, d)};
-  });
+  return record("gather", kernels::gather(x, dim, index), {x},
+                [shape = x.shape(), dim, index](const Tensor& d, const Tensor&) {
+                  return Grads{scatter_add(zeros(shape, d.dtype()), dim, index, d)};
+                });
 }
 
 // out = x with out[i][idx[i][j]] += src[i][j] (dim 1);  dx = d, dsrc = gather(d, idx) (zero where idx
@@ -48,7 +51,10 @@ Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tens
                     if (g.size(k) != src_shape[k]) {
                       Shape s = g.shape();
                       s[k] = src_shape[k];
-                      g = cat({g, zeros({}, g.dtype()).expand(Shape(s.begin(), s.end())).narrow(k, 0, src_shape[k] - g.size(k))}, k);
+                      g = cat({g, zeros({}, g.dtype())
+                                      .expand(Shape(s.begin(), s.end()))
+                                      .narrow(k, 0, src_shape[k] - g.size(k))},
+                              k);
                     }
                   return Grads{d, g};
                 });
@@ -77,8 +83,8 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {
   dim = wrap_dim("stack", dim, xs[0].dim() + 1);
   for (size_t i = 1; i < xs.size(); i++)
     if (xs[i].shape() != xs[0].shape())
-      throw Error("stack: tensor " + std::to_string(i) + " has shape " + shape_str(xs[i].shape()) + " but tensor 0 has " +
-                  shape_str(xs[0].shape()));
+      throw Error("stack: tensor " + std::to_string(i) + " has shape " + shape_str(xs[i].shape()) +
+                  " but tensor 0 has " + shape_str(xs[0].shape()));
   std::vector<Tensor> u;
   for (const Tensor& x : xs) u.push_back(x.unsqueeze(dim));
   return cat(u, dim);

@@ -43,9 +43,10 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
   std::vector<int64_t> dims = wrap_dims("sum", dims_in, x.dim());
   if (x.dim() == 0) dims.clear();
   Tensor out = kernels::sum(x, dims, keepdim);
-  return record("sum", out, {x}, [shape = x.shape(), kept = kept_shape(x.shape(), dims)](const Tensor& d, const Tensor&) {
-    return Grads{d.reshape(kept).expand(shape)};
-  });
+  return record("sum", out, {x},
+                [shape = x.shape(), kept = kept_shape(x.shape(), dims)](const Tensor& d, const Tensor&) {
+                  return Grads{d.reshape(kept).expand(shape)};
+                });
 }
 Tensor sum(const Tensor& x) { return sum(x, all_dims(x), false); }
 
@@ -82,12 +83,13 @@ static std::pair<Tensor, Tensor> max_or_min(const Tensor& x, int64_t dim, bool k
   const Tensor& values = picked.first;
   const Tensor indices = picked.second;
   if (!is_floating(x.dtype())) return {values, indices};
-  Tensor out = record("max_dim", values, {x}, [shape = x.shape(), indices, dim, keepdim](const Tensor& d, const Tensor&) {
-    Tensor dd = keepdim || shape.empty() ? d : d.unsqueeze(dim);
-    Tensor idx = keepdim || shape.empty() ? indices : indices.unsqueeze(dim);
-    if (shape.empty()) return Grads{d};
-    return Grads{scatter_add(zeros(shape, d.dtype()), dim, idx, dd)};
-  });
+  Tensor out =
+      record("max_dim", values, {x}, [shape = x.shape(), indices, dim, keepdim](const Tensor& d, const Tensor&) {
+        Tensor dd = keepdim || shape.empty() ? d : d.unsqueeze(dim);
+        Tensor idx = keepdim || shape.empty() ? indices : indices.unsqueeze(dim);
+        if (shape.empty()) return Grads{d};
+        return Grads{scatter_add(zeros(shape, d.dtype()), dim, idx, dd)};
+      });
   return {out, indices};
 }
 std::pair<Tensor, Tensor> max(const Tensor& x, int64_t dim, bool keepdim) { return max_or_min(x, dim, keepdim, false); }
@@ -140,7 +142,9 @@ Tensor var(const Tensor& x) {
   Tensor c = x - mean(x);
   return sum(c * c) / (double)std::max<int64_t>(0, x.numel() - 1);
 }
-Tensor std(const Tensor& x, int64_t dim, int64_t correction, bool keepdim) { return sqrt(var(x, dim, correction, keepdim)); }
+Tensor std(const Tensor& x, int64_t dim, int64_t correction, bool keepdim) {
+  return sqrt(var(x, dim, correction, keepdim));
+}
 
 // Composite: logsumexp = m + ln Σ e^(x - m), with m = max(x) held constant (detached). Subtracting the
 // max keeps e^(...) <= 1, so nothing overflows; since m cancels mathematically, treating it as a constant
@@ -172,7 +176,8 @@ Tensor log_softmax(const Tensor& x, int64_t dim) {
 
 // out = ‖x‖₂;  dx = d x / out, taken as 0 when out = 0 (the subgradient PyTorch picks)
 Tensor norm(const Tensor& x) {
-  Tensor out = kernels::unary(simd::Unary::Sqrt, kernels::sum(kernels::unary(simd::Unary::Square, x), all_dims(x), false));
+  Tensor out =
+      kernels::unary(simd::Unary::Sqrt, kernels::sum(kernels::unary(simd::Unary::Square, x), all_dims(x), false));
   return record("norm", out, {x}, [sx = SavedTensor(x)](const Tensor& d, const Tensor& out) {
     Tensor x = sx.get();
     Tensor zero = kernels::compare("norm", kernels::Compare::Eq, out, zeros_like(out));

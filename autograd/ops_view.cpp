@@ -38,7 +38,8 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
   Tensor out = view::permute(*this, dims);
   std::vector<int64_t> inverse(dims.size());
   for (size_t i = 0; i < dims.size(); i++) inverse[wrap_dim("permute", dims[i], dim())] = (int64_t)i;
-  return record("permute", out, {*this}, [inverse](const Tensor& d, const Tensor&) { return Grads{d.permute(inverse)}; });
+  return record("permute", out, {*this},
+                [inverse](const Tensor& d, const Tensor&) { return Grads{d.permute(inverse)}; });
 }
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
@@ -54,13 +55,15 @@ Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
 // out = x broadcast to `shape` (stride 0 on the new dims);  dx = d summed back to x's shape
 Tensor Tensor::expand(const Shape& shape) const {
   Tensor out = view::expand(*this, shape);
-  return record("expand", out, {*this}, [in = this->shape()](const Tensor& d, const Tensor&) { return Grads{heed::sum_to_size(d, in)}; },
+  return record("expand", out, {*this},
+                [in = this->shape()](const Tensor& d, const Tensor&) { return Grads{heed::sum_to_size(d, in)}; },
                 {.reduces_broadcast = out.shape() != this->shape()});
 }
 
 // The gradient of a slice: zeros of the base's shape with `d` in the sliced region. Its own gradient is
 // the same slice of dd, so the pair is closed under differentiation.
-static Tensor slice_backward(const Tensor& d, const Shape& base, int64_t dim, int64_t start, int64_t end, int64_t step) {
+static Tensor slice_backward(const Tensor& d, const Shape& base, int64_t dim, int64_t start, int64_t end,
+                             int64_t step) {
   Tensor out = zeros(base, d.dtype());
   kernels::copy_(view::slice(out, dim, start, end, step), d);
   return record("slice_backward", out, {d}, [dim, start, end, step](const Tensor& dd, const Tensor&) {
@@ -130,12 +133,14 @@ Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
 // out = a contiguous copy of x (or x itself);  dx = d
 Tensor Tensor::contiguous() const {
   if (is_contiguous()) return *this;
-  return record("contiguous", kernels::cast(*this, dtype()), {*this}, [](const Tensor& d, const Tensor&) { return Grads{d}; });
+  return record("contiguous", kernels::cast(*this, dtype()), {*this},
+                [](const Tensor& d, const Tensor&) { return Grads{d}; });
 }
 
 // out = a copy of x;  dx = d
 Tensor Tensor::clone() const {
-  return record("clone", kernels::cast(*this, dtype()), {*this}, [](const Tensor& d, const Tensor&) { return Grads{d}; });
+  return record("clone", kernels::cast(*this, dtype()), {*this},
+                [](const Tensor& d, const Tensor&) { return Grads{d}; });
 }
 
 // out = x converted to `dtype`;  dx = d converted back
@@ -143,7 +148,8 @@ Tensor Tensor::to(DType dt) const {
   if (dt == dtype()) return *this;
   if (requires_grad() && !is_floating(dt))
     throw Error(std::string("to: cannot convert a tensor that requires grad to ") + dtype_name(dt));
-  return record("to", kernels::cast(*this, dt), {*this}, [from = dtype()](const Tensor& d, const Tensor&) { return Grads{d.to(from)}; });
+  return record("to", kernels::cast(*this, dt), {*this},
+                [from = dtype()](const Tensor& d, const Tensor&) { return Grads{d.to(from)}; });
 }
 
 Tensor Tensor::detach() const { return view_of(*this, shape(), strides(), offset()); }
@@ -162,7 +168,9 @@ static void before_inplace(const Tensor& t, const char* op) {
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
   before_inplace(*this, "add_");
   if (alpha == 1.0) kernels::binary_("add_", simd::Binary::Add, *this, other);
-  else kernels::binary_("add_", simd::Binary::Add, *this, kernels::binary("add_", simd::Binary::Mul, other, scalar_tensor(alpha, other.dtype())));
+  else
+    kernels::binary_("add_", simd::Binary::Add, *this,
+                     kernels::binary("add_", simd::Binary::Mul, other, scalar_tensor(alpha, other.dtype())));
   return *this;
 }
 Tensor& Tensor::mul_(const Tensor& other) {

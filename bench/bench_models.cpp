@@ -48,7 +48,8 @@ static void BM_vae_step(benchmark::State& state) {
     Tensor mu = m.mu(hdn), lv = m.lv(hdn);
     Tensor z = mu + randn_like(mu) * exp(0.5 * lv);
     Tensor r = sigmoid(m.fc4(relu(m.fc3(z))));
-    Tensor loss = binary_cross_entropy(r, x, {.reduction = Reduction::Sum}) - 0.5 * sum(1.0 + lv - mu.square() - exp(lv));
+    Tensor loss =
+        binary_cross_entropy(r, x, {.reduction = Reduction::Sum}) - 0.5 * sum(1.0 + lv - mu.square() - exp(lv));
     loss.backward();
     opt.step();
   }
@@ -60,7 +61,8 @@ static void BM_gan_step(benchmark::State& state) {
   manual_seed(0);
   const int64_t B = 64, Z = 100;
   Sequential G, D;
-  G.add<Linear>(Z, 256), G.add<LeakyReLU>(0.2), G.add<Linear>(256, 512), G.add<LeakyReLU>(0.2), G.add<Linear>(512, 784), G.add<Tanh>();
+  G.add<Linear>(Z, 256), G.add<LeakyReLU>(0.2), G.add<Linear>(256, 512), G.add<LeakyReLU>(0.2), G.add<Linear>(512, 784),
+      G.add<Tanh>();
   D.add<Linear>(784, 512), D.add<LeakyReLU>(0.2), D.add<Linear>(512, 256), D.add<LeakyReLU>(0.2), D.add<Linear>(256, 1);
   optim::Adam og(G.parameters(), {.lr = 2e-4, .beta1 = 0.5, .beta2 = 0.999});
   optim::Adam od(D.parameters(), {.lr = 2e-4, .beta1 = 0.5, .beta2 = 0.999});
@@ -69,7 +71,8 @@ static void BM_gan_step(benchmark::State& state) {
   for (auto _ : state) {
     od.zero_grad();
     Tensor fake = G(randn({B, Z}));
-    (binary_cross_entropy_with_logits(D(real), ones_) + binary_cross_entropy_with_logits(D(fake.detach()), zeros_)).backward();
+    (binary_cross_entropy_with_logits(D(real), ones_) + binary_cross_entropy_with_logits(D(fake.detach()), zeros_))
+        .backward();
     od.step();
     og.zero_grad();
     binary_cross_entropy_with_logits(D(fake), ones_).backward();

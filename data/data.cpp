@@ -230,7 +230,9 @@ inline uint64_t load_be64(const uint8_t* p) { return (uint64_t)load_be32(p) << 3
 
 }  // namespace
 
-IdxFile read_idx_file(const std::string& path, int64_t max_bytes) { return read_idx_impl("read_idx_file", path, max_bytes); }
+IdxFile read_idx_file(const std::string& path, int64_t max_bytes) {
+  return read_idx_impl("read_idx_file", path, max_bytes);
+}
 
 Tensor read_idx(const std::string& path) {
   IdxFile idx = read_idx_impl("read_idx", path, kIdxMaxBytes);
@@ -396,7 +398,8 @@ Tensor CharCorpus::encode(const std::string& s) const {
 }
 
 std::string CharCorpus::decode(const Tensor& ids) const {
-  if (ids.dtype() != int64) throw Error(std::string("CharCorpus::decode: expected int64 ids, got ") + dtype_name(ids.dtype()));
+  if (ids.dtype() != int64)
+    throw Error(std::string("CharCorpus::decode: expected int64 ids, got ") + dtype_name(ids.dtype()));
   std::vector<int64_t> v = ids.to_vector<int64_t>();
   std::string s(v.size(), '\0');
   for (size_t i = 0; i < v.size(); ++i) {
@@ -684,7 +687,8 @@ int64_t TensorDataset::size() const {
   if (tensors.empty()) throw Error("TensorDataset: holds no tensors");
   for (size_t i = 0; i < tensors.size(); ++i) {
     if (!tensors[i].defined() || tensors[i].dim() == 0)
-      throw Error("TensorDataset: tensor " + std::to_string(i) + " is undefined or 0-d; each needs a first dim of rows");
+      throw Error("TensorDataset: tensor " + std::to_string(i) +
+                  " is undefined or 0-d; each needs a first dim of rows");
     if (tensors[i].size(0) != tensors[0].size(0))
       throw Error("TensorDataset: tensor " + std::to_string(i) + " has " + std::to_string(tensors[i].size(0)) +
                   " rows " + shape_str(tensors[i].shape()) + " but tensor 0 has " + std::to_string(tensors[0].size(0)) +
@@ -703,7 +707,8 @@ std::vector<Tensor> TensorDataset::get_batch(const Tensor& indices) const {
 
 std::vector<Tensor> TensorDataset::get(int64_t i) const {
   int64_t n = size();
-  if (i < 0 || i >= n) throw Error("TensorDataset::get: index " + std::to_string(i) + " out of range for " + std::to_string(n) + " rows");
+  if (i < 0 || i >= n)
+    throw Error("TensorDataset::get: index " + std::to_string(i) + " out of range for " + std::to_string(n) + " rows");
   std::vector<Tensor> out;
   out.reserve(tensors.size());
   for (const Tensor& t : tensors) out.push_back(t.select(0, i));

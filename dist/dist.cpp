@@ -50,7 +50,8 @@ void check_tensor(const char* op, const Tensor& t) {
     throw Error(std::string(op) + ": bool tensors are not supported (" + shape_str(t.shape()) +
                 " bool); use float32, float64 or int64");
   if (t.numel() > (int64_t)INT32_MAX)
-    throw Error(std::string(op) + ": " + std::to_string(t.numel()) + " elements is more than one MPI call carries (2^31-1)");
+    throw Error(std::string(op) + ": " + std::to_string(t.numel()) +
+                " elements is more than one MPI call carries (2^31-1)");
 }
 
 void check_op(const char* what, const Tensor& t, ReduceOp op) {
@@ -178,7 +179,8 @@ double all_reduce(double value, ReduceOp op) {
 void broadcast(Tensor& t, int src) {
   check_tensor("broadcast", t);
   if (src < 0 || src >= world_size())
-    throw Error("broadcast: src " + std::to_string(src) + " is not a rank of a world of " + std::to_string(world_size()));
+    throw Error("broadcast: src " + std::to_string(src) + " is not a rank of a world of " +
+                std::to_string(world_size()));
   if (!is_distributed()) return;
 #if HEED_HAVE_MPI
   Tensor buf = t.contiguous();

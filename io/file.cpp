@@ -50,7 +50,8 @@ AtomicFile::AtomicFile(std::string path, std::string op) : path_(std::move(path)
   remove_stale_temporaries(path_);
   tmp_ = path_ + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw IoError(op_ + ": cannot write '" + path_ + "': creating '" + tmp_ + "' failed: " + std::strerror(errno));
+  if (fd_ < 0)
+    throw IoError(op_ + ": cannot write '" + path_ + "': creating '" + tmp_ + "' failed: " + std::strerror(errno));
 }
 
 AtomicFile::~AtomicFile() {
@@ -74,7 +75,8 @@ void AtomicFile::write(const void* data, size_t n) {
 }
 
 void AtomicFile::commit() {
-  if (::fsync(fd_) != 0) throw IoError(op_ + ": cannot write '" + path_ + "': flushing '" + tmp_ + "' failed: " + std::strerror(errno));
+  if (::fsync(fd_) != 0)
+    throw IoError(op_ + ": cannot write '" + path_ + "': flushing '" + tmp_ + "' failed: " + std::strerror(errno));
   int fd = fd_;
   fd_ = -1;  // closed below, whatever happens
   if (::close(fd) != 0) {

@@ -175,7 +175,9 @@ struct HeaderCheck : nlohmann::json_sax<json> {
 };
 
 TensorMap load(const std::string& path, Metadata* metadata) {
-  auto fail = [&](const std::string& why) -> SafetensorsError { return SafetensorsError("load: " + path + ": " + why); };
+  auto fail = [&](const std::string& why) -> SafetensorsError {
+    return SafetensorsError("load: " + path + ": " + why);
+  };
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) throw fail("is a directory, not a safetensors file");
   std::ifstream f(path, std::ios::binary);
@@ -185,12 +187,15 @@ TensorMap load(const std::string& path, Metadata* metadata) {
   if (end < 0) throw fail("cannot tell its size (not a regular file?)");
   uint64_t file_size = (uint64_t)end;
   f.seekg(0);
-  if (file_size < 8) throw fail("only " + std::to_string(file_size) + " bytes; a file needs at least the 8-byte header length");
+  if (file_size < 8)
+    throw fail("only " + std::to_string(file_size) + " bytes; a file needs at least the 8-byte header length");
   uint64_t n = 0;
   f.read(reinterpret_cast<char*>(&n), 8);
   constexpr uint64_t kMaxHeader = 100'000'000;  // the reference implementation's limit
   if (n > kMaxHeader) throw fail("header length " + std::to_string(n) + " exceeds the 100 MB limit");
-  if (n > file_size - 8) throw fail("header length " + std::to_string(n) + " runs past the end of the " + std::to_string(file_size) + "-byte file");
+  if (n > file_size - 8)
+    throw fail("header length " + std::to_string(n) + " runs past the end of the " + std::to_string(file_size) +
+               "-byte file");
   std::string js(n, '\0');
   f.read(js.data(), (std::streamsize)n);
   if (!f) throw fail("reading the " + std::to_string(n) + "-byte header failed");
@@ -228,9 +233,11 @@ TensorMap load(const std::string& path, Metadata* metadata) {
     const json& shape = info["shape"];
     if (!shape.is_array()) throw fail("tensor \"" + name + "\": shape must be an array");
     for (const json& d : shape) {
-      if (!d.is_number_unsigned()) throw fail("tensor \"" + name + "\": shape entries must be non-negative integers, got " + brief(shape));
+      if (!d.is_number_unsigned())
+        throw fail("tensor \"" + name + "\": shape entries must be non-negative integers, got " + brief(shape));
       uint64_t v = d.get<uint64_t>();
-      if (v > (uint64_t)INT64_MAX) throw fail("tensor \"" + name + "\": shape " + brief(shape) + " has a size above 2^63-1");
+      if (v > (uint64_t)INT64_MAX)
+        throw fail("tensor \"" + name + "\": shape " + brief(shape) + " has a size above 2^63-1");
       e.shape.push_back((int64_t)v);
     }
     // The checked product every tensor's shape passes (shape.h), so that [0, 2^40, 2^40], which holds no
@@ -247,12 +254,14 @@ TensorMap load(const std::string& path, Metadata* metadata) {
       throw fail("tensor \"" + name + "\": data_offsets must be two non-negative integers");
     e.begin = off[0].get<uint64_t>();
     e.end = off[1].get<uint64_t>();
-    if (e.end < e.begin) throw fail("tensor \"" + name + "\": data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) + "] end before they begin");
+    if (e.end < e.begin)
+      throw fail("tensor \"" + name + "\": data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
+                 "] end before they begin");
     uint64_t es = e.dtype->size;
     if (count > UINT64_MAX / es || count * es != e.end - e.begin)
-      throw fail("tensor \"" + name + "\": shape " + brief(shape) + " of " + info["dtype"].get<std::string>() + " needs " +
-                 (count > UINT64_MAX / es ? std::string("more than 2^64") : std::to_string(count * es)) + " bytes but data_offsets span " +
-                 std::to_string(e.end - e.begin));
+      throw fail("tensor \"" + name + "\": shape " + brief(shape) + " of " + info["dtype"].get<std::string>() +
+                 " needs " + (count > UINT64_MAX / es ? std::string("more than 2^64") : std::to_string(count * es)) +
+                 " bytes but data_offsets span " + std::to_string(e.end - e.begin));
     entries.push_back(std::move(e));
   }
 
@@ -262,13 +271,18 @@ TensorMap load(const std::string& path, Metadata* metadata) {
   });
   uint64_t at = 0;
   for (const Entry& e : entries) {
-    if (e.begin < at) throw fail("tensor \"" + e.name + "\" overlaps the previous tensor (begins at " + std::to_string(e.begin) + ", before " + std::to_string(at) + ")");
-    if (e.begin > at) throw fail("a hole in the data: tensor \"" + e.name + "\" begins at " + std::to_string(e.begin) + ", the previous ended at " + std::to_string(at));
+    if (e.begin < at)
+      throw fail("tensor \"" + e.name + "\" overlaps the previous tensor (begins at " + std::to_string(e.begin) +
+                 ", before " + std::to_string(at) + ")");
+    if (e.begin > at)
+      throw fail("a hole in the data: tensor \"" + e.name + "\" begins at " + std::to_string(e.begin) +
+                 ", the previous ended at " + std::to_string(at));
     at = e.end;
   }
   uint64_t data_size = file_size - 8 - n;
   if (at != data_size)
-    throw fail("the file holds " + std::to_string(data_size) + " bytes of data but the header describes " + std::to_string(at));
+    throw fail("the file holds " + std::to_string(data_size) + " bytes of data but the header describes " +
+               std::to_string(at));
 
   // Only now, with every size bounded by the file's, allocate and read.
   TensorMap out;

@@ -28,8 +28,9 @@ std::string num(double v) {
 // A 1-d int64 tensor as a vector.
 std::vector<int64_t> int_labels(const std::string& op, const char* what, const Tensor& t) {
   if (!t.defined() || t.dim() != 1 || t.dtype() != int64)
-    throw Error(op + ": " + what + " must be a 1-d int64 tensor, got " +
-                (t.defined() ? std::string(dtype_name(t.dtype())) + " " + shape_str(t.shape()) : "an undefined tensor"));
+    throw Error(
+        op + ": " + what + " must be a 1-d int64 tensor, got " +
+        (t.defined() ? std::string(dtype_name(t.dtype())) + " " + shape_str(t.shape()) : "an undefined tensor"));
   return t.to_vector<int64_t>();
 }
 
@@ -43,8 +44,9 @@ void check_same_length(const std::string& op, const std::vector<int64_t>& a, con
 // A 2-d floating tensor (N,D) as row-major doubles; every value finite.
 std::vector<double> matrix_of(const std::string& op, const char* what, const Tensor& t) {
   if (!t.defined() || t.dim() != 2 || !is_floating(t.dtype()))
-    throw Error(op + ": " + what + " must be a 2-d float32 or float64 tensor, got " +
-                (t.defined() ? std::string(dtype_name(t.dtype())) + " " + shape_str(t.shape()) : "an undefined tensor"));
+    throw Error(
+        op + ": " + what + " must be a 2-d float32 or float64 tensor, got " +
+        (t.defined() ? std::string(dtype_name(t.dtype())) + " " + shape_str(t.shape()) : "an undefined tensor"));
   std::vector<double> v = t.to_vector<double>();
   for (size_t i = 0; i < v.size(); ++i)
     if (!std::isfinite(v[i]))
@@ -206,7 +208,8 @@ double nmi(const Tensor& labels, const Tensor& clusters) {
       int64_t nij = c.n[i * c.C + j];
       if (nij == 0) continue;
       double p = (double)nij / N;
-      double term = p * (std::log((double)nij) - logN) + p * (-std::log((double)c.row_sums[i] * (double)c.col_sums[j]) + 2 * logN);
+      double term = p * (std::log((double)nij) - logN) +
+                    p * (-std::log((double)c.row_sums[i] * (double)c.col_sums[j]) + 2 * logN);
       if (std::abs(term) >= eps) mi += term;
     }
   mi = std::max(mi, 0.0);
@@ -320,7 +323,8 @@ void ranking_inputs(const std::string& op, const Tensor& scores, const Tensor& l
   n_pos = 0;
   for (size_t i = 0; i < s.size(); ++i) {
     if (std::isnan(s[i])) throw Error(op + ": score " + std::to_string(i) + " is NaN");
-    if (y[i] != 0 && y[i] != 1) throw Error(op + ": label " + std::to_string(i) + " is " + num(y[i]) + "; labels must be 0 or 1");
+    if (y[i] != 0 && y[i] != 1)
+      throw Error(op + ": label " + std::to_string(i) + " is " + num(y[i]) + "; labels must be 0 or 1");
     n_pos += y[i] == 1;
   }
   int64_t n_neg = (int64_t)s.size() - n_pos;

@@ -57,7 +57,8 @@ void check_padding(const char* op, const Tensor& m, const Tensor& q, int64_t Tk)
   if (m.dtype() != boolean)
     throw Error(std::string(op) + ": key_padding_mask must be bool (true = padding), got " + dtype_name(m.dtype()) +
                 "; pass an additive float mask as attn_mask");
-  bool ok = (m.dim() == 1 && m.size(0) == Tk) || (m.dim() == 2 && q.dim() >= 3 && m.size(0) == q.size(0) && m.size(1) == Tk);
+  bool ok =
+      (m.dim() == 1 && m.size(0) == Tk) || (m.dim() == 2 && q.dim() >= 3 && m.size(0) == q.size(0) && m.size(1) == Tk);
   if (!ok)
     throw Error(std::string(op) + ": key_padding_mask " + shape_str(m.shape()) + " must be (B, Tk) = (" +
                 (q.dim() >= 3 ? std::to_string(q.size(0)) : std::string("batch")) + ", " + std::to_string(Tk) +
@@ -103,13 +104,14 @@ Tensor attention_scores(const Tensor& q, const Tensor& k, const AttentionOptions
     case AttentionScore::Additive: {
       const Tensor &W = o.additive_w, &U = o.additive_u, &v = o.additive_v;
       if (!W.defined() || !U.defined() || !v.defined())
-        throw Error(std::string(op) + ": the additive score needs options.additive_w (H, D), additive_u (H, Dk) and additive_v (H)");
+        throw Error(std::string(op) +
+                    ": the additive score needs options.additive_w (H, D), additive_u (H, Dk) and additive_v (H)");
       if (o.scale) throw Error(std::string(op) + ": scale applies to the dot score; the additive score has none");
       if (W.dim() != 2 || U.dim() != 2 || v.dim() != 1 || W.size(1) != q.size(-1) || U.size(1) != k.size(-1) ||
           W.size(0) != U.size(0) || v.size(0) != W.size(0))
         throw Error(std::string(op) + ": additive score: expected W (H, " + std::to_string(q.size(-1)) + "), U (H, " +
-                    std::to_string(k.size(-1)) + "), v (H); got W " + shape_str(W.shape()) + ", U " + shape_str(U.shape()) +
-                    ", v " + shape_str(v.shape()));
+                    std::to_string(k.size(-1)) + "), v (H); got W " + shape_str(W.shape()) + ", U " +
+                    shape_str(U.shape()) + ", v " + shape_str(v.shape()));
       // Bahdanau: s_ij = vᵀ tanh(W q_i + U k_j). Wq (..., Tq, 1, H) + Uk (..., 1, Tk, H) broadcast to
       // (..., Tq, Tk, H): unlike the dot score this holds an H-vector per (i, j), O(Tq·Tk·H) memory.
       Tensor wq = matmul(q, W.mT()).unsqueeze(-2);
@@ -149,9 +151,11 @@ AttentionResult composite(const Tensor& q, const Tensor& k, const Tensor& v, con
     } else if (o.attn_mask.dtype() == s.dtype()) {
       s = s + o.attn_mask;  // additive: 0 keeps, -inf hides, anything else biases
     } else {
-      throw Error("scaled_dot_product_attention: attn_mask must be bool (true = takes part in attention, as "
-                  "torch's F.scaled_dot_product_attention) or " + std::string(dtype_name(s.dtype())) +
-                  " (added to the scores), got " + dtype_name(o.attn_mask.dtype()) + " " + shape_str(o.attn_mask.shape()));
+      throw Error(
+          "scaled_dot_product_attention: attn_mask must be bool (true = takes part in attention, as "
+          "torch's F.scaled_dot_product_attention) or " +
+          std::string(dtype_name(s.dtype())) + " (added to the scores), got " + dtype_name(o.attn_mask.dtype()) + " " +
+          shape_str(o.attn_mask.shape()));
     }
   }
   if (o.key_padding_mask.defined()) hide_also(padding_view(o.key_padding_mask, s.dim()));
@@ -194,7 +198,8 @@ static kernels::FlashAttentionParams flash_params(const Tensor& q, int64_t Tk, c
 static void check_call(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
   check_qkv(op, q, k, v, o.score != AttentionScore::Additive);
   check_padding(op, o.key_padding_mask, q, k.size(-2));
-  if (!(o.dropout_p >= 0 && o.dropout_p <= 1)) throw Error(std::string(op) + ": dropout_p must be in [0, 1], got " + std::to_string(o.dropout_p));
+  if (!(o.dropout_p >= 0 && o.dropout_p <= 1))
+    throw Error(std::string(op) + ": dropout_p must be in [0, 1], got " + std::to_string(o.dropout_p));
 }
 
 // Whether this call takes the fused kernel; throws when impl = Fused asks for what it cannot do.
@@ -207,13 +212,15 @@ static bool use_fused(const char* op, const Tensor& q, const Tensor& k, const Te
   return fused;
 }
 
-AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
+AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                             const AttentionOptions& o) {
   const char* op = "scaled_dot_product_attention";
   check_call(op, q, k, v, o);
   if (!use_fused(op, q, k, v, o)) {
     // An attn_mask is what most often sends Auto to the O(Tq·Tk) composite; say so once per process.
     static bool told = false;
-    if (o.impl == AttentionImpl::Auto && o.attn_mask.defined() && !o.need_weights && o.score == AttentionScore::Dot && !told) {
+    if (o.impl == AttentionImpl::Auto && o.attn_mask.defined() && !o.need_weights && o.score == AttentionScore::Dot &&
+        !told) {
       told = true;
       std::fprintf(stderr, "heed: scaled_dot_product_attention: attn_mask runs the composite path (O(Tq*Tk) memory); "
                            "causal = true and key_padding_mask run the fused kernel (said once)\n");
@@ -313,12 +320,14 @@ void check_sparse(const char* op, const Tensor& q, const Tensor& k, const Tensor
 //
 // Time and memory are O(T · L) = O(T·w) for Bk ≈ w. It is all slices, cat, matmul, masked_fill and
 // softmax, so autograd differentiates it (twice, too).
-Tensor local_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t window, const SparseAttentionOptions& o) {
+Tensor local_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t window,
+                       const SparseAttentionOptions& o) {
   const char* op = "local_attention";
   check_sparse(op, q, k, v, o);
   const int64_t T = q.size(-2), D = q.size(-1);
   if (k.size(-2) != T)
-    throw Error(std::string(op) + ": needs as many keys as queries, got q " + shape_str(q.shape()) + ", k " + shape_str(k.shape()));
+    throw Error(std::string(op) + ": needs as many keys as queries, got q " + shape_str(q.shape()) + ", k " +
+                shape_str(k.shape()));
   if (window < 0) throw Error(std::string(op) + ": window must be >= 0, got " + std::to_string(window));
   if (o.block_size < 0) throw Error(std::string(op) + ": block_size must be >= 0, got " + std::to_string(o.block_size));
   const int64_t Bk = o.block_size > 0 ? o.block_size : std::clamp<int64_t>(window, 16, 128);
@@ -333,7 +342,8 @@ Tensor local_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_
     Tensor xp = pad_rows(x, r * Bk, Tp - T + (o.causal ? 0 : r * Bk));
     Shape lead = lead_of(x, 2);
     std::vector<Tensor> parts;
-    for (int64_t s = 0; s < nblk; s++) parts.push_back(xp.narrow(-2, s * Bk, Tp).reshape(with(lead, {nb, Bk, x.size(-1)})));
+    for (int64_t s = 0; s < nblk; s++)
+      parts.push_back(xp.narrow(-2, s * Bk, Tp).reshape(with(lead, {nb, Bk, x.size(-1)})));
     return parts.size() == 1 ? parts[0] : cat(parts, -2);
   };
   Tensor kcat = bands(k), vcat = bands(v);
@@ -362,7 +372,8 @@ Tensor local_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_
           pp[(g * nb + b) * L + c] = j >= 0 && j < T && pr.at(g, j);
         }
   }
-  s = masked_fill(s, tile_mask(band, pad, o.key_padding_mask.defined() && o.key_padding_mask.dim() == 2, s.dim()), -kInf);
+  s = masked_fill(s, tile_mask(band, pad, o.key_padding_mask.defined() && o.key_padding_mask.dim() == 2, s.dim()),
+                  -kInf);
   Tensor out = matmul(softmax(s, -1), vcat);  // (..., nb, Bk, Dv)
   return out.reshape(with(lead_of(out, 3), {Tp, v.size(-1)})).narrow(-2, 0, T);
 }
@@ -394,10 +405,12 @@ Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
   if (bs < 1) throw Error(std::string(op) + ": block_size must be >= 1, got " + std::to_string(bs));
   const int64_t Tq = q.size(-2), Tk = k.size(-2), D = q.size(-1), Dv = v.size(-1);
   const int64_t nbq = (Tq + bs - 1) / bs, nbk = (Tk + bs - 1) / bs;
-  if (!layout.defined() || layout.dtype() != boolean || layout.dim() != 2 || layout.size(0) != nbq || layout.size(1) != nbk)
-    throw Error(std::string(op) + ": layout must be bool (" + std::to_string(nbq) + ", " + std::to_string(nbk) +
-                ") for Tq " + std::to_string(Tq) + ", Tk " + std::to_string(Tk) + " and block_size " + std::to_string(bs) +
-                ", got " + (layout.defined() ? std::string(dtype_name(layout.dtype())) + " " + shape_str(layout.shape()) : "none"));
+  if (!layout.defined() || layout.dtype() != boolean || layout.dim() != 2 || layout.size(0) != nbq ||
+      layout.size(1) != nbk)
+    throw Error(
+        std::string(op) + ": layout must be bool (" + std::to_string(nbq) + ", " + std::to_string(nbk) + ") for Tq " +
+        std::to_string(Tq) + ", Tk " + std::to_string(Tk) + " and block_size " + std::to_string(bs) + ", got " +
+        (layout.defined() ? std::string(dtype_name(layout.dtype())) + " " + shape_str(layout.shape()) : "none"));
   if (nbq == 0) return zeros(with(lead_of(q, 2), {0, Dv}), q.dtype());
   const double scale = o.scale.value_or(default_scale(D));
 
@@ -416,8 +429,10 @@ Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
   }
 
   Tensor qb = pad_rows(scale == 1.0 ? q : q * scale, 0, nbq * bs - Tq).reshape(with(lead_of(q, 2), {nbq, bs, D}));
-  Tensor kb = pad_rows(k, 0, std::max<int64_t>(nbk, 1) * bs - Tk).reshape(with(lead_of(k, 2), {std::max<int64_t>(nbk, 1), bs, D}));
-  Tensor vb = pad_rows(v, 0, std::max<int64_t>(nbk, 1) * bs - Tk).reshape(with(lead_of(v, 2), {std::max<int64_t>(nbk, 1), bs, Dv}));
+  Tensor kb = pad_rows(k, 0, std::max<int64_t>(nbk, 1) * bs - Tk)
+                  .reshape(with(lead_of(k, 2), {std::max<int64_t>(nbk, 1), bs, D}));
+  Tensor vb = pad_rows(v, 0, std::max<int64_t>(nbk, 1) * bs - Tk)
+                  .reshape(with(lead_of(v, 2), {std::max<int64_t>(nbk, 1), bs, Dv}));
   PadRows pr = pad_rows_of(o.key_padding_mask);
   const bool pad_batched = o.key_padding_mask.defined() && o.key_padding_mask.dim() == 2;
 
@@ -471,8 +486,8 @@ Tensor block_sparse_mask(const Tensor& layout, int64_t bs, int64_t Tq, int64_t T
   if (bs < 1) throw Error("block_sparse_mask: block_size must be >= 1, got " + std::to_string(bs));
   const int64_t nbq = (Tq + bs - 1) / bs, nbk = (Tk + bs - 1) / bs;
   if (layout.dtype() != boolean || layout.dim() != 2 || layout.size(0) != nbq || layout.size(1) != nbk)
-    throw Error("block_sparse_mask: layout must be bool (" + std::to_string(nbq) + ", " + std::to_string(nbk) + "), got " +
-                dtype_name(layout.dtype()) + " " + shape_str(layout.shape()));
+    throw Error("block_sparse_mask: layout must be bool (" + std::to_string(nbq) + ", " + std::to_string(nbk) +
+                "), got " + dtype_name(layout.dtype()) + " " + shape_str(layout.shape()));
   Tensor lay = layout.contiguous();
   Tensor m = bool_tensor({Tq, Tk});
   const bool* lp = lay.numel() ? lay.data_ptr<bool>() : nullptr;
@@ -484,14 +499,15 @@ Tensor block_sparse_mask(const Tensor& layout, int64_t bs, int64_t Tq, int64_t T
 
 Tensor block_layout(int64_t nq, int64_t nk, const BlockLayoutOptions& o) {
   if (nq < 0 || nk < 0 || o.stride < 0 || o.global < 0)
-    throw Error("block_layout: sizes, stride and global must be >= 0, got (" + std::to_string(nq) + ", " + std::to_string(nk) +
-                "), stride " + std::to_string(o.stride) + ", global " + std::to_string(o.global));
+    throw Error("block_layout: sizes, stride and global must be >= 0, got (" + std::to_string(nq) + ", " +
+                std::to_string(nk) + "), stride " + std::to_string(o.stride) + ", global " + std::to_string(o.global));
   Tensor m = bool_tensor({nq, nk});
   bool* p = m.numel() ? m.data_ptr<bool>() : nullptr;
   for (int64_t a = 0; a < nq; a++)
     for (int64_t b = 0; b < nk; b++) {
       int64_t d = a - b;
-      bool on = (o.local >= 0 && std::abs(d) <= o.local) || (o.stride > 0 && d % o.stride == 0) || b < o.global || a < o.global;
+      bool on = (o.local >= 0 && std::abs(d) <= o.local) || (o.stride > 0 && d % o.stride == 0) || b < o.global ||
+                a < o.global;
       p[a * nk + b] = on && !(o.causal && b > a);
     }
   return m;

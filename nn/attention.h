@@ -14,7 +14,8 @@
 //     ALLOWED (padding, or a masked-out pair). So are the helpers below (causal_mask, local_attention_mask,
 //     block_sparse_mask): pass them to MultiheadAttention, or logical_not(...) to scaled_dot_product_attention.
 // A mask that does not broadcast to the scores, or of another dtype, throws. A float attn_mask is added to
-// the scores (use -inf to forbid). A query row whose keys are all masked gets output 0 and gradient 0 (PyTorch gives NaN there).
+// the scores (use -inf to forbid). A query row whose keys are all masked gets output 0 and gradient 0 (PyTorch gives
+// NaN there).
 //
 // Three paths:
 //   - dense composite: heed ops only (matmul, masked_fill, softmax, ...), so gradcheck and

@@ -11,7 +11,8 @@ Tensor Sequential::forward(const Tensor& x) {
 
 static void check_index(const char* who, size_t i, size_t n) {
   if (i >= n)
-    throw Error(std::string(who) + ": index " + std::to_string(i) + " out of range for " + std::to_string(n) + " modules");
+    throw Error(std::string(who) + ": index " + std::to_string(i) + " out of range for " + std::to_string(n) +
+                " modules");
 }
 
 Module& Sequential::operator[](size_t i) {

@@ -37,7 +37,10 @@ concept TensorToTensor = std::derived_from<M, Module> && requires(M& m, const Te
 
 /// A module type with a nested Config that it can be built from, after `Args`.
 template <class M, class... Args>
-concept ConfigurableWith = requires { typename M::Config; } && std::constructible_from<M, Args..., const typename M::Config&>;
+concept ConfigurableWith = requires {
+  typename M::Config;
+}
+&&std::constructible_from<M, Args..., const typename M::Config&>;
 
 /// Applies its modules in order: forward(x) = m_{n-1}(...m_1(m_0(x))); no modules is the identity.
 struct Sequential : Module {

@@ -45,7 +45,8 @@ static void check_input(const std::string& who, const Tensor& x, int64_t channel
   std::string expected = "(N," + c + ",H,W)";
   if (mh > 1 || mw > 1) expected += " with H >= " + std::to_string(mh) + " and W >= " + std::to_string(mw);
   if (x.dim() != 4) shape_error(who, expected, x.shape());
-  if ((channels >= 0 && x.size(1) != channels) || x.size(2) < mh || x.size(3) < mw) shape_error(who, expected, x.shape());
+  if ((channels >= 0 && x.size(1) != channels) || x.size(2) < mh || x.size(3) < mw)
+    shape_error(who, expected, x.shape());
 }
 
 // ---- conv2d ---------------------------------------------------------------------------------------------
@@ -58,7 +59,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     throw Error("conv2d: expected a 4-d weight (O, C/groups, kh, kw), got " + shape_str(weight.shape()));
   int64_t g = opt.groups, O = weight.size(0);
   if (g < 1 || O % g != 0)
-    throw Error("conv2d: groups " + std::to_string(g) + " must be >= 1 and divide the " + std::to_string(O) + " output channels");
+    throw Error("conv2d: groups " + std::to_string(g) + " must be >= 1 and divide the " + std::to_string(O) +
+                " output channels");
   Size2 k{weight.size(2), weight.size(3)};
   check_window("conv2d", k, opt.stride, opt.padding, opt.dilation);
   Window2d win = window(k, opt.stride, opt.padding, opt.dilation);
@@ -88,8 +90,8 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
     throw Error("conv_transpose2d: expected a 4-d weight (Cin, Cout/groups, kh, kw), got " + shape_str(weight.shape()));
   int64_t g = opt.groups, Cin = weight.size(0);
   if (g < 1 || Cin % g != 0)
-    throw Error("conv_transpose2d: groups " + std::to_string(g) + " must be >= 1 and divide the " + std::to_string(Cin) +
-                " input channels");
+    throw Error("conv_transpose2d: groups " + std::to_string(g) + " must be >= 1 and divide the " +
+                std::to_string(Cin) + " input channels");
   Size2 k{weight.size(2), weight.size(3)};
   check_window("conv_transpose2d", k, opt.stride, opt.padding, opt.dilation);
   Size2 op = opt.output_padding;
@@ -98,7 +100,8 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
   if (op.h < 0 || op.w < 0 || op.h >= opt.stride.h || op.w >= opt.stride.w)
     throw Error("conv_transpose2d: output_padding " + tuple_str(op) + " must be >= 0 and smaller than the stride " +
                 tuple_str(opt.stride));
-  if (x.dim() != 4 || x.size(1) != Cin) shape_error("conv_transpose2d", "(N," + std::to_string(Cin) + ",H,W)", x.shape());
+  if (x.dim() != 4 || x.size(1) != Cin)
+    shape_error("conv_transpose2d", "(N," + std::to_string(Cin) + ",H,W)", x.shape());
   int64_t Cout = weight.size(1) * g;
   if (bias.defined() && bias.shape() != Shape{Cout})
     throw Error("conv_transpose2d: expected bias (" + std::to_string(Cout) + "), got " + shape_str(bias.shape()));
@@ -107,8 +110,8 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
   int64_t OH = (H - 1) * win.sh - 2 * win.ph + win.dh * (k.h - 1) + op.h + 1;
   int64_t OW = (W - 1) * win.sw - 2 * win.pw + win.dw * (k.w - 1) + op.w + 1;
   if (OH < 1 || OW < 1)
-    throw Error("conv_transpose2d: the output would be " + std::to_string(OH) + "x" + std::to_string(OW) + " for input " +
-                shape_str(x.shape()) + "; the padding " + tuple_str(opt.padding) + " is too large");
+    throw Error("conv_transpose2d: the output would be " + std::to_string(OH) + "x" + std::to_string(OW) +
+                " for input " + shape_str(x.shape()) + "; the padding " + tuple_str(opt.padding) + " is too large");
   int64_t KT = Cout / g * k.h * k.w;  // one output column per input pixel: Cout/g·kh·kw taps
 
   Tensor wt = weight.reshape({g, Cin / g, KT}).mT();                           // (g, KT, Cin/g), a view
@@ -246,8 +249,10 @@ static void check_channels(const std::string& layer, int64_t in, int64_t out, in
 }
 
 // ", padding=(1, 1), dilation=(2, 2), groups=2": the options that differ from their defaults, as _ConvNd prints them.
-static std::string conv_repr(int64_t in, int64_t out, Size2 k, Size2 s, Size2 p, Size2 d, Size2 op, int64_t g, bool bias) {
-  std::string r = std::to_string(in) + ", " + std::to_string(out) + ", kernel_size=" + tuple_str(k) + ", stride=" + tuple_str(s);
+static std::string conv_repr(int64_t in, int64_t out, Size2 k, Size2 s, Size2 p, Size2 d, Size2 op, int64_t g,
+                             bool bias) {
+  std::string r =
+      std::to_string(in) + ", " + std::to_string(out) + ", kernel_size=" + tuple_str(k) + ", stride=" + tuple_str(s);
   if (!(p == Size2(0))) r += ", padding=" + tuple_str(p);
   if (!(d == Size2(1))) r += ", dilation=" + tuple_str(d);
   if (!(op == Size2(0))) r += ", output_padding=" + tuple_str(op);
@@ -256,7 +261,8 @@ static std::string conv_repr(int64_t in, int64_t out, Size2 k, Size2 s, Size2 p,
   return r;
 }
 
-Conv2d::Conv2d(int64_t in, int64_t out, Size2 k, const Config& cfg) : in_channels(in), out_channels(out), kernel_size(k), config(cfg) {
+Conv2d::Conv2d(int64_t in, int64_t out, Size2 k, const Config& cfg)
+    : in_channels(in), out_channels(out), kernel_size(k), config(cfg) {
   check_channels("Conv2d", in, out, cfg.groups);
   check_window("Conv2d", k, cfg.stride, cfg.padding, cfg.dilation);
   weight = empty("Conv2d", {out, in / cfg.groups, k.h, k.w}, float32);
@@ -274,8 +280,8 @@ Tensor Conv2d::forward(const Tensor& x) {
 }
 
 std::string Conv2d::extra_repr() const {
-  return conv_repr(in_channels, out_channels, kernel_size, config.stride, config.padding, config.dilation, 0, config.groups,
-                   bias.defined());
+  return conv_repr(in_channels, out_channels, kernel_size, config.stride, config.padding, config.dilation, 0,
+                   config.groups, bias.defined());
 }
 
 ConvTranspose2d::ConvTranspose2d(int64_t in, int64_t out, Size2 k, const Config& cfg)
@@ -361,8 +367,9 @@ Tensor Upsample::forward(const Tensor& x) {
 
 std::string Upsample::extra_repr() const {
   // PyTorch stores the factors as floats: scale_factor=2.0, or (2.0, 3.0) when they differ.
-  std::string s = scale_factor.h == scale_factor.w ? py_float((double)scale_factor.h)
-                                                   : "(" + py_float((double)scale_factor.h) + ", " + py_float((double)scale_factor.w) + ")";
+  std::string s = scale_factor.h == scale_factor.w
+                      ? py_float((double)scale_factor.h)
+                      : "(" + py_float((double)scale_factor.h) + ", " + py_float((double)scale_factor.w) + ")";
   return "scale_factor=" + s + ", mode=nearest";
 }
 

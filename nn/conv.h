@@ -122,7 +122,8 @@ struct ConvTranspose2d : Module {
 
 struct MaxPool2d : Module {
   Size2 kernel_size, stride, padding, dilation;
-  explicit MaxPool2d(Size2 kernel_size, std::optional<Size2> stride = std::nullopt, Size2 padding = 0, Size2 dilation = 1);
+  explicit MaxPool2d(Size2 kernel_size, std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
+                     Size2 dilation = 1);
   Tensor forward(const Tensor& x);
   std::string type_name() const override { return "MaxPool2d"; }
   std::string extra_repr() const override;

@@ -30,7 +30,8 @@ static std::vector<int64_t> trailing_dims(const char* op, const Tensor& x, const
 }
 
 // (x - mean) / √(var + eps) over the trailing dims, the variance biased (divided by their count).
-Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias, double eps) {
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
+                  double eps) {
   std::vector<int64_t> dims = trailing_dims("layer_norm", x, normalized_shape);
   Tensor xc = x - mean(x, dims, true);
   Tensor y = xc * rsqrt(mean(xc * xc, dims, true) + eps);
@@ -60,7 +61,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   Tensor y;
   if (training) {
     const int64_t count = x.numel() / C;
-    if (count <= 1) throw Error("batch_norm: expected more than 1 value per channel in training, got input " + shape_str(x.shape()));
+    if (count <= 1)
+      throw Error("batch_norm: expected more than 1 value per channel in training, got input " + shape_str(x.shape()));
     Tensor mu = mean(x, dims, true);
     Tensor xc = x - mu;
     Tensor var = mean(xc * xc, dims, true);  // biased: what normalises

@@ -21,8 +21,9 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
 /// F.batch_norm: x (N, C, L...). In training it normalises with the batch's statistics over N and L and,
 /// when running_mean/var are given, updates them in place (running = (1-momentum)·running + momentum·batch,
 /// the variance unbiased); in eval it uses the running statistics.
-Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight = Tensor(),
-                  const Tensor& bias = Tensor(), bool training = false, double momentum = 0.1, double eps = 1e-5);
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight = Tensor(), const Tensor& bias = Tensor(), bool training = false,
+                  double momentum = 0.1, double eps = 1e-5);
 /// F.group_norm: x (N, C, L...), C split into num_groups groups, each normalised over its channels and L;
 /// weight and bias (C) optional.
 Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight = Tensor(), const Tensor& bias = Tensor(),

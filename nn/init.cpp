@@ -93,7 +93,8 @@ Tensor xavier_normal_(const Tensor& t, double gain, Generator* gen) {
   return normal_(t, 0.0, gain * std::sqrt(2.0 / (double)(fan_in + fan_out)), gen);
 }
 
-Tensor kaiming_uniform_(const Tensor& t, double a, const std::string& mode, const std::string& nonlinearity, Generator* gen) {
+Tensor kaiming_uniform_(const Tensor& t, double a, const std::string& mode, const std::string& nonlinearity,
+                        Generator* gen) {
   check_floating("kaiming_uniform_", t);
   if (t.numel() == 0) return t;  // nothing to fill, and the fan may be 0 (PyTorch warns and returns too)
   double std = calculate_gain(nonlinearity, a) / std::sqrt((double)fan("kaiming_uniform_", t, mode));
@@ -101,7 +102,8 @@ Tensor kaiming_uniform_(const Tensor& t, double a, const std::string& mode, cons
   return uniform_(t, -bound, bound, gen);
 }
 
-Tensor kaiming_normal_(const Tensor& t, double a, const std::string& mode, const std::string& nonlinearity, Generator* gen) {
+Tensor kaiming_normal_(const Tensor& t, double a, const std::string& mode, const std::string& nonlinearity,
+                       Generator* gen) {
   check_floating("kaiming_normal_", t);
   if (t.numel() == 0) return t;
   double std = calculate_gain(nonlinearity, a) / std::sqrt((double)fan("kaiming_normal_", t, mode));

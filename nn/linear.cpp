@@ -20,7 +20,8 @@ static std::string py_bool(bool b) { return b ? "True" : "False"; }
 // ---- Linear ---------------------------------------------------------------------------------------------
 Linear::Linear(int64_t in, int64_t out, bool with_bias) : in_features(in), out_features(out) {
   if (in < 0 || out < 0)
-    throw Error("Linear: in_features and out_features must be >= 0, got " + std::to_string(in) + " and " + std::to_string(out));
+    throw Error("Linear: in_features and out_features must be >= 0, got " + std::to_string(in) + " and " +
+                std::to_string(out));
   // PyTorch's reset_parameters: kaiming_uniform_ with a = √5 gives gain √(2/(1+5)) = 1/√3 and a bound
   // of gain·√3/√fan_in = 1/√fan_in; the bias gets the same bound.
   weight = empty("Linear", {out, in}, float32);  // errors name the layer: "Linear: out of memory ..."
@@ -70,7 +71,9 @@ Tensor Embedding::forward(const Tensor& indices) {
   }
 }
 
-std::string Embedding::extra_repr() const { return std::to_string(num_embeddings) + ", " + std::to_string(embedding_dim); }
+std::string Embedding::extra_repr() const {
+  return std::to_string(num_embeddings) + ", " + std::to_string(embedding_dim);
+}
 
 // ---- Flatten, Unflatten ---------------------------------------------------------------------------------
 Tensor Flatten::forward(const Tensor& x) {
@@ -78,7 +81,8 @@ Tensor Flatten::forward(const Tensor& x) {
   int64_t nd = std::max<int64_t>(x.dim(), 1);
   auto fits = [&](int64_t d) { return d >= -nd && d < nd; };
   if (!fits(start_dim) || !fits(end_dim))
-    shape_error(describe(*this), "with dims " + std::to_string(start_dim) + " and " + std::to_string(end_dim), x.shape());
+    shape_error(describe(*this), "with dims " + std::to_string(start_dim) + " and " + std::to_string(end_dim),
+                x.shape());
   return x.flatten(start_dim, end_dim);
 }
 
@@ -138,7 +142,8 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
   {
     NoGradGuard no_grad;
     Tensor u = rand(x.shape(), x.dtype(), gen);
-    scale = where(ge(u, scalar_tensor(p, x.dtype())), scalar_tensor(1.0 / (1.0 - p), x.dtype()), scalar_tensor(0.0, x.dtype()));
+    scale = where(ge(u, scalar_tensor(p, x.dtype())), scalar_tensor(1.0 / (1.0 - p), x.dtype()),
+                  scalar_tensor(0.0, x.dtype()));
   }
   return x * scale;
 }
@@ -167,7 +172,9 @@ Tensor Softplus::forward(const Tensor& x) {
 
 std::string Softplus::extra_repr() const {
   // PyTorch's defaults are the ints 1 and 20, printed without ".0"; print whole numbers that way.
-  auto num = [](double v) { return v == std::floor(v) && std::fabs(v) < 1e15 ? std::to_string((int64_t)v) : py_float(v); };
+  auto num = [](double v) {
+    return v == std::floor(v) && std::fabs(v) < 1e15 ? std::to_string((int64_t)v) : py_float(v);
+  };
   return "beta=" + num(beta) + ", threshold=" + num(threshold);
 }
 

@@ -21,7 +21,8 @@ namespace heed::nn {
 
 // ---- declarations -------------------------------------------------------------------------------------
 
-/// y = x W^T + b   x: (..., in_features) -> (..., out_features);  weight (out_features, in_features), bias (out_features).
+/// y = x W^T + b   x: (..., in_features) -> (..., out_features);  weight (out_features, in_features), bias
+/// (out_features).
 struct Linear;
 /// A lookup table: indices (any shape, int64) -> (..., embedding_dim);  weight (num_embeddings, embedding_dim), N(0,1).
 struct Embedding;

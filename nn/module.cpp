@@ -102,7 +102,9 @@ std::vector<Module*> Module::children() const {
 
 std::vector<std::pair<std::string, Module*>> Module::named_modules() const {
   std::vector<std::pair<std::string, Module*>> out;
-  walk(*this, "", [&](const Module& m, const std::string& prefix) { out.push_back({prefix, const_cast<Module*>(&m)}); });
+  walk(*this, "", [&](const Module& m, const std::string& prefix) {
+    out.push_back({prefix, const_cast<Module*>(&m)});
+  });
   return out;
 }
 

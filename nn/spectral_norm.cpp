@@ -24,8 +24,8 @@ static Tensor normalize(const Tensor& x, double eps) { return x / std::max(norm(
 
 std::pair<Tensor, Tensor> spectral_norm_init(const Tensor& weight, int64_t dim, double eps, Generator* gen) {
   if (weight.dim() < 2 || dim < 0 || dim >= weight.dim())
-    throw Error("spectral_norm: needs a weight of at least 2 dims and a dim inside it, got " + shape_str(weight.shape()) +
-                " and dim " + std::to_string(dim));
+    throw Error("spectral_norm: needs a weight of at least 2 dims and a dim inside it, got " +
+                shape_str(weight.shape()) + " and dim " + std::to_string(dim));
   NoGradGuard no_grad;
   int64_t h = weight.size(dim), w = weight.numel() / h;
   Tensor u = normalize(randn({h}, weight.dtype(), gen), eps);

@@ -252,7 +252,8 @@ AttentionPooling::AttentionPooling(int64_t E, int64_t NH) : attn(E, NH, {.batch_
 
 MhaOutput AttentionPooling::forward(const Tensor& x, const Tensor& key_padding_mask) {
   if (x.dim() != 3 || x.size(2) != attn.embed_dim)
-    throw Error("AttentionPooling: expected input (B, T, " + std::to_string(attn.embed_dim) + "), got " + shape_str(x.shape()));
+    throw Error("AttentionPooling: expected input (B, T, " + std::to_string(attn.embed_dim) + "), got " +
+                shape_str(x.shape()));
   int64_t B = x.size(0);
   Tensor q = query.expand({B, 1, attn.embed_dim});
   MhaOutput r = attn.forward(q, x, x, {.key_padding_mask = key_padding_mask, .need_weights = true});

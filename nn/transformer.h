@@ -58,13 +58,17 @@ struct MultiheadAttention : Module {
   MultiheadAttention(int64_t embed_dim, int64_t num_heads) : MultiheadAttention(embed_dim, num_heads, Config{}) {}
   /// query (L,B,E) or (B,L,E) with batch_first; key and value (S,B,kdim/vdim) likewise.
   MhaOutput forward(const Tensor& query, const Tensor& key, const Tensor& value, const Args& args);
-  MhaOutput forward(const Tensor& query, const Tensor& key, const Tensor& value) { return forward(query, key, value, Args{}); }
+  MhaOutput forward(const Tensor& query, const Tensor& key, const Tensor& value) {
+    return forward(query, key, value, Args{});
+  }
   /// mha(q, k, v) and mha(q, k, v, {.attn_mask = m}) as in PyTorch (a forward of three tensors cannot be
   /// reached through Module's operator(), so the module has its own).
   MhaOutput operator()(const Tensor& query, const Tensor& key, const Tensor& value, const Args& args) {
     return forward(query, key, value, args);
   }
-  MhaOutput operator()(const Tensor& query, const Tensor& key, const Tensor& value) { return forward(query, key, value); }
+  MhaOutput operator()(const Tensor& query, const Tensor& key, const Tensor& value) {
+    return forward(query, key, value);
+  }
   std::string type_name() const override { return "MultiheadAttention"; }
   std::string extra_repr() const override;
 };
@@ -150,7 +154,9 @@ struct AttentionPooling : Module {
   AttentionPooling(int64_t embed_dim, int64_t num_heads = 1);
   /// x (B, T, E), key_padding_mask (B, T) bool or undefined -> out (B, E), weights (B, T)
   MhaOutput forward(const Tensor& x, const Tensor& key_padding_mask = Tensor());
-  MhaOutput operator()(const Tensor& x, const Tensor& key_padding_mask = Tensor()) { return forward(x, key_padding_mask); }
+  MhaOutput operator()(const Tensor& x, const Tensor& key_padding_mask = Tensor()) {
+    return forward(x, key_padding_mask);
+  }
   std::string type_name() const override { return "AttentionPooling"; }
 };
 

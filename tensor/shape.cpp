@@ -48,7 +48,8 @@ int64_t checked_mul(const char* op, int64_t a, int64_t b, const char* what) {
 int64_t checked_add(const char* op, int64_t a, int64_t b, const char* what) {
   int64_t r;
   if (__builtin_add_overflow(a, b, &r))
-    throw Error(std::string(op) + ": " + what + " " + std::to_string(a) + " + " + std::to_string(b) + " overflows int64");
+    throw Error(std::string(op) + ": " + what + " " + std::to_string(a) + " + " + std::to_string(b) +
+                " overflows int64");
   return r;
 }
 

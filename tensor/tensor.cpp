@@ -96,7 +96,9 @@ static double read_as_double(const Tensor& t, int64_t off) {
   return 0;
 }
 
-double Tensor::at(const std::vector<int64_t>& index) const { return read_as_double(*this, element_offset(*this, index, "at")); }
+double Tensor::at(const std::vector<int64_t>& index) const {
+  return read_as_double(*this, element_offset(*this, index, "at"));
+}
 
 double Tensor::item() const {
   if (numel() != 1)
@@ -190,7 +192,8 @@ Tensor view(const Tensor& x, const Shape& shape) {
 Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
   int64_t n = x.dim();
   if ((int64_t)dims.size() != n)
-    throw Error("permute: " + std::to_string(dims.size()) + " dims given for a tensor of shape " + shape_str(x.shape()));
+    throw Error("permute: " + std::to_string(dims.size()) + " dims given for a tensor of shape " +
+                shape_str(x.shape()));
   Shape shape(n), strides(n);
   std::vector<bool> seen(n, false);
   for (int64_t i = 0; i < n; i++) {
@@ -357,7 +360,8 @@ Tensor linspace(double start, double end, int64_t steps, DType dtype) {
     T* p = t.data_ptr<T>();
     double h = steps > 1 ? (end - start) / (double)(steps - 1) : 0.0;
     // Fill from both ends, as torch does, so that the last value is exactly `end`.
-    for (int64_t i = 0; i < steps; i++) p[i] = static_cast<T>(i < steps / 2 ? start + h * i : end - h * (steps - 1 - i));
+    for (int64_t i = 0; i < steps; i++)
+      p[i] = static_cast<T>(i < steps / 2 ? start + h * i : end - h * (steps - 1 - i));
   });
   return t;
 }
@@ -425,7 +429,9 @@ Tensor tensor(std::initializer_list<std::initializer_list<double>> rows, DType d
   std::vector<double> flat;
   int64_t cols = rows.size() ? (int64_t)rows.begin()->size() : 0;
   for (auto& r : rows) {
-    if ((int64_t)r.size() != cols) throw Error("tensor: rows have different lengths (" + std::to_string(cols) + " and " + std::to_string(r.size()) + ")");
+    if ((int64_t)r.size() != cols)
+      throw Error("tensor: rows have different lengths (" + std::to_string(cols) + " and " + std::to_string(r.size()) +
+                  ")");
     flat.insert(flat.end(), r.begin(), r.end());
   }
   return kernels::cast(from_vector(flat, {(int64_t)rows.size(), cols}), dtype);

@@ -149,7 +149,8 @@ TEST_CASE("PyTorch habits: a character-level transformer LM trains, and samples 
   CHECK(corpus.decode(greedy.narrow(1, 9, 10)) == " brown fox");
 }
 
-TEST_CASE("PyTorch habits: the two bool mask conventions, nn.MultiheadAttention's and F.scaled_dot_product_attention's") {
+TEST_CASE(
+    "PyTorch habits: the two bool mask conventions, nn.MultiheadAttention's and F.scaled_dot_product_attention's") {
   manual_seed(2);
   const int64_t B = 2, NH = 2, T = 5, D = 4, E = NH * D;
   Tensor i = arange(T).reshape({T, 1}), j = arange(T).reshape({1, T});

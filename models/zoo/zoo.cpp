@@ -101,7 +101,8 @@ bool Cli::has(const std::string& name) const {
 }
 
 bool Cli::resuming() const {
-  return has("resume") && std::holds_alternative<std::string>(spec("resume").value) && !get<std::string>("resume").empty();
+  return has("resume") && std::holds_alternative<std::string>(spec("resume").value) &&
+         !get<std::string>("resume").empty();
 }
 
 Cli& Cli::add(const std::string& name, const std::string& help, Kind kind, Value value, std::optional<double> min,
@@ -366,7 +367,8 @@ RunConfig Cli::parse(int argc, const char* const* argv) {
   }
   // Under mpirun, rank 0 alone prints: the other ranks' standard output goes nowhere (errors still show).
   if (dist::rank() != 0) {
-    if (!std::freopen("/dev/null", "w", stdout)) std::fprintf(stderr, "%s: rank %d prints too\n", model_.c_str(), dist::rank());
+    if (!std::freopen("/dev/null", "w", stdout))
+      std::fprintf(stderr, "%s: rank %d prints too\n", model_.c_str(), dist::rank());
     return *cfg;
   }
   // Two lines that make a log self-describing: what built and ran it, and with which settings.

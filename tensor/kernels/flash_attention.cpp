@@ -97,7 +97,8 @@ int64_t check_inputs(const char* op, const Tensor& q, const Tensor& k, const Ten
   if (q.dtype() != k.dtype() || q.dtype() != v.dtype())
     throw Error(std::string(op) + ": q, k, v must share a dtype, got " + dtype_name(q.dtype()) + ", " +
                 dtype_name(k.dtype()) + ", " + dtype_name(v.dtype()));
-  if (!is_floating(q.dtype())) throw Error(std::string(op) + ": needs float32 or float64, got " + dtype_name(q.dtype()));
+  if (!is_floating(q.dtype()))
+    throw Error(std::string(op) + ": needs float32 or float64, got " + dtype_name(q.dtype()));
   if (batch_of(q) != batch_of(k) || batch_of(q) != batch_of(v))
     throw Error(std::string(op) + ": q, k, v must have the same batch dims, got " + shape_str(q.shape()) + ", " +
                 shape_str(k.shape()) + ", " + shape_str(v.shape()));
@@ -106,16 +107,17 @@ int64_t check_inputs(const char* op, const Tensor& q, const Tensor& k, const Ten
                 " need the same last dim (" + std::to_string(q.size(-1)) + " != " + std::to_string(k.size(-1)) + ")");
   if (v.size(-2) != k.size(-2))
     throw Error(std::string(op) + ": k " + shape_str(k.shape()) + " and v " + shape_str(v.shape()) +
-                " need the same number of keys (" + std::to_string(k.size(-2)) + " != " + std::to_string(v.size(-2)) + ")");
+                " need the same number of keys (" + std::to_string(k.size(-2)) + " != " + std::to_string(v.size(-2)) +
+                ")");
   int64_t bh = numel_of(batch_of(q));
   const Tensor& m = p.key_padding_mask;
   if (m.defined()) {
     bool ok = m.dtype() == boolean && m.size(-1) == k.size(-2) &&
               (m.dim() == 1 || (m.dim() == 2 && m.size(0) > 0 && bh % m.size(0) == 0));
     if (!ok)
-      throw Error(std::string(op) + ": key_padding_mask must be bool (G, Tk) with G dividing the " + std::to_string(bh) +
-                  " batch*head slices, or (Tk); got " + dtype_name(m.dtype()) + " " + shape_str(m.shape()) +
-                  " for k " + shape_str(k.shape()));
+      throw Error(std::string(op) + ": key_padding_mask must be bool (G, Tk) with G dividing the " +
+                  std::to_string(bh) + " batch*head slices, or (Tk); got " + dtype_name(m.dtype()) + " " +
+                  shape_str(m.shape()) + " for k " + shape_str(k.shape()));
   }
   if (!(p.dropout_p >= 0 && p.dropout_p <= 1))
     throw Error(std::string(op) + ": dropout_p must be in [0, 1], got " + std::to_string(p.dropout_p));
@@ -176,7 +178,8 @@ constexpr int64_t kParallelWork = 1 << 16;
 
 // ---- forward -----------------------------------------------------------------------------------------
 template <class T>
-FlashForward forward_tiled(const Tensor& q, const Tensor& k, const Tensor& v, const FlashAttentionParams& prm, int64_t BH) {
+FlashForward forward_tiled(const Tensor& q, const Tensor& k, const Tensor& v, const FlashAttentionParams& prm,
+                           int64_t BH) {
   const int64_t Tq = q.size(-2), Tk = k.size(-2), D = q.size(-1), Dv = v.size(-1);
   Mats<T> Q = mats<T>(q), K = mats<T>(k), V = mats<T>(v);
   Padding pad = padding(prm.key_padding_mask, BH, Tk);
@@ -200,7 +203,9 @@ FlashForward forward_tiled(const Tensor& q, const Tensor& k, const Tensor& v, co
     // Per-thread workspace: one tile of S (which becomes P in place), the output accumulator for Br rows,
     // and the running max m and running sum l of each row. O(Br·Bc + Br·Dv): nothing grows with T.
     std::vector<T> S, acc, m, l, z;
-    guard.run([&] { S.resize(Br * Bc), acc.resize(Br * std::max<int64_t>(Dv, 1)), m.resize(Br), l.resize(Br), z.resize(Bc); });
+    guard.run([&] {
+      S.resize(Br * Bc), acc.resize(Br * std::max<int64_t>(Dv, 1)), m.resize(Br), l.resize(Br), z.resize(Bc);
+    });
 #pragma omp for collapse(2) schedule(dynamic)
     for (int64_t bh = 0; bh < BH; bh++) {
       for (int64_t it = 0; it < n_qt; it++) guard.run([&] {
@@ -401,7 +406,8 @@ double keep_scale(const FlashAttentionParams& p, int64_t bh, int64_t i, int64_t 
 }
 
 template <class T>
-FlashForward forward_ref(const Tensor& q, const Tensor& k, const Tensor& v, const FlashAttentionParams& prm, int64_t BH) {
+FlashForward forward_ref(const Tensor& q, const Tensor& k, const Tensor& v, const FlashAttentionParams& prm,
+                         int64_t BH) {
   const int64_t Tq = q.size(-2), Tk = k.size(-2), Dv = v.size(-1);
   Mats<T> Q = mats<T>(q), K = mats<T>(k), V = mats<T>(v);
   Padding pad = padding(prm.key_padding_mask, BH, Tk);
@@ -490,8 +496,8 @@ FlashGrads flash_attention_backward(const Tensor& dout, const Tensor& q, const T
 }
 
 void flash_attention_backward_into(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                                   const Tensor& out, const Tensor& lse, const FlashAttentionParams& p, const Tensor& dq,
-                                   const Tensor& dk, const Tensor& dv) {
+                                   const Tensor& out, const Tensor& lse, const FlashAttentionParams& p,
+                                   const Tensor& dq, const Tensor& dk, const Tensor& dv) {
   int64_t bh = check_inputs("flash_attention backward", q, k, v, p);
   if (dout.shape() != out.shape() || dout.dtype() != q.dtype())
     throw Error("flash_attention backward: dout " + shape_str(dout.shape()) + " " + dtype_name(dout.dtype()) +
@@ -499,9 +505,9 @@ void flash_attention_backward_into(const Tensor& dout, const Tensor& q, const Te
   for (const Tensor* g : {&dq, &dk, &dv}) {
     const Tensor& like = g == &dq ? q : g == &dk ? k : v;
     if (g->shape() != like.shape() || g->dtype() != q.dtype() || !rows_readable(*g))
-      throw Error("flash_attention backward: a gradient buffer " + shape_str(g->shape()) + " " + dtype_name(g->dtype()) +
-                  " must have its input's shape " + shape_str(like.shape()) + ", dtype " + dtype_name(q.dtype()) +
-                  " and unit stride along its last dim");
+      throw Error("flash_attention backward: a gradient buffer " + shape_str(g->shape()) + " " +
+                  dtype_name(g->dtype()) + " must have its input's shape " + shape_str(like.shape()) + ", dtype " +
+                  dtype_name(q.dtype()) + " and unit stride along its last dim");
   }
   dispatch_floating(q.dtype(), "flash_attention backward", [&](auto zero) {
     backward_tiled<decltype(zero)>(dout, q, k, v, out, lse, p, bh, dq, dk, dv);
@@ -509,7 +515,8 @@ void flash_attention_backward_into(const Tensor& dout, const Tensor& q, const Te
   });
 }
 
-FlashForward flash_attention_forward_ref(const Tensor& q, const Tensor& k, const Tensor& v, const FlashAttentionParams& p) {
+FlashForward flash_attention_forward_ref(const Tensor& q, const Tensor& k, const Tensor& v,
+                                         const FlashAttentionParams& p) {
   int64_t bh = check_inputs("flash_attention_ref", q, k, v, p);
   return dispatch_floating(q.dtype(), "flash_attention_ref", [&](auto zero) {
     return forward_ref<decltype(zero)>(q, k, v, p, bh);

@@ -66,12 +66,13 @@ FlashGrads flash_attention_backward(const Tensor& dout, const Tensor& q, const T
 /// stride along its last dim and non-overlapping rows, possibly views of one buffer. Self-attention from a
 /// packed (B, T, 3E) projection (heed::flash_attention_packed) gets its whole gradient in one tensor so.
 void flash_attention_backward_into(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                                   const Tensor& out, const Tensor& lse, const FlashAttentionParams& p, const Tensor& dq,
-                                   const Tensor& dk, const Tensor& dv);
+                                   const Tensor& out, const Tensor& lse, const FlashAttentionParams& p,
+                                   const Tensor& dq, const Tensor& dk, const Tensor& dv);
 
 /// The same contracts as plain scalar loops, one query row at a time (O(Tk) memory, O(Tq·Tk·D) time):
 /// the definition the tiled kernels are tested against.
-FlashForward flash_attention_forward_ref(const Tensor& q, const Tensor& k, const Tensor& v, const FlashAttentionParams& p);
+FlashForward flash_attention_forward_ref(const Tensor& q, const Tensor& k, const Tensor& v,
+                                         const FlashAttentionParams& p);
 FlashGrads flash_attention_backward_ref(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                                         const Tensor& out, const Tensor& lse, const FlashAttentionParams& p);
 

@@ -204,7 +204,9 @@ TEST_CASE("an in-place change to a saved tensor is caught, naming both ops") {
     t.backward();
     FAIL("backward read a changed output");
   } catch (const AutogradError& e) {
-    CHECK_MESSAGE(std::string(e.what()).find("that 'exp' saved for backward was modified in place by 'mul_'") != std::string::npos, e.what());
+    CHECK_MESSAGE(std::string(e.what()).find("that 'exp' saved for backward was modified in place by 'mul_'") !=
+                      std::string::npos,
+                  e.what());
   }
   // In-place ops on a tensor that requires grad are refused while recording.
   CHECK_THROWS_AS(x.add_(ones({3}, float64)), Error);

@@ -52,22 +52,44 @@ struct Case {
   GradcheckOptions opts = {};
 };
 
-Tensor I(std::vector<int64_t> v, Shape s = {}) { return s.empty() ? from_vector<int64_t>(v) : from_vector<int64_t>(v, s); }
+Tensor I(std::vector<int64_t> v, Shape s = {}) {
+  return s.empty() ? from_vector<int64_t>(v) : from_vector<int64_t>(v, s);
+}
 
 std::vector<Case> table() {
   using V = std::vector<Tensor>;
   return {
       // unary
-      {"neg", [] { return V{NC({3, 4})}; }, [](const V& x) { return -x[0]; }},
-      {"exp", [] { return V{R({2, 3})}; }, [](const V& x) { return exp(x[0]); }},
+      {"neg",
+       [] {
+         return V{NC({3, 4})};
+       },
+       [](const V& x) { return -x[0]; }},
+      {"exp",
+       [] {
+         return V{R({2, 3})};
+       },
+       [](const V& x) { return exp(x[0]); }},
       {"log", [] { return V{positive({5})}; }, [](const V& x) { return log(x[0]); }},
       {"sqrt", [] { return V{positive({5})}; }, [](const V& x) { return sqrt(x[0]); }},
       {"rsqrt", [] { return V{positive({5})}; }, [](const V& x) { return rsqrt(x[0]); }},
-      {"abs", [] { return V{away({2, 3})}; }, [](const V& x) { return abs(x[0]); }},
+      {"abs",
+       [] {
+         return V{away({2, 3})};
+       },
+       [](const V& x) { return abs(x[0]); }},
       {"sign", [] { return V{away({4})}; }, [](const V& x) { return sign(x[0]) * x[0]; }},
-      {"tanh", [] { return V{NC({3, 2})}; }, [](const V& x) { return tanh(x[0]); }},
+      {"tanh",
+       [] {
+         return V{NC({3, 2})};
+       },
+       [](const V& x) { return tanh(x[0]); }},
       {"sigmoid", [] { return V{R({4})}; }, [](const V& x) { return sigmoid(x[0]); }},
-      {"relu", [] { return V{away({2, 3})}; }, [](const V& x) { return relu(x[0]); }},
+      {"relu",
+       [] {
+         return V{away({2, 3})};
+       },
+       [](const V& x) { return relu(x[0]); }},
       {"leaky_relu", [] { return V{away({5})}; }, [](const V& x) { return leaky_relu(x[0], 0.2); }},
       {"elu", [] { return V{away({5})}; }, [](const V& x) { return elu(x[0], 1.3); }},
       {"gelu", [] { return V{R({5})}; }, [](const V& x) { return gelu(x[0]); }},
@@ -77,110 +99,326 @@ std::vector<Case> table() {
       {"erf", [] { return V{R({5})}; }, [](const V& x) { return erf(x[0]); }},
       {"pow_scalar", [] { return V{positive({4})}; },
        [](const V& x) { return pow(x[0], 2.5) + pow(x[0], -1.5) + x[0].square(); }},
-      {"clamp", [] { return V{tensor({-2.0, -0.3, 0.1, 0.6, 3.0}, float64).requires_grad_()}; },
+      {"clamp",
+       [] {
+         return V{tensor({-2.0, -0.3, 0.1, 0.6, 3.0}, float64).requires_grad_()};
+       },
        [](const V& x) { return clamp(x[0], -1.0, 1.0); }},
       // binary, broadcasting
-      {"add", [] { return V{R({3, 1}), R({1, 4})}; }, [](const V& x) { return x[0] + x[1]; }},
-      {"sub", [] { return V{NC({3, 4}), R({4})}; }, [](const V& x) { return x[0] - x[1]; }},
-      {"mul", [] { return V{R({2, 3}), R({})}; }, [](const V& x) { return x[0] * x[1]; }},
-      {"div", [] { return V{R({2, 3}), away({3})}; }, [](const V& x) { return x[0] / x[1]; }},
-      {"pow", [] { return V{positive({2, 3}), R({3})}; }, [](const V& x) { return pow(x[0], x[1]); }},
-      {"maximum", [] { return V{distinct({2, 3}), full({1, 3}, 1.0, float64).requires_grad_()}; },
+      {"add",
+       [] {
+         return V{R({3, 1}), R({1, 4})};
+       },
+       [](const V& x) { return x[0] + x[1]; }},
+      {"sub",
+       [] {
+         return V{NC({3, 4}), R({4})};
+       },
+       [](const V& x) { return x[0] - x[1]; }},
+      {"mul",
+       [] {
+         return V{R({2, 3}), R({})};
+       },
+       [](const V& x) { return x[0] * x[1]; }},
+      {"div",
+       [] {
+         return V{R({2, 3}), away({3})};
+       },
+       [](const V& x) { return x[0] / x[1]; }},
+      {"pow",
+       [] {
+         return V{positive({2, 3}), R({3})};
+       },
+       [](const V& x) { return pow(x[0], x[1]); }},
+      {"maximum",
+       [] {
+         return V{distinct({2, 3}), full({1, 3}, 1.0, float64).requires_grad_()};
+       },
        [](const V& x) { return maximum(x[0], x[1]); }},
-      {"minimum", [] { return V{distinct({6}), distinct({6}, -1.0)}; }, [](const V& x) { return minimum(x[0], x[1]); }},
-      {"where", [] { return V{R({2, 3}), R({3})}; },
-       [](const V& x) { return where(tensor({1.0, 0.0, 1.0}, float64) > 0.5, x[0], x[1]); }},
-      {"masked_fill", [] { return V{R({2, 3})}; },
-       [](const V& x) { return masked_fill(x[0], tensor({0.0, 1.0, 0.0}, float64) > 0.5, 2.0); }},
+      {"minimum",
+       [] {
+         return V{distinct({6}), distinct({6}, -1.0)};
+       },
+       [](const V& x) { return minimum(x[0], x[1]); }},
+      {"where",
+       [] {
+         return V{R({2, 3}), R({3})};
+       },
+       [](const V& x) {
+         return where(tensor({1.0, 0.0, 1.0}, float64) > 0.5, x[0], x[1]);
+       }},
+      {"masked_fill",
+       [] {
+         return V{R({2, 3})};
+       },
+       [](const V& x) {
+         return masked_fill(x[0], tensor({0.0, 1.0, 0.0}, float64) > 0.5, 2.0);
+       }},
       // reductions
-      {"sum", [] { return V{NC({3, 4})}; }, [](const V& x) { return sum(x[0], {1}, true) * sum(x[0]); }},
-      {"mean", [] { return V{R({2, 3, 4})}; }, [](const V& x) { return mean(x[0], {0, 2}); }},
-      {"max_dim", [] { return V{distinct({3, 4})}; },
+      {"sum",
+       [] {
+         return V{NC({3, 4})};
+       },
+       [](const V& x) { return sum(x[0], {1}, true) * sum(x[0]); }},
+      {"mean",
+       [] {
+         return V{R({2, 3, 4})};
+       },
+       [](const V& x) {
+         return mean(x[0], {0, 2});
+       }},
+      {"max_dim",
+       [] {
+         return V{distinct({3, 4})};
+       },
        [](const V& x) { return max(x[0], 1).first + min(x[0], 0, true).first.sum(); }},
-      {"max_all", [] { return V{distinct({3, 4})}; }, [](const V& x) { return max(x[0]) * min(x[0]); }},
-      {"max_all ties", [] { return V{tensor({1.0, 3.0, 3.0, 2.0}, float64).requires_grad_()}; },
-       [](const V& x) { return max(x[0]); }, false, {.eps = 1e-6, .atol = 1e-5, .rtol = 1e-3}},
-      {"amax", [] { return V{distinct({3, 4})}; }, [](const V& x) { return amax(x[0], 0, true); }},
-      {"var", [] { return V{R({3, 5})}; },
+      {"max_all",
+       [] {
+         return V{distinct({3, 4})};
+       },
+       [](const V& x) { return max(x[0]) * min(x[0]); }},
+      {"max_all ties",
+       [] {
+         return V{tensor({1.0, 3.0, 3.0, 2.0}, float64).requires_grad_()};
+       },
+       [](const V& x) { return max(x[0]); },
+       false,
+       {.eps = 1e-6, .atol = 1e-5, .rtol = 1e-3}},
+      {"amax",
+       [] {
+         return V{distinct({3, 4})};
+       },
+       [](const V& x) { return amax(x[0], 0, true); }},
+      {"var",
+       [] {
+         return V{R({3, 5})};
+       },
        [](const V& x) { return var(x[0], 1).sum() * heed::std(x[0], 0, 0).sum() + var(x[0]); }},
-      {"logsumexp", [] { return V{R({3, 4})}; }, [](const V& x) { return logsumexp(x[0], 1); }},
-      {"softmax", [] { return V{NC({3, 4})}; }, [](const V& x) { return softmax(x[0], 1) * softmax(x[0], 0); }},
-      {"log_softmax", [] { return V{R({3, 4})}; }, [](const V& x) { return log_softmax(x[0], -1); }},
-      {"norm", [] { return V{R({3, 2})}; }, [](const V& x) { return norm(x[0]); }},
-      {"sum_to_size", [] { return V{R({2, 3, 4})}; }, [](const V& x) { return sum_to_size(x[0], {3, 1}); }},
+      {"logsumexp",
+       [] {
+         return V{R({3, 4})};
+       },
+       [](const V& x) { return logsumexp(x[0], 1); }},
+      {"softmax",
+       [] {
+         return V{NC({3, 4})};
+       },
+       [](const V& x) { return softmax(x[0], 1) * softmax(x[0], 0); }},
+      {"log_softmax",
+       [] {
+         return V{R({3, 4})};
+       },
+       [](const V& x) { return log_softmax(x[0], -1); }},
+      {"norm",
+       [] {
+         return V{R({3, 2})};
+       },
+       [](const V& x) { return norm(x[0]); }},
+      {"sum_to_size",
+       [] {
+         return V{R({2, 3, 4})};
+       },
+       [](const V& x) {
+         return sum_to_size(x[0], {3, 1});
+       }},
       // views
-      {"view", [] { return V{R({2, 6})}; }, [](const V& x) { return x[0].view({3, 4}).reshape({4, 3}).flatten(); }},
-      {"permute", [] { return V{R({2, 3, 4})}; },
-       [](const V& x) { return x[0].permute({2, 0, 1}).contiguous() * 2.0; }},
-      {"transpose", [] { return V{R({2, 3})}; }, [](const V& x) { return matmul(x[0].transpose(0, 1), x[0]); }},
-      {"expand", [] { return V{R({3, 1})}; },
-       [](const V& x) { return x[0].expand({2, 3, 4}) * arange(0, 4, 1, float64); }},
-      {"slice", [] { return V{R({4, 6})}; },
+      {"view",
+       [] {
+         return V{R({2, 6})};
+       },
+       [](const V& x) {
+         return x[0].view({3, 4}).reshape({4, 3}).flatten();
+       }},
+      {"permute",
+       [] {
+         return V{R({2, 3, 4})};
+       },
+       [](const V& x) {
+         return x[0].permute({2, 0, 1}).contiguous() * 2.0;
+       }},
+      {"transpose",
+       [] {
+         return V{R({2, 3})};
+       },
+       [](const V& x) { return matmul(x[0].transpose(0, 1), x[0]); }},
+      {"expand",
+       [] {
+         return V{R({3, 1})};
+       },
+       [](const V& x) {
+         return x[0].expand({2, 3, 4}) * arange(0, 4, 1, float64);
+       }},
+      {"slice",
+       [] {
+         return V{R({4, 6})};
+       },
        [](const V& x) { return x[0].slice(0, 0, 4, 2).slice(1, 1, 6, 2) * x[0].narrow(0, 1, 2).slice(1, -3, 100); }},
-      {"select", [] { return V{R({4, 3})}; }, [](const V& x) { return x[0].select(0, 2) * x[0].select(1, -1).sum(); }},
-      {"squeeze", [] { return V{R({3, 1})}; }, [](const V& x) { return x[0].squeeze().unsqueeze(0).squeeze(0) * 3.0; }},
-      {"slice_backward", [] { return V{R({2, 3})}; },
+      {"select",
+       [] {
+         return V{R({4, 3})};
+       },
+       [](const V& x) { return x[0].select(0, 2) * x[0].select(1, -1).sum(); }},
+      {"squeeze",
+       [] {
+         return V{R({3, 1})};
+       },
+       [](const V& x) { return x[0].squeeze().unsqueeze(0).squeeze(0) * 3.0; }},
+      {"slice_backward",
+       [] {
+         return V{R({2, 3})};
+       },
        [](const V& x) {
          // The gradient of a slice, recorded with create_graph, is a slice_backward node.
          Tensor base = ones({2, 6}, float64).requires_grad_();
          return grad({(base.slice(1, 0, 6, 2) * x[0]).sum()}, {base}, {}, true)[0];
        }},
-      {"contiguous", [] { return V{NC({3, 4})}; }, [](const V& x) { return x[0].contiguous(); }},
+      {"contiguous",
+       [] {
+         return V{NC({3, 4})};
+       },
+       [](const V& x) { return x[0].contiguous(); }},
       {"clone", [] { return V{R({3})}; }, [](const V& x) { return x[0].clone() * x[0]; }},
-      {"to", [] { return V{R({3})}; }, [](const V& x) { return x[0].to(float32).to(float64); }, true,
+      {"to",
+       [] { return V{R({3})}; },
+       [](const V& x) { return x[0].to(float32).to(float64); },
+       true,
        {.eps = 1e-2, .atol = 1e-5, .rtol = 1e-3}},
       // indexing and joining
-      {"index_select", [] { return V{R({4, 3})}; }, [](const V& x) { return index_select(x[0], 0, I({3, 0, 3})); }},
-      {"index_add", [] { return V{R({4, 3}), R({2, 3})}; },
-       [](const V& x) { return index_add(x[0], 0, I({1, 1}), x[1]); }},
-      {"gather", [] { return V{R({3, 4})}; },
-       [](const V& x) { return gather(x[0], 1, I({0, 3, 3, 1, 2, 2}, {3, 2})); }},
-      {"scatter_add", [] { return V{R({3, 4}), R({3, 3})}; },
-       [](const V& x) { return scatter_add(x[0], 1, I({0, 3, 3, 1, 2, 2}, {3, 2}), x[1]); }},
-      {"cat", [] { return V{R({2, 3}), NC({1, 3})}; }, [](const V& x) { return cat({x[0], x[1], x[0]}, 0); }},
-      {"stack/split/chunk", [] { return V{R({2, 4})}; },
+      {"index_select",
+       [] {
+         return V{R({4, 3})};
+       },
+       [](const V& x) {
+         return index_select(x[0], 0, I({3, 0, 3}));
+       }},
+      {"index_add",
+       [] {
+         return V{R({4, 3}), R({2, 3})};
+       },
+       [](const V& x) {
+         return index_add(x[0], 0, I({1, 1}), x[1]);
+       }},
+      {"gather",
+       [] {
+         return V{R({3, 4})};
+       },
+       [](const V& x) {
+         return gather(x[0], 1, I({0, 3, 3, 1, 2, 2}, {3, 2}));
+       }},
+      {"scatter_add",
+       [] {
+         return V{R({3, 4}), R({3, 3})};
+       },
+       [](const V& x) {
+         return scatter_add(x[0], 1, I({0, 3, 3, 1, 2, 2}, {3, 2}), x[1]);
+       }},
+      {"cat",
+       [] {
+         return V{R({2, 3}), NC({1, 3})};
+       },
+       [](const V& x) {
+         return cat({x[0], x[1], x[0]}, 0);
+       }},
+      {"stack/split/chunk",
+       [] {
+         return V{R({2, 4})};
+       },
        [](const V& x) {
          auto p = split(x[0], 3, 1);
          auto c = chunk(x[0], 2, 0);
          return stack({c[0].squeeze(0), c[1].squeeze(0) * 2.0}, 1).sum() + p[1].sum() * p[0].sum();
        }},
-      {"split by sizes", [] { return V{R({2, 5})}; },
+      {"split by sizes",
+       [] {
+         return V{R({2, 5})};
+       },
        [](const V& x) {
          auto p = split(x[0], std::vector<int64_t>{1, 3, 1}, 1);
          return p[1] * p[0] + p[2];
        }},
       // sorting: the values, gathered at the sorted indices
-      {"sort", [] { return V{NC({4, 3})}; }, [](const V& x) { return sort(x[0], 0, true).first * x[0]; }},
-      {"topk", [] { return V{R({3, 5})}; },
+      {"sort",
+       [] {
+         return V{NC({4, 3})};
+       },
+       [](const V& x) { return sort(x[0], 0, true).first * x[0]; }},
+      {"topk",
+       [] {
+         return V{R({3, 5})};
+       },
        [](const V& x) { return topk(x[0], 2).first + topk(x[0], 2, 0, false).first.sum(); }},
       // linear algebra
-      {"matmul", [] { return V{R({2, 1, 3, 4}), NC({4, 2})}; }, [](const V& x) { return matmul(x[0], x[1]); }},
-      {"matmul transposed", [] { return V{NC({3, 4}), NC({4, 2})}; }, [](const V& x) { return matmul(x[0], x[1]); }},
-      {"matmul shared left", [] { return V{R({1, 3, 4}), R({2, 4, 5}), R({4, 3})}; },
+      {"matmul",
+       [] {
+         return V{R({2, 1, 3, 4}), NC({4, 2})};
+       },
+       [](const V& x) { return matmul(x[0], x[1]); }},
+      {"matmul transposed",
+       [] {
+         return V{NC({3, 4}), NC({4, 2})};
+       },
+       [](const V& x) { return matmul(x[0], x[1]); }},
+      {"matmul shared left",
+       [] {
+         return V{R({1, 3, 4}), R({2, 4, 5}), R({4, 3})};
+       },
        [](const V& x) { return matmul(x[0], x[1]) + matmul(x[2].mT(), x[1]); }},  // row- and column-major
-      {"matmul batched", [] { return V{R({2, 3, 4}), R({2, 4, 2})}; }, [](const V& x) { return matmul(x[0], x[1]); }},
-      {"matmul vectors", [] { return V{R({3}), R({3, 2}), R({2})}; },
+      {"matmul batched",
+       [] {
+         return V{R({2, 3, 4}), R({2, 4, 2})};
+       },
+       [](const V& x) { return matmul(x[0], x[1]); }},
+      {"matmul vectors",
+       [] {
+         return V{R({3}), R({3, 2}), R({2})};
+       },
        [](const V& x) { return matmul(x[0], x[1]) * matmul(x[1], x[2]).sum() + matmul(x[0], x[0]); }},
-      {"linear", [] { return V{R({2, 3, 4}), R({5, 4}), R({5})}; },
+      {"linear",
+       [] {
+         return V{R({2, 3, 4}), R({5, 4}), R({5})};
+       },
        [](const V& x) { return linear(x[0], x[1], x[2]); }},
       // convolution as matrix multiply
-      {"im2col", [] { return V{R({2, 2, 5, 4})}; },
+      {"im2col",
+       [] {
+         return V{R({2, 2, 5, 4})};
+       },
        [](const V& x) {
          return im2col(x[0], {.kh = 3, .kw = 2, .sh = 2, .sw = 1, .ph = 1, .pw = 0, .dh = 1, .dw = 2});
        }},
-      {"col2im", [] { return V{R({1, 2 * 2 * 2, 3 * 5})}; },
+      {"col2im",
+       [] {
+         return V{R({1, 2 * 2 * 2, 3 * 5})};
+       },
        [](const V& x) { return col2im(x[0], 2, 4, 4, {.kh = 2, .kw = 2, .sh = 1, .sw = 1, .ph = 0, .pw = 1}); }},
       // the fused attention kernel (first order only: its backward is a raw kernel)
-      {"flash_attention", [] { return V{R({2, 3, 4}), R({2, 5, 4}), R({2, 5, 3})}; },
+      {"flash_attention",
+       [] {
+         return V{R({2, 3, 4}), R({2, 5, 4}), R({2, 5, 3})};
+       },
        [](const V& x) { return flash_attention(x[0], x[1], x[2], {.scale = 0.5, .causal = true}); }, false},
-      {"flash_attention_packed", [] { return V{R({2, 5, 3 * 2 * 3})}; },  // (B, T, 3·NH·D), NH = 2, D = 3
+      {"flash_attention_packed",
+       [] {
+         return V{R({2, 5, 3 * 2 * 3})};
+       },  // (B, T, 3·NH·D), NH = 2, D = 3
        [](const V& x) { return flash_attention_packed(x[0], 2, {.scale = 0.5, .causal = true}); }, false},
       // normalisation (a fused op whose create_graph backward is heed ops, so second order too)
-      {"layer_norm", [] { return V{R({3, 2, 4}), R({2, 4}), R({2, 4})}; },
-       [](const V& x) { return layer_norm(x[0], {2, 4}, x[1], x[2]); }},
-      {"layer_norm (no affine)", [] { return V{R({5, 3})}; },
+      {"layer_norm",
+       [] {
+         return V{R({3, 2, 4}), R({2, 4}), R({2, 4})};
+       },
+       [](const V& x) {
+         return layer_norm(x[0], {2, 4}, x[1], x[2]);
+       }},
+      {"layer_norm (no affine)",
+       [] {
+         return V{R({5, 3})};
+       },
        [](const V& x) { return layer_norm(x[0], {3}, {}, {}, 0.1); }},
-      {"layer_norm (nn::LayerNorm)", [] { return V{NC({4, 3}), R({3}), R({3})}; },
+      {"layer_norm (nn::LayerNorm)",
+       [] {
+         return V{NC({4, 3}), R({3}), R({3})};
+       },
        [](const V& x) {
          nn::LayerNorm ln(3);
          ln.weight = x[1], ln.bias = x[2];
@@ -188,20 +426,36 @@ std::vector<Case> table() {
        }},
       // the fused losses (autograd/ops_loss.cpp; their create_graph backwards are heed ops, so second order too)
       {"binary_cross_entropy",
-       [] { return V{sigmoid(R({3, 4})).detach().requires_grad_(), sigmoid(R({3, 4})).detach().requires_grad_()}; },
+       [] {
+         return V{sigmoid(R({3, 4})).detach().requires_grad_(), sigmoid(R({3, 4})).detach().requires_grad_()};
+       },
        [](const V& x) { return nn::binary_cross_entropy(x[0], x[1], {.reduction = nn::Reduction::None}); }},
       {"binary_cross_entropy_elementwise",
-       [] { return V{sigmoid(R({2, 5})).detach().requires_grad_(), sigmoid(R({2, 5})).detach().requires_grad_()}; },
+       [] {
+         return V{sigmoid(R({2, 5})).detach().requires_grad_(), sigmoid(R({2, 5})).detach().requires_grad_()};
+       },
        [](const V& x) { return binary_cross_entropy_elementwise(x[0], x[1]); }},
       {"binary_cross_entropy (constant target)", [] { return V{sigmoid(R({7})).detach().requires_grad_()}; },
-       [](const V& x) { return nn::binary_cross_entropy(x[0], tensor({0, 1, 0.25, 1, 0, 0.5, 1}, float64)); }},
-      {"cross_entropy", [] { return V{R({5, 4})}; },
+       [](const V& x) {
+         return nn::binary_cross_entropy(x[0], tensor({0, 1, 0.25, 1, 0, 0.5, 1}, float64));
+       }},
+      {"cross_entropy",
+       [] {
+         return V{R({5, 4})};
+       },
        [](const V& x) {
          nn::CrossEntropyOptions o{.label_smoothing = 0.1, .reduction = nn::Reduction::None};
          return nn::cross_entropy(x[0], I({0, 3, 1, -100, 2}), o);
        }},
-      {"remainder", [] { return V{R({3, 4}), positive({4})}; }, [](const V& x) { return remainder(x[0], x[1]) + x[0] % 0.7; }},
-      {"checkpoint", [] { return V{R({2, 3}), R({3, 3})}; },
+      {"remainder",
+       [] {
+         return V{R({3, 4}), positive({4})};
+       },
+       [](const V& x) { return remainder(x[0], x[1]) + x[0] % 0.7; }},
+      {"checkpoint",
+       [] {
+         return V{R({2, 3}), R({3, 3})};
+       },
        [](const V& x) { return checkpoint([](const V& in) { return tanh(matmul(in[0], in[1])); }, x); }, false},
   };
 }

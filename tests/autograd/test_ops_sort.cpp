@@ -32,7 +32,8 @@ TEST_CASE("topk: values, indices, gradient through gather, and its errors") {
   CHECK(ints(topk(tensor({1, 5, 3}), 2, -1, false).second) == std::vector<int64_t>{0, 2});
   CHECK_THROWS_WITH_AS(topk(tensor({1, 2}), 3), doctest::Contains("topk: k = 3 is out of range"), Error);
   Tensor r = randn({3, 4}, float64).requires_grad_();
-  CHECK_NOTHROW(gradcheck([](const std::vector<Tensor>& a) { return topk(a[0], 2, 0).first * sort(a[0], 1).first.narrow(0, 0, 2); }, {r}));
+  CHECK_NOTHROW(gradcheck(
+      [](const std::vector<Tensor>& a) { return topk(a[0], 2, 0).first * sort(a[0], 1).first.narrow(0, 0, 2); }, {r}));
 }
 
 TEST_CASE("multinomial: frequencies follow the weights; without replacement never repeats") {

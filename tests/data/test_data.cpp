@@ -84,7 +84,10 @@ TEST_CASE("data: read_idx decodes every IDX type from raw and gzipped files") {
   std::vector<Case> cases = {
       {0x08, {0, 1, 127, 128, 255, 7}, {0, 1, 127, 128, 255, 7}, int64},
       {0x09, {0, 1, 127, 128, 255, 7}, {0, 1, 127, -128, -1, 7}, int64},
-      {0x0B, {0x00, 0x01, 0xFF, 0xFE, 0x7F, 0xFF, 0x80, 0x00, 0x01, 0x00, 0x00, 0x00}, {1, -2, 32767, -32768, 256, 0}, int64},
+      {0x0B,
+       {0x00, 0x01, 0xFF, 0xFE, 0x7F, 0xFF, 0x80, 0x00, 0x01, 0x00, 0x00, 0x00},
+       {1, -2, 32767, -32768, 256, 0},
+       int64},
       // big-endian float32 1.5, -2, 0.25, 1024, 0, -0.5
       {0x0D,
        {0x3F, 0xC0, 0, 0, 0xC0, 0, 0, 0, 0x3E, 0x80, 0, 0, 0x44, 0x80, 0, 0, 0, 0, 0, 0, 0xBF, 0, 0, 0},
@@ -176,7 +179,8 @@ TEST_CASE("data: read_idx rejects malformed files with a clear error before allo
   Bytes flipped = gz;
   flipped[gz.size() - 6] ^= 0xFF;  // inside the CRC-32 trailer: the data inflates, the check fails
   write_raw(dir.file("crc.gz"), flipped);
-  CHECK_THROWS_WITH_AS(read_idx(dir.file("crc.gz")), doctest::Contains("cannot read: incorrect data check (a damaged gzip file?)"), Error);
+  CHECK_THROWS_WITH_AS(read_idx(dir.file("crc.gz")),
+                       doctest::Contains("cannot read: incorrect data check (a damaged gzip file?)"), Error);
   // Incompressible data cut at 60%: most of the payload inflates before the stream runs out.
   Bytes noisy = idx_header(0x08, {100, 100});
   Generator gen(9);
@@ -185,7 +189,8 @@ TEST_CASE("data: read_idx rejects malformed files with a clear error before allo
   Bytes noisy_gz = read_raw(dir.file("noisy.gz"));
   write_raw(dir.file("noisy_cut.gz"), Bytes(noisy_gz.begin(), noisy_gz.begin() + (long)noisy_gz.size() * 6 / 10));
   CHECK_THROWS_WITH_AS(read_idx(dir.file("noisy_cut.gz")), doctest::Contains("but the file holds only"), Error);
-  CHECK_THROWS_WITH_AS(read_idx(dir.file("noisy_cut.gz")), doctest::Contains("(the gzip stream itself is cut short)"), Error);
+  CHECK_THROWS_WITH_AS(read_idx(dir.file("noisy_cut.gz")), doctest::Contains("(the gzip stream itself is cut short)"),
+                       Error);
   noisy_gz[noisy_gz.size() / 2] ^= 0x01;  // one flipped bit in the middle of the data
   write_raw(dir.file("noisy_bit.gz"), noisy_gz);
   CHECK_THROWS_WITH_AS(read_idx(dir.file("noisy_bit.gz")), doctest::Contains("cannot read: "), Error);
@@ -213,7 +218,8 @@ TEST_CASE("data: load_idx_images scales pixels and checks shapes and checksums")
   for (size_t i = 0; i < pixels.size(); ++i) CHECK(v[i] == (float)(pixels[i] / 255.0));
   CHECK(v[0] == 0.0f);
   CHECK(v[1] == 1.0f);
-  std::vector<float> w = load_idx_images(dir.file("img.gz"), dir.file("lab"), Scale::MinusOneOne).images.to_vector<float>();
+  std::vector<float> w =
+      load_idx_images(dir.file("img.gz"), dir.file("lab"), Scale::MinusOneOne).images.to_vector<float>();
   for (size_t i = 0; i < pixels.size(); ++i) CHECK(w[i] == (float)(2.0 * pixels[i] / 255.0 - 1.0));
   CHECK(w[0] == -1.0f);
   CHECK(w[1] == 1.0f);
@@ -224,20 +230,23 @@ TEST_CASE("data: load_idx_images scales pixels and checks shapes and checksums")
   for (char& c : upper) c = (char)std::toupper((unsigned char)c);
   CHECK(load_idx_images(dir.file("img.gz"), dir.file("lab"), Scale::ZeroOne, upper, lab_sha).labels.numel() == 3);
   std::string wrong(64, '0');
-  CHECK_THROWS_WITH_AS(load_idx_images(dir.file("img.gz"), dir.file("lab"), Scale::ZeroOne, wrong),
-                       doctest::Contains(("SHA-256 of its decompressed bytes is " + img_sha + ", expected " + wrong).c_str()),
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      load_idx_images(dir.file("img.gz"), dir.file("lab"), Scale::ZeroOne, wrong),
+      doctest::Contains(("SHA-256 of its decompressed bytes is " + img_sha + ", expected " + wrong).c_str()), Error);
   CHECK_THROWS_WITH_AS(load_idx_images(dir.file("img.gz"), dir.file("lab"), Scale::ZeroOne, "", wrong),
                        doctest::Contains(("'" + dir.file("lab") + "'").c_str()), Error);
 
   // Shapes and types: labels as images, a count mismatch, 16-bit pixels.
-  CHECK_THROWS_WITH_AS(load_idx_images(dir.file("lab"), dir.file("lab")), doctest::Contains("images must be ubyte (N,H,W)"), Error);
-  CHECK_THROWS_WITH_AS(load_idx_images(dir.file("img.gz"), dir.file("img.gz")), doctest::Contains("labels must be ubyte (N)"), Error);
+  CHECK_THROWS_WITH_AS(load_idx_images(dir.file("lab"), dir.file("lab")),
+                       doctest::Contains("images must be ubyte (N,H,W)"), Error);
+  CHECK_THROWS_WITH_AS(load_idx_images(dir.file("img.gz"), dir.file("img.gz")),
+                       doctest::Contains("labels must be ubyte (N)"), Error);
   write_raw(dir.file("lab2"), cat_bytes(idx_header(0x08, {2}), {1, 2}));
   CHECK_THROWS_WITH_AS(load_idx_images(dir.file("img.gz"), dir.file("lab2")),
                        doctest::Contains("load_idx_images: 3 images in"), Error);
   write_raw(dir.file("short"), cat_bytes(idx_header(0x0B, {3, 1, 1}), Bytes(6, 0)));
-  CHECK_THROWS_WITH_AS(load_idx_images(dir.file("short"), dir.file("lab")), doctest::Contains("holds short (3,1,1)"), Error);
+  CHECK_THROWS_WITH_AS(load_idx_images(dir.file("short"), dir.file("lab")), doctest::Contains("holds short (3,1,1)"),
+                       Error);
 }
 
 TEST_CASE("data: load_fashion_mnist loads both splits and verifies their checksums") {
@@ -287,7 +296,8 @@ TEST_CASE("data: load_fortunes builds a byte vocabulary and a deterministic spli
   auto t0 = std::chrono::steady_clock::now();
   CharCorpus c = load_fortunes();
   MESSAGE("load_fortunes: " << c.text.size() << " bytes of text, " << c.vocab.size() << " symbols, train "
-                            << c.train.numel() << " / val " << c.val.numel() << " tokens, " << seconds_since(t0) << " s");
+                            << c.train.numel() << " / val " << c.val.numel() << " tokens, " << seconds_since(t0)
+                            << " s");
   CHECK(c.text.size() > 2000000);
   CHECK(c.text.size() < 3000000);
   // Vocabulary: sorted unsigned bytes, unique, and exactly the bytes of the text.
@@ -315,11 +325,14 @@ TEST_CASE("data: load_fortunes builds a byte vocabulary and a deterministic spli
   CHECK(again.val.to_vector<int64_t>() == c.val.to_vector<int64_t>());
 
   // Errors.
-  CHECK_THROWS_WITH_AS(c.encode(std::string(1, '\0')), doctest::Contains("CharCorpus::encode: byte 0x00 at position 0"), Error);
-  CHECK_THROWS_WITH_AS(c.decode(from_vector<int64_t>({0, 1000}, Shape{2})), doctest::Contains("id 1000 at position 1"), Error);
+  CHECK_THROWS_WITH_AS(c.encode(std::string(1, '\0')), doctest::Contains("CharCorpus::encode: byte 0x00 at position 0"),
+                       Error);
+  CHECK_THROWS_WITH_AS(c.decode(from_vector<int64_t>({0, 1000}, Shape{2})), doctest::Contains("id 1000 at position 1"),
+                       Error);
   CHECK_THROWS_WITH_AS(c.decode(zeros({2})), doctest::Contains("expected int64"), Error);
   CHECK_THROWS_WITH_AS(load_fortunes(1.0), doctest::Contains("val_fraction must be in [0, 1)"), Error);
-  CHECK_THROWS_WITH_AS(load_fortunes(0.1, "/nonexistent/fortunes"), doctest::Contains("load_fortunes: no directory"), Error);
+  CHECK_THROWS_WITH_AS(load_fortunes(0.1, "/nonexistent/fortunes"), doctest::Contains("load_fortunes: no directory"),
+                       Error);
 }
 
 TEST_CASE("data: load_fortunes reads plain files only and splits on percent lines") {
@@ -341,7 +354,8 @@ TEST_CASE("data: load_fortunes reads plain files only and splits on percent line
   CHECK(train.size() + val.size() == half.text.size());
   CHECK(std::count(train.begin(), train.end(), '%') == 2);
   CHECK(std::count(val.begin(), val.end(), '%') == 2);
-  CHECK_THROWS_WITH_AS(load_fortunes(0.9, dir.path.string()), doctest::Contains("leaves no training fortunes out of 4"), Error);
+  CHECK_THROWS_WITH_AS(load_fortunes(0.9, dir.path.string()), doctest::Contains("leaves no training fortunes out of 4"),
+                       Error);
   TempDir empty("fortunes_empty");
   CHECK_THROWS_WITH_AS(load_fortunes(0.1, empty.path.string()), doctest::Contains("no fortune files"), Error);
 }
@@ -424,7 +438,9 @@ TEST_CASE("data: session_sequences follow their latent-factor model") {
   // The same draws scored under a wrong model (users' factors shifted by one) fit clearly worse.
   std::vector<int64_t> other_users = users;
   for (int64_t& u : other_users) u = (u + 1) % U;
-  std::vector<double> q = softmax(next_item_logits(s, from_vector(other_users, Shape{U * T}), from_vector(prevs, Shape{U * T})), 1).to_vector<double>();
+  std::vector<double> q =
+      softmax(next_item_logits(s, from_vector(other_users, Shape{U * T}), from_vector(prevs, Shape{U * T})), 1)
+          .to_vector<double>();
   double ll_true = 0, ll_wrong = 0;
   for (int64_t r = 0; r < U * T; ++r) ll_true += std::log(p[r * I + seq[r]]), ll_wrong += std::log(q[r * I + seq[r]]);
   CHECK(ll_true > ll_wrong);
@@ -548,7 +564,8 @@ TEST_CASE("data: DataLoader batches sample by sample with collate") {
 
 TEST_CASE("data: DataLoader and TensorDataset reject bad input") {
   Tensor x = zeros({10, 2});
-  CHECK_THROWS_WITH_AS(DataLoader(TensorDataset{{x}}, {.batch_size = 0}), doctest::Contains("DataLoader: batch_size must be at least 1, got 0"), Error);
+  CHECK_THROWS_WITH_AS(DataLoader(TensorDataset{{x}}, {.batch_size = 0}),
+                       doctest::Contains("DataLoader: batch_size must be at least 1, got 0"), Error);
   CHECK_THROWS_WITH_AS(TensorDataset({x, zeros({9})}).size(), doctest::Contains("tensor 1 has 9 rows"), Error);
   CHECK_THROWS_WITH_AS(TensorDataset({}).size(), doctest::Contains("holds no tensors"), Error);
   CHECK_THROWS_WITH_AS(TensorDataset({scalar_tensor(1)}).size(), doctest::Contains("0-d"), Error);
@@ -570,8 +587,8 @@ TEST_CASE("data: a gzipped IDX file followed by garbage is refused; a second gzi
   const Bytes gz = read_raw(dir.file("ok.gz"));
   CHECK(read_idx(dir.file("ok.gz")).shape() == Shape{2, 3});
   write_raw(dir.file("garbage.gz"), cat_bytes(gz, Bytes{'g', 'a', 'r', 'b', 'a', 'g', 'e'}));
-  CHECK_THROWS_WITH_AS(read_idx(dir.file("garbage.gz")), doctest::Contains("7 bytes of trailing data follow the gzip stream"),
-                       Error);
+  CHECK_THROWS_WITH_AS(read_idx(dir.file("garbage.gz")),
+                       doctest::Contains("7 bytes of trailing data follow the gzip stream"), Error);
   write_raw(dir.file("zeros.gz"), cat_bytes(gz, Bytes(100, 0)));
   CHECK_THROWS_AS(read_idx(dir.file("zeros.gz")), Error);
   // Two members (what `cat a.gz b.gz` makes) are one valid gzip file: the second one's bytes count too.
@@ -584,7 +601,8 @@ TEST_CASE("data: a gzipped IDX file followed by garbage is refused; a second gzi
 TEST_CASE("data: an IDX header whose dims overflow is refused naming the file, even with no payload") {
   TempDir dir("idx_dims");
   write_raw(dir.file("empty_huge.idx"), idx_header(0x08, {0, 0xffffffff, 0xffffffff, 0xffffffff}));
-  CHECK_THROWS_WITH_AS(read_idx(dir.file("empty_huge.idx")), doctest::Contains("empty_huge.idx': the header's dims 0 x"), Error);
+  CHECK_THROWS_WITH_AS(read_idx(dir.file("empty_huge.idx")),
+                       doctest::Contains("empty_huge.idx': the header's dims 0 x"), Error);
   write_raw(dir.file("empty_ok.idx"), idx_header(0x08, {0, 28, 28}));
   CHECK(read_idx(dir.file("empty_ok.idx")).shape() == Shape{0, 28, 28});
 }

@@ -33,7 +33,8 @@ std::string read_all(const fs::path& p) {
 struct TempDir {
   fs::path path;
   TempDir() {
-    path = fs::temp_directory_path() / ("heed_io_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
+    path =
+        fs::temp_directory_path() / ("heed_io_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
     fs::create_directories(path);
   }
   ~TempDir() { fs::remove_all(path); }
@@ -74,7 +75,8 @@ TEST_CASE("io: an AtomicFile that is never committed leaves the old file and no 
 TEST_CASE("io: a write that cannot happen throws heed::Error naming the op and the path") {
   TempDir dir;
   const std::string p = (dir.path / "no_such_folder" / "x.txt").string();
-  CHECK_THROWS_WITH_AS(write_file_atomic(p, "x", "save_png"), doctest::Contains(("save_png: cannot write '" + p + "'").c_str()), IoError);
+  CHECK_THROWS_WITH_AS(write_file_atomic(p, "x", "save_png"),
+                       doctest::Contains(("save_png: cannot write '" + p + "'").c_str()), IoError);
   CHECK_THROWS_WITH_AS(write_file_atomic(p, "x", "save_png"), doctest::Contains("no_such_folder"), IoError);
   // Renaming a file over a folder fails: the temporary is removed and the folder is untouched.
   fs::create_directories(dir.path / "taken");

@@ -87,7 +87,8 @@ TEST_CASE("io safetensors: writes are atomic") {
   // A successful save replaces it.
   save(path, {{"a", zeros({3})}});
   CHECK(load(path)["a"].numel() == 3);
-  CHECK_THROWS_WITH_AS(save("/nonexistent-dir/x.safetensors", {{"a", ones({1})}}), doctest::Contains("save: cannot write"), io::IoError);
+  CHECK_THROWS_WITH_AS(save("/nonexistent-dir/x.safetensors", {{"a", ones({1})}}),
+                       doctest::Contains("save: cannot write"), io::IoError);
   CHECK_THROWS_AS(save(path, {{"__metadata__", ones({1})}}), SafetensorsError);
 }
 
@@ -104,27 +105,45 @@ TEST_CASE("io safetensors: every malformed file is a clear error") {
   CHECK(load_error(craft("past_end.st", ok, 8, 5000)).find("runs past the end") != std::string::npos);
   CHECK(load_error(craft("bad_json.st", R"({"a":{"dtype":"F32",)", 0)).find("not valid JSON") != std::string::npos);
   CHECK(load_error(craft("not_object.st", "[1,2]", 0)).find("must be a JSON object") != std::string::npos);
-  CHECK(load_error(craft("dup.st", R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8))
+  CHECK(load_error(craft("dup.st",
+                         R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                         R"("a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                         8))
             .find("duplicate key \"a\"") != std::string::npos);
   CHECK(load_error(craft("dup_inner.st", R"({"a":{"dtype":"F32","dtype":"F64","shape":[1],"data_offsets":[0,4]}})", 4))
             .find("duplicate key \"dtype\"") != std::string::npos);
-  CHECK(load_error(craft("dtype.st", R"({"a":{"dtype":"Q7","shape":[1],"data_offsets":[0,4]}})", 4)).find("unknown dtype") != std::string::npos);
-  CHECK(load_error(craft("neg_shape.st", R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4)).find("non-negative") != std::string::npos);
-  CHECK(load_error(craft("overflow.st", R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}})", 4))
+  CHECK(load_error(craft("dtype.st", R"({"a":{"dtype":"Q7","shape":[1],"data_offsets":[0,4]}})", 4))
+            .find("unknown dtype") != std::string::npos);
+  CHECK(load_error(craft("neg_shape.st", R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4))
+            .find("non-negative") != std::string::npos);
+  CHECK(load_error(
+            craft("overflow.st", R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}})", 4))
             .find("overflows") != std::string::npos);
   // 10^12 elements declared but 4 bytes present: rejected by the size check, never allocated.
   CHECK(load_error(craft("absurd.st", R"({"a":{"dtype":"F32","shape":[1000000,1000000],"data_offsets":[0,4]}})", 4))
             .find("needs 4000000000000 bytes but data_offsets span 4") != std::string::npos);
-  CHECK(load_error(craft("mismatch.st", R"({"a":{"dtype":"F64","shape":[2],"data_offsets":[0,8]}})", 8)).find("needs 16 bytes") != std::string::npos);
-  CHECK(load_error(craft("backwards.st", R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}})", 8)).find("end before they begin") != std::string::npos);
-  CHECK(load_error(craft("hole.st", R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", 12))
+  CHECK(load_error(craft("mismatch.st", R"({"a":{"dtype":"F64","shape":[2],"data_offsets":[0,8]}})", 8))
+            .find("needs 16 bytes") != std::string::npos);
+  CHECK(load_error(craft("backwards.st", R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}})", 8))
+            .find("end before they begin") != std::string::npos);
+  CHECK(load_error(craft("hole.st",
+                         R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                         R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+                         12))
             .find("a hole in the data") != std::string::npos);
-  CHECK(load_error(craft("start.st", R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8)).find("a hole in the data") != std::string::npos);
-  CHECK(load_error(craft("overlap.st", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8))
+  CHECK(load_error(craft("start.st", R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8))
+            .find("a hole in the data") != std::string::npos);
+  CHECK(load_error(craft("overlap.st",
+                         R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                         R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                         8))
             .find("overlaps") != std::string::npos);
-  CHECK(load_error(craft("trailing.st", ok, 12)).find("holds 12 bytes of data but the header describes 8") != std::string::npos);
-  CHECK(load_error(craft("truncated.st", ok, 4)).find("holds 4 bytes of data but the header describes 8") != std::string::npos);
-  CHECK(load_error(craft("missing.st", R"({"a":{"dtype":"F32","shape":[1]}})", 0)).find("needs dtype, shape and data_offsets") != std::string::npos);
+  CHECK(load_error(craft("trailing.st", ok, 12)).find("holds 12 bytes of data but the header describes 8") !=
+        std::string::npos);
+  CHECK(load_error(craft("truncated.st", ok, 4)).find("holds 4 bytes of data but the header describes 8") !=
+        std::string::npos);
+  CHECK(load_error(craft("missing.st", R"({"a":{"dtype":"F32","shape":[1]}})", 0))
+            .find("needs dtype, shape and data_offsets") != std::string::npos);
   CHECK(load_error(craft("meta.st", R"({"__metadata__":{"k":1}})", 0)).find("not a string") != std::string::npos);
   CHECK(load_error((temp_dir() / "does_not_exist.st").string()).find("cannot open") != std::string::npos);
 }
@@ -190,8 +209,9 @@ TEST_CASE("io safetensors: a file written by heed loads in PyTorch") {
   }
   std::string path = (temp_dir() / "for_torch.safetensors").string();
   save(path, {{"w", tensor({{1, 2}, {3, 4}})}, {"i", from_vector<int64_t>({7, 8, 9})}}, {{"from", "heed"}});
-  std::string cmd = "cd " + std::string(HEED_SOURCE_DIR) + "/tests/fixtures && /usr/bin/python3 -c \"import safetensors_io as s; d = s.load('" +
-                    path + "'); assert d['w'].tolist() == [[1.0, 2.0], [3.0, 4.0]]; assert d['i'].tolist() == [7, 8, 9]\"";
+  std::string cmd = "cd " + std::string(HEED_SOURCE_DIR) +
+                    "/tests/fixtures && /usr/bin/python3 -c \"import safetensors_io as s; d = s.load('" + path +
+                    "'); assert d['w'].tolist() == [[1.0, 2.0], [3.0, 4.0]]; assert d['i'].tolist() == [7, 8, 9]\"";
   CHECK(std::system(cmd.c_str()) == 0);
 }
 
@@ -220,7 +240,8 @@ TEST_CASE("io safetensors: a NUL byte in the header is refused, not the end of t
 TEST_CASE("io safetensors: shapes whose strides would overflow are refused, naming the file and the tensor") {
   for (std::string shape : {"[0,1099511627776,1099511627776]", "[0,9223372036854775808]", "[9223372036854775808,0]"}) {
     INFO(shape);
-    std::string path = craft("big.safetensors", "{\"huge\":{\"dtype\":\"F32\",\"shape\":" + shape + ",\"data_offsets\":[0,0]}}", 0);
+    std::string path =
+        craft("big.safetensors", "{\"huge\":{\"dtype\":\"F32\",\"shape\":" + shape + ",\"data_offsets\":[0,0]}}", 0);
     std::string e = load_error(path);
     CHECK(e.find(path) != std::string::npos);
     CHECK(e.find("tensor \"huge\"") != std::string::npos);
@@ -244,6 +265,7 @@ TEST_CASE("io safetensors: loading is linear in the number of tensors (40k took 
   CHECK(m.size() == 100000);
   CHECK(seconds < 60);  // about 1 s in Release, a few under ASan; the quadratic parser took hours
   // Duplicates are still caught, at any depth.
-  CHECK(load_error(craft("dup.safetensors", h.substr(0, h.size() - 1) + ",\"t5\":{}}", 0)).find("duplicate key \"t5\"") !=
-        std::string::npos);
+  CHECK(
+      load_error(craft("dup.safetensors", h.substr(0, h.size() - 1) + ",\"t5\":{}}", 0)).find("duplicate key \"t5\"") !=
+      std::string::npos);
 }

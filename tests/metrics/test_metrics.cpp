@@ -54,7 +54,8 @@ double brute_force_assignment(const std::vector<double>& cost, int64_t rows, int
   return best;
 }
 
-double assignment_total(const std::vector<double>& cost, int64_t rows, int64_t cols, const std::vector<int64_t>& col_of) {
+double assignment_total(const std::vector<double>& cost, int64_t rows, int64_t cols,
+                        const std::vector<int64_t>& col_of) {
   double total = 0;
   for (int64_t r = 0; r < rows; ++r)
     if (col_of[r] >= 0) total += cost[r * cols + col_of[r]];
@@ -138,8 +139,10 @@ TEST_CASE("metrics: clustering_accuracy nmi and ari on hand-computed cases") {
   CHECK(ari(longs({7}), longs({3})) == 1.0);
 
   CHECK_THROWS_WITH_AS(nmi(longs({0, 1}), longs({0})), doctest::Contains("nmi: 2 labels but 1 clusters"), Error);
-  CHECK_THROWS_WITH_AS(ari(zeros({3}), longs({0, 1, 2})), doctest::Contains("ari: labels must be a 1-d int64 tensor, got float32 (3)"), Error);
-  CHECK_THROWS_WITH_AS(clustering_accuracy(longs({}), longs({})), doctest::Contains("clustering_accuracy: no samples"), Error);
+  CHECK_THROWS_WITH_AS(ari(zeros({3}), longs({0, 1, 2})),
+                       doctest::Contains("ari: labels must be a 1-d int64 tensor, got float32 (3)"), Error);
+  CHECK_THROWS_WITH_AS(clustering_accuracy(longs({}), longs({})), doctest::Contains("clustering_accuracy: no samples"),
+                       Error);
 }
 
 TEST_CASE("metrics: nmi ari and clustering_accuracy match scikit-learn") {
@@ -173,11 +176,14 @@ TEST_CASE("metrics: auroc and average_precision on hand-computed cases") {
   CHECK(auroc(tensor({0.9, 0.2, 0.1}), tensor({0, 0, 1})) == 0.0);
   CHECK(average_precision(tensor({0.1, 0.2, 0.9}), tensor({0, 0, 1}) > 0.5) == 1.0);
 
-  CHECK_THROWS_WITH_AS(auroc(doubles({0.1, 0.2}), longs({1, 1})), doctest::Contains("auroc: needs both classes, got 2 positives and 0 negatives"), Error);
-  CHECK_THROWS_WITH_AS(average_precision(doubles({0.1, 0.2}), longs({0, 0})), doctest::Contains("average_precision: needs both classes"), Error);
+  CHECK_THROWS_WITH_AS(auroc(doubles({0.1, 0.2}), longs({1, 1})),
+                       doctest::Contains("auroc: needs both classes, got 2 positives and 0 negatives"), Error);
+  CHECK_THROWS_WITH_AS(average_precision(doubles({0.1, 0.2}), longs({0, 0})),
+                       doctest::Contains("average_precision: needs both classes"), Error);
   CHECK_THROWS_WITH_AS(auroc(doubles({0.1, 0.2}), longs({0, 2})), doctest::Contains("label 1 is 2"), Error);
   CHECK_THROWS_WITH_AS(auroc(doubles({NAN, 0.2}), longs({0, 1})), doctest::Contains("score 0 is NaN"), Error);
-  CHECK_THROWS_WITH_AS(auroc(doubles({0.1, 0.2, 0.3}), longs({0, 1})), doctest::Contains("same length, got (3) and (2)"), Error);
+  CHECK_THROWS_WITH_AS(auroc(doubles({0.1, 0.2, 0.3}), longs({0, 1})),
+                       doctest::Contains("same length, got (3) and (2)"), Error);
 }
 
 TEST_CASE("metrics: auroc and average_precision match scikit-learn with ties") {
@@ -200,8 +206,10 @@ TEST_CASE("metrics: roc_curve and detection_rate on hand-computed cases") {
   CHECK(detection_rate(doubles({0.1, 0.4, 0.35, 0.8}), longs({0, 0, 1, 1}), 0.5) == 1.0);
   // A normal tied with the top anomalies: flagging them would flag 1 of 2 normals, over budget, so none is.
   CHECK(detection_rate(doubles({0.9, 0.9, 0.9, 0.1}), longs({1, 1, 0, 0})) == 0.0);
-  CHECK_THROWS_WITH_AS(detection_rate(doubles({0.1, 0.2}), longs({0, 1}), 1.5), doctest::Contains("detection_rate: max_fpr must be in [0,1]"), Error);
-  CHECK_THROWS_WITH_AS(roc_curve(doubles({0.1, 0.2}), longs({1, 1})), doctest::Contains("roc_curve: needs both classes"), Error);
+  CHECK_THROWS_WITH_AS(detection_rate(doubles({0.1, 0.2}), longs({0, 1}), 1.5),
+                       doctest::Contains("detection_rate: max_fpr must be in [0,1]"), Error);
+  CHECK_THROWS_WITH_AS(roc_curve(doubles({0.1, 0.2}), longs({1, 1})),
+                       doctest::Contains("roc_curve: needs both classes"), Error);
 }
 
 TEST_CASE("metrics: roc_curve and detection_rate match scikit-learn with ties") {
@@ -216,7 +224,8 @@ TEST_CASE("metrics: roc_curve and detection_rate match scikit-learn with ties") 
       CHECK(roc.tpr[i] == doctest::Approx(c["tpr"][i].get<double>()).epsilon(1e-12));
       if (i > 0) CHECK(roc.thresholds[i] == c["thresholds"][i - 1].get<double>());
     }
-    CHECK(detection_rate(s, y, c["max_fpr"].get<double>()) == doctest::Approx(c["detection_rate"].get<double>()).epsilon(1e-12));
+    CHECK(detection_rate(s, y, c["max_fpr"].get<double>()) ==
+          doctest::Approx(c["detection_rate"].get<double>()).epsilon(1e-12));
   }
 }
 
@@ -252,7 +261,9 @@ TEST_CASE("metrics: reconstruction_error nats_per_sample and bits_per_dim") {
   Tensor x = tensor({{0, 1}, {1, 1}}), x_hat = tensor({{0, 0}, {1, 1}});
   CHECK(reconstruction_error(x, x_hat).to_vector<float>() == std::vector<float>{0.5f, 0.0f});
   // bce: x = (1, 0) under means (1/2, 1/2) costs log 2 per feature; a certain miss is clamped at 100 nats.
-  std::vector<double> bce = reconstruction_error(tensor({{1, 0}, {1, 1}}, float64), tensor({{0.5, 0.5}, {0, 1}}, float64), "bce").to_vector<double>();
+  std::vector<double> bce =
+      reconstruction_error(tensor({{1, 0}, {1, 1}}, float64), tensor({{0.5, 0.5}, {0, 1}}, float64), "bce")
+          .to_vector<double>();
   CHECK(bce[0] == doctest::Approx(2 * std::log(2.0)));
   CHECK(bce[1] == doctest::Approx(100.0));
   // Images (N,C,H,W) are flattened per sample.
@@ -265,8 +276,10 @@ TEST_CASE("metrics: reconstruction_error nats_per_sample and bits_per_dim") {
   CHECK(bits_per_dim(std::log(2.0) * 3 * 8, 3) == doctest::Approx(8.0));
 
   CHECK_THROWS_WITH_AS(reconstruction_error(x, x_hat, "l1"), doctest::Contains("unknown kind \"l1\""), Error);
-  CHECK_THROWS_WITH_AS(reconstruction_error(x, zeros({2, 3})), doctest::Contains("same shape (N,...) with N >= 1, got (2,2) and (2,3)"), Error);
-  CHECK_THROWS_WITH_AS(reconstruction_error(x, tensor({{0, 1.5}, {0, 0}}), "bce"), doctest::Contains("needs x_hat in [0,1], but it spans [0, 1.5]"), Error);
+  CHECK_THROWS_WITH_AS(reconstruction_error(x, zeros({2, 3})),
+                       doctest::Contains("same shape (N,...) with N >= 1, got (2,2) and (2,3)"), Error);
+  CHECK_THROWS_WITH_AS(reconstruction_error(x, tensor({{0, 1.5}, {0, 0}}), "bce"),
+                       doctest::Contains("needs x_hat in [0,1], but it spans [0, 1.5]"), Error);
   CHECK_THROWS_WITH_AS(reconstruction_error(x, x_hat.to(float64)), doctest::Contains("share a float dtype"), Error);
   CHECK_THROWS_WITH_AS(bits_per_dim(1.0, 0), doctest::Contains("dims must be >= 1"), Error);
 }
@@ -298,7 +311,11 @@ TEST_CASE("metrics: digamma and dirichlet_mle on hand-computed cases and against
   double normality = 0;
   for (int k = 0; k < 3; ++k) normality += (alpha[k] - 1) * std::log(p[k]);
   CHECK(normality == doctest::Approx(-12.061171182465).epsilon(1e-9));
-  CHECK_THROWS_WITH_AS(dirichlet_mle(tensor({0.5, 0.5})), doctest::Contains("dirichlet_mle: needs the logs of N >= 1 points on a simplex of K >= 2, a float (N,K), got float32 (2)"), Error);
+  CHECK_THROWS_WITH_AS(
+      dirichlet_mle(tensor({0.5, 0.5})),
+      doctest::Contains(
+          "dirichlet_mle: needs the logs of N >= 1 points on a simplex of K >= 2, a float (N,K), got float32 (2)"),
+      Error);
 }
 
 // ---- k-means -----------------------------------------------------------------------------------------
@@ -339,7 +356,8 @@ TEST_CASE("metrics: kmeans handles duplicates and empty clusters and bad input")
   CHECK(r.inertia == doctest::Approx(0.0));
   CHECK(kmeans(x, 1).inertia == doctest::Approx((x - x.mean(std::vector<int64_t>{0}, true)).square().sum().item()));
   CHECK_THROWS_WITH_AS(kmeans(x, 6), doctest::Contains("kmeans: need 1 <= k <= N, got k=6 for 5 points"), Error);
-  CHECK_THROWS_WITH_AS(kmeans(zeros({5}), 2), doctest::Contains("x must be a 2-d float32 or float64 tensor, got float32 (5)"), Error);
+  CHECK_THROWS_WITH_AS(kmeans(zeros({5}), 2),
+                       doctest::Contains("x must be a 2-d float32 or float64 tensor, got float32 (5)"), Error);
   CHECK_THROWS_WITH_AS(kmeans(x, 2, 0), doctest::Contains("n_init >= 1"), Error);
   CHECK_THROWS_WITH_AS(kmeans(tensor({{0, NAN}, {1, 1}}), 1), doctest::Contains("holds nan at flat index 1"), Error);
 }
@@ -378,7 +396,8 @@ TEST_CASE("metrics: pca on hand-computed cases") {
 
   CHECK_THROWS_WITH_AS(pca(x, 3), doctest::Contains("pca: n_components must be in 1..min(N, D) = 2, got 3"), Error);
   CHECK_THROWS_WITH_AS(pca(x.narrow(0, 0, 1), 1), doctest::Contains("at least 2 samples"), Error);
-  CHECK_THROWS_WITH_AS(p.transform(zeros({3, 3}, float64)), doctest::Contains("PCAResult::transform: x must be (M,2), got (3,3)"), Error);
+  CHECK_THROWS_WITH_AS(p.transform(zeros({3, 3}, float64)),
+                       doctest::Contains("PCAResult::transform: x must be (M,2), got (3,3)"), Error);
 }
 
 TEST_CASE("metrics: pca matches scikit-learn including component signs") {
@@ -408,17 +427,21 @@ TEST_CASE("metrics: trustworthiness matches scikit-learn") {
   // An embedding that is the data itself, or an isometry of it, keeps every neighbourhood.
   CHECK(trustworthiness(X, X, 5) == 1.0);
   CHECK(trustworthiness(X, X * 3.0 + 1.0, 7) == 1.0);
-  CHECK_THROWS_WITH_AS(trustworthiness(X, Y, 30), doctest::Contains("1 <= k < N/2 (as sklearn), got k=30 for N=60"), Error);
-  CHECK_THROWS_WITH_AS(trustworthiness(X, Y.narrow(0, 0, 10), 2), doctest::Contains("X has 60 samples but Y has 10"), Error);
+  CHECK_THROWS_WITH_AS(trustworthiness(X, Y, 30), doctest::Contains("1 <= k < N/2 (as sklearn), got k=30 for N=60"),
+                       Error);
+  CHECK_THROWS_WITH_AS(trustworthiness(X, Y.narrow(0, 0, 10), 2), doctest::Contains("X has 60 samples but Y has 10"),
+                       Error);
 }
 
 // ---- mean, covariance and the Fréchet distance ---------------------------------------------------------
 
 TEST_CASE("metrics: frechet_distance on hand-computed cases") {
   // 1-d: (m1 - m2)^2 + (sqrt(a) - sqrt(b))^2.
-  CHECK(frechet_distance(doubles({1.0}), full({1, 1}, 4.0, float64), doubles({3.0}), full({1, 1}, 9.0, float64)) == doctest::Approx(4 + 1));
+  CHECK(frechet_distance(doubles({1.0}), full({1, 1}, 4.0, float64), doubles({3.0}), full({1, 1}, 9.0, float64)) ==
+        doctest::Approx(4 + 1));
   // Diagonal covariances: coordinate by coordinate.
-  Tensor c1 = tensor({{1, 0, 0}, {0, 4, 0}, {0, 0, 9}}, float64), c2 = tensor({{4, 0, 0}, {0, 4, 0}, {0, 0, 1}}, float64);
+  Tensor c1 = tensor({{1, 0, 0}, {0, 4, 0}, {0, 0, 9}}, float64),
+         c2 = tensor({{4, 0, 0}, {0, 4, 0}, {0, 0, 1}}, float64);
   CHECK(frechet_distance(zeros({3}, float64), c1, ones({3}, float64), c2) == doctest::Approx(3 + 1 + 0 + 4));
   // Identical Gaussians: 0, also for a singular covariance (rank 1).
   Tensor singular = tensor({{1, 2}, {2, 4}}, float64);
@@ -429,8 +452,10 @@ TEST_CASE("metrics: frechet_distance on hand-computed cases") {
 
   CHECK_THROWS_WITH_AS(frechet_distance(zeros({2}), tensor({{1, 5}, {0, 1}}), zeros({2}), eye(2)),
                        doctest::Contains("frechet_distance: cov1 is not symmetric"), Error);
-  CHECK_THROWS_WITH_AS(frechet_distance(zeros({2}), eye(3), zeros({2}), eye(2)), doctest::Contains("cov1 must be (2,2), got (3,3)"), Error);
-  CHECK_THROWS_WITH_AS(frechet_distance(zeros({2}), eye(2), zeros({3}), eye(2)), doctest::Contains("same length, got (2) and (3)"), Error);
+  CHECK_THROWS_WITH_AS(frechet_distance(zeros({2}), eye(3), zeros({2}), eye(2)),
+                       doctest::Contains("cov1 must be (2,2), got (3,3)"), Error);
+  CHECK_THROWS_WITH_AS(frechet_distance(zeros({2}), eye(2), zeros({3}), eye(2)),
+                       doctest::Contains("same length, got (2) and (3)"), Error);
   CHECK_THROWS_WITH_AS(mean_and_cov(zeros({1, 3})), doctest::Contains("mean_and_cov: needs at least 2 samples"), Error);
 }
 

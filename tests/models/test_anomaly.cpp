@@ -35,7 +35,8 @@ TEST_CASE("anomaly: geom-attn learns its transformations and writes metrics.json
   // --quick: 256 images of class 1 (trousers, an easy class), 8 steps an epoch, two epochs; 500 test images.
   Result r = run(anomaly, "--quick --threads 1 --epochs 2 --width 8 --class 1 --out " + (dir / "out").string(), dir);
   REQUIRE_MESSAGE(r.exit_code == 0, r.output);
-  CHECK(r.output.find("the recall of anomalies at the threshold that flags 5% of the normal test images") != std::string::npos);
+  CHECK(r.output.find("the recall of anomalies at the threshold that flags 5% of the normal test images") !=
+        std::string::npos);
   const json m = read_json(dir / "out" / "metrics.json");
   CHECK(m["status"] == "finished");
   const json& f = m["final"];
@@ -78,8 +79,10 @@ TEST_CASE("anomaly: --score dirichlet, --with-pca, --rescore and --gamma") {
   REQUIRE_MESSAGE(r.exit_code == 0, r.output);
   CHECK(read_json(dir / "d" / "metrics.json")["final"]["auroc"].get<double>() > 0.6);
   // Its checkpoint does not resume a run with the other score: exit 2, and the message names both.
-  Result wrong = run(anomaly, "--quick --threads 1 --epochs 2 --width 8 --class 1 --arch geom --score loglik "
-                                  "--with-pca=false --resume " + (dir / "d").string() + " --out " + (dir / "l").string(),
+  Result wrong = run(anomaly,
+                     "--quick --threads 1 --epochs 2 --width 8 --class 1 --arch geom --score loglik "
+                     "--with-pca=false --resume " +
+                         (dir / "d").string() + " --out " + (dir / "l").string(),
                      dir);
   CHECK(wrong.exit_code == 2);
   CHECK_MESSAGE(wrong.output.find("holds arch 'geom', score dirichlet+pca and 500 scores, this run is geom, score "
@@ -144,8 +147,9 @@ TEST_CASE("anomaly: bad input is one line on stderr and exit code 2") {
   const fs::path dir = scratch("anomaly_bad");
   Result arch = run(anomaly, "--quick --arch lstm --out " + (dir / "a").string(), dir);
   CHECK(arch.exit_code == 2);
-  CHECK_MESSAGE(arch.output.find("anomaly: --arch must be pca, cae, geom or geom-attn, got 'lstm'") != std::string::npos,
-                arch.output);
+  CHECK_MESSAGE(
+      arch.output.find("anomaly: --arch must be pca, cae, geom or geom-attn, got 'lstm'") != std::string::npos,
+      arch.output);
   Result cls = run(anomaly, "--quick --class 10 --out " + (dir / "b").string(), dir);
   CHECK(cls.exit_code == 2);
   CHECK_MESSAGE(cls.output.find("--class") != std::string::npos, cls.output);

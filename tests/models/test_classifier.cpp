@@ -109,7 +109,8 @@ TEST_CASE("classifier --fd-of: test images score ~0 against themselves, noise fa
   fs::remove_all(dir);
   fs::create_directories(dir);
   // --quick: without a cached judge, a throwaway one trained in seconds; the identities below hold for any judge.
-  const std::string common = "--quick --force --out " + (dir / "run").string() + " --fd-of ";  // one --out for every call
+  const std::string common =
+      "--quick --force --out " + (dir / "run").string() + " --fd-of ";  // one --out for every call
   Tensor test = data::load_fashion_mnist(false).images;  // (10000,1,28,28) in [0,1]
   auto fd_of = [&](const std::string& file, const Tensor& images) {
     save((dir / file).string(), {{"samples", images}});

@@ -192,7 +192,8 @@ TEST_CASE("gan: --lr-d 0 keeps the recipe's, and the checkpoint is saved before 
   std::ofstream(dir / "cache" / "fmnist_classifier.safetensors") << "not a safetensors file at all";
   // The judge fails (exit 2, naming the file), but the 2 steps are on disk.
   const std::string cmd_env = "HEED_CACHE=" + (dir / "cache").string() + " ";
-  Result damaged = run(cmd_env + gan.string(), "--quick --threads 1 --steps 2 --lr-d 0 --out " + (dir / "damaged").string(), dir);
+  Result damaged =
+      run(cmd_env + gan.string(), "--quick --threads 1 --steps 2 --lr-d 0 --out " + (dir / "damaged").string(), dir);
   CHECK_MESSAGE(damaged.exit_code == 2, damaged.output);
   CHECK_MESSAGE(damaged.output.find("fmnist judge: cannot use") != std::string::npos, damaged.output);
   REQUIRE(fs::exists(dir / "damaged" / "checkpoint.safetensors"));

@@ -160,7 +160,8 @@ TEST_CASE("vae: --out of a finished run is refused; --resume appends to it and r
   CHECK_MESSAGE(seed.exit_code == 2, seed.output);
   CHECK_MESSAGE(seed.output.find("--seed 4 differs from the seed 3") != std::string::npos, seed.output);
 
-  Result resumed = run(vae, common + "--steps 4 --lr 0.0005 --resume " + checkpoint.string() + " --out " + a.string(), dir);
+  Result resumed =
+      run(vae, common + "--steps 4 --lr 0.0005 --resume " + checkpoint.string() + " --out " + a.string(), dir);
   REQUIRE_MESSAGE(resumed.exit_code == 0, resumed.output);
   nlohmann::json j = nlohmann::json::parse(read_text(a / "metrics.json"));
   REQUIRE(j["epochs"].size() == 2);  // epoch 1 from the first run, epoch 2 from the resumed one

@@ -71,7 +71,8 @@ AttentionOptions fused(AttentionOptions o = {}) {
 TEST_CASE("attention: a hand-computed example, composite and fused") {
   // One query [1, 0], keys [1, 0] and [0, 1], values 1 and 3, scale 1: scores (1, 0), weights
   // (e, 1) / (e + 1), out = (e + 3) / (e + 1) = 1.5379...
-  Tensor q = tensor({{1.0, 0.0}}, float64), k = tensor({{1.0, 0.0}, {0.0, 1.0}}, float64), v = tensor({1.0, 3.0}, float64).reshape({2, 1});
+  Tensor q = tensor({{1.0, 0.0}}, float64), k = tensor({{1.0, 0.0}, {0.0, 1.0}}, float64),
+         v = tensor({1.0, 3.0}, float64).reshape({2, 1});
   const double e = std::exp(1.0), want = (e + 3) / (e + 1);
   nn::AttentionResult r = nn::scaled_dot_product_attention(q, k, v, composite({.scale = 1.0, .need_weights = true}));
   CHECK(r.out.item() == doctest::Approx(want).epsilon(1e-12));
@@ -94,16 +95,25 @@ TEST_CASE("attention composite: gradcheck and gradgradcheck over scores, masks a
   Tensor additive = tensor({{0.0, -kInf, 0.5, -1.0}, {-kInf, -kInf, -kInf, -kInf}, {0.2, 0.0, -kInf, 0.0}}, float64);
   std::vector<Case> cases = {
       {"dot + bool mask + key padding", V{leaf({2, 2, 3, 5}), leaf({2, 2, 4, 5}), leaf({2, 2, 4, 3})},
-       [=](const V& x) { return sdpa(x[0], x[1], x[2], composite({.attn_mask = logical_not(mask34), .key_padding_mask = kpm})); }},
+       [=](const V& x) {
+         return sdpa(x[0], x[1], x[2], composite({.attn_mask = logical_not(mask34), .key_padding_mask = kpm}));
+       }},
       {"dot, causal, Tq != Tk, scale", V{leaf({2, 5, 3}), leaf({2, 3, 3}), leaf({2, 3, 2})},
        [](const V& x) { return sdpa(x[0], x[1], x[2], composite({.causal = true, .scale = 0.7})); }},
       {"additive float mask with -inf", V{leaf({1, 3, 4}), leaf({1, 4, 4}), leaf({1, 4, 2})},
        [=](const V& x) { return sdpa(x[0], x[1], x[2], composite({.attn_mask = additive})); }},
       {"cosine, learnable temperature", V{leaf({2, 3, 4}), leaf({2, 5, 4}), leaf({2, 5, 3}), leaf({})},
-       [](const V& x) { return sdpa(x[0], x[1], x[2], composite({.causal = true, .score = AttentionScore::Cosine, .temperature = x[3]})); }},
-      {"additive (Bahdanau), learnable W, U, v", V{leaf({2, 3, 4}), leaf({2, 5, 3}), leaf({2, 5, 2}), leaf({6, 4}), leaf({6, 3}), leaf({6})},
        [](const V& x) {
-         return sdpa(x[0], x[1], x[2], composite({.score = AttentionScore::Additive, .additive_w = x[3], .additive_u = x[4], .additive_v = x[5]}));
+         return sdpa(x[0], x[1], x[2],
+                     composite({.causal = true, .score = AttentionScore::Cosine, .temperature = x[3]}));
+       }},
+      {"additive (Bahdanau), learnable W, U, v",
+       V{leaf({2, 3, 4}), leaf({2, 5, 3}), leaf({2, 5, 2}), leaf({6, 4}), leaf({6, 3}), leaf({6})},
+       [](const V& x) {
+         return sdpa(
+             x[0], x[1], x[2],
+             composite(
+                 {.score = AttentionScore::Additive, .additive_w = x[3], .additive_u = x[4], .additive_v = x[5]}));
        }},
       {"dropout (fixed Philox stream)", V{leaf({2, 4, 3}), leaf({2, 4, 3}), leaf({2, 4, 3})},
        [](const V& x) {
@@ -111,7 +121,9 @@ TEST_CASE("attention composite: gradcheck and gradgradcheck over scores, masks a
          return sdpa(x[0], x[1], x[2], composite({.causal = true, .dropout_p = 0.3, .generator = &g}));
        }},
       {"weights output", V{leaf({3, 4}), leaf({5, 4}), leaf({5, 2})},
-       [](const V& x) { return nn::scaled_dot_product_attention(x[0], x[1], x[2], composite({.need_weights = true})).weights; }},
+       [](const V& x) {
+         return nn::scaled_dot_product_attention(x[0], x[1], x[2], composite({.need_weights = true})).weights;
+       }},
   };
   int first = 0, second = 0;
   for (const Case& c : cases) {
@@ -130,20 +142,29 @@ TEST_CASE("attention: fully masked rows give zero output and zero gradient, neve
   Tensor kpm = bools({2, 5}, {0, 1, 0, 0, 1, 1, 1, 1, 1, 1});  // batch 1: every key is padding
   // Row 0 of every (batch, head): all keys hidden by the bool mask; row 1 by an additive -inf mask.
   Tensor bool_mask = bools({3, 5}, {1, 1, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0});
-  Tensor add_mask = tensor({{0.0, 0.0, 0.0, 0.0, 0.0}, {-kInf, -kInf, -kInf, -kInf, -kInf}, {0.0, -1.0, 0.0, -kInf, 0.5}}, float64);
+  Tensor add_mask =
+      tensor({{0.0, 0.0, 0.0, 0.0, 0.0}, {-kInf, -kInf, -kInf, -kInf, -kInf}, {0.0, -1.0, 0.0, -kInf, 0.5}}, float64);
   SUBCASE("composite, bool mask and additive mask") {
-    Run r = run([&](const Tensor& a, const Tensor& b, const Tensor& c) {
-      return sdpa(a, b, c, composite({.attn_mask = logical_not(bool_mask)})) + sdpa(a, b, c, composite({.attn_mask = add_mask}));
-    }, q, k, v, dout);
+    Run r = run(
+        [&](const Tensor& a, const Tensor& b, const Tensor& c) {
+          return sdpa(a, b, c, composite({.attn_mask = logical_not(bool_mask)})) +
+                 sdpa(a, b, c, composite({.attn_mask = add_mask}));
+        },
+        q, k, v, dout);
     for (Tensor t : {r.out, r.dq, r.dk, r.dv}) CHECK_FALSE(has_nan(t));
     // Row 0 is fully masked in the first term, row 1 in the second; each still gets the other term.
     Tensor only_add = sdpa(q, k, v, composite({.attn_mask = add_mask}));
     CHECK(allclose(r.out.select(2, 0), only_add.select(2, 0)));
-    Tensor dq_add = run([&](const Tensor& a, const Tensor& b, const Tensor& c) { return sdpa(a, b, c, composite({.attn_mask = add_mask})); },
-                        q, k, v, dout).dq;
+    Tensor dq_add = run([&](const Tensor& a, const Tensor& b,
+                            const Tensor& c) { return sdpa(a, b, c, composite({.attn_mask = add_mask})); },
+                        q, k, v, dout)
+                        .dq;
     CHECK(allclose(r.dq.select(2, 0), dq_add.select(2, 0)));
-    Tensor dq_bool = run([&](const Tensor& a, const Tensor& b, const Tensor& c) { return sdpa(a, b, c, composite({.attn_mask = logical_not(bool_mask)})); },
-                         q, k, v, dout).dq;
+    Tensor dq_bool =
+        run([&](const Tensor& a, const Tensor& b,
+                const Tensor& c) { return sdpa(a, b, c, composite({.attn_mask = logical_not(bool_mask)})); },
+            q, k, v, dout)
+            .dq;
     CHECK(allclose(dq_bool.select(2, 0), zeros({2, 2, 4}, float64)));
     CHECK(allclose(dq_add.select(2, 1), zeros({2, 2, 4}, float64)));
   }
@@ -164,7 +185,8 @@ TEST_CASE("attention: fully masked rows give zero output and zero gradient, neve
   SUBCASE("no keys at all (Tk = 0)") {
     Tensor k0 = R({2, 2, 0, 4}), v0 = R({2, 2, 0, 3});
     for (AttentionImpl impl : {AttentionImpl::Composite, AttentionImpl::Fused}) {
-      Run r = run([&](const Tensor& a, const Tensor& b, const Tensor& c) { return sdpa(a, b, c, {.impl = impl}); }, q, k0, v0, dout);
+      Run r = run([&](const Tensor& a, const Tensor& b, const Tensor& c) { return sdpa(a, b, c, {.impl = impl}); }, q,
+                  k0, v0, dout);
       CHECK(allclose(r.out, zeros({2, 2, 3, 3}, float64)));
       CHECK(allclose(r.dq, zeros({2, 2, 3, 4}, float64)));
     }
@@ -172,8 +194,9 @@ TEST_CASE("attention: fully masked rows give zero output and zero gradient, neve
   SUBCASE("second order through a fully masked row stays finite") {
     Tensor ql = leaf({1, 2, 3}), kl = leaf({1, 4, 3}), vl = leaf({1, 4, 2});
     Tensor m = tensor({{0.0, -kInf, 0.0, 0.0}, {-kInf, -kInf, -kInf, -kInf}}, float64);
-    CHECK_NOTHROW(gradgradcheck([&](const std::vector<Tensor>& x) { return sdpa(x[0], x[1], x[2], composite({.attn_mask = m})); },
-                                {ql, kl, vl}));
+    CHECK_NOTHROW(
+        gradgradcheck([&](const std::vector<Tensor>& x) { return sdpa(x[0], x[1], x[2], composite({.attn_mask = m})); },
+                      {ql, kl, vl}));
   }
 }
 
@@ -189,11 +212,17 @@ TEST_CASE("attention: errors name the op and the shapes") {
   CHECK_THROWS_AS(sdpa(q, k, v, composite({.attn_mask = zeros({3, 5}, int64)})), Error);
   CHECK_THROWS_AS(sdpa(q, k, v, composite({.attn_mask = zeros({3, 5}, float32)})), Error);
   CHECK_THROWS_WITH_AS(sdpa(q, k, v, {.score = AttentionScore::Cosine}), doctest::Contains("temperature"), Error);
-  CHECK_THROWS_AS(sdpa(q, k, v, {.scale = 2.0, .score = AttentionScore::Cosine, .temperature = scalar_tensor(1.0, float64)}), Error);
+  CHECK_THROWS_AS(
+      sdpa(q, k, v, {.scale = 2.0, .score = AttentionScore::Cosine, .temperature = scalar_tensor(1.0, float64)}),
+      Error);
   CHECK_THROWS_AS(sdpa(q, k, v, {.score = AttentionScore::Additive}), Error);
-  CHECK_THROWS_AS(sdpa(q, k, v, {.score = AttentionScore::Additive, .additive_w = R({6, 4}), .additive_u = R({6, 3}), .additive_v = R({6})}), Error);
+  CHECK_THROWS_AS(
+      sdpa(q, k, v,
+           {.score = AttentionScore::Additive, .additive_w = R({6, 4}), .additive_u = R({6, 3}), .additive_v = R({6})}),
+      Error);
   CHECK_THROWS_AS(sdpa(q, k, v, {.dropout_p = 1.5}), Error);
-  CHECK_THROWS_WITH_AS(sdpa(q, k, v, fused({.attn_mask = bools({3, 5}, std::vector<int>(15, 0))})), doctest::Contains("impl = Fused"), Error);
+  CHECK_THROWS_WITH_AS(sdpa(q, k, v, fused({.attn_mask = bools({3, 5}, std::vector<int>(15, 0))})),
+                       doctest::Contains("impl = Fused"), Error);
   CHECK_THROWS_AS(nn::scaled_dot_product_attention(q, k, v, fused({.need_weights = true})), Error);
   CHECK_THROWS_AS(sdpa(q, R({1, 5, 4}), R({1, 5, 3}), fused()), Error);  // fused needs equal batch dims
   CHECK_THROWS_AS(nn::local_attention(q, k, v, 2), Error);               // Tq != Tk
@@ -201,7 +230,8 @@ TEST_CASE("attention: errors name the op and the shapes") {
   CHECK_THROWS_AS(nn::block_sparse_attention(q, k, v, nn::block_layout(2, 2, {}), 2), Error);  // needs (2, 3)
   CHECK_THROWS_AS(nn::block_sparse_attention(q, k, v, nn::block_layout(2, 3, {}), 0), Error);
   CHECK_THROWS_AS(kernels::attention_dropout_mask({2, 2}, -0.1, 0, 0, float32), Error);
-  CHECK_THROWS_AS(kernels::flash_attention_forward(q, k, v, {.key_padding_mask = bools({3, 5}, std::vector<int>(15, 0))}), Error);
+  CHECK_THROWS_AS(
+      kernels::flash_attention_forward(q, k, v, {.key_padding_mask = bools({3, 5}, std::vector<int>(15, 0))}), Error);
 }
 
 TEST_CASE("attention fused: the tiled kernel agrees with its scalar reference") {
@@ -209,7 +239,8 @@ TEST_CASE("attention fused: the tiled kernel agrees with its scalar reference") 
     for (auto [Tq, Tk] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {7, 7}, {65, 130}, {129, 64}, {200, 200}}) {
       for (int mode = 0; mode < 4; mode++) {
         INFO("dtype ", dtype_name(dt), " Tq ", Tq, " Tk ", Tk, " mode ", mode);
-        Tensor q = R({2, 3, Tq, 8}, dt), k = R({2, 3, Tk, 8}, dt), v = R({2, 3, Tk, 5}, dt), dout = R({2, 3, Tq, 5}, dt);
+        Tensor q = R({2, 3, Tq, 8}, dt), k = R({2, 3, Tk, 8}, dt), v = R({2, 3, Tk, 5}, dt),
+               dout = R({2, 3, Tq, 5}, dt);
         if (mode == 2) k = R({2, 3, 8, Tk}, dt).mT();  // last stride != 1: the kernel copies it first
         kernels::FlashAttentionParams p{.scale = 0.4, .causal = (mode & 1) != 0};
         if (mode & 2) p.key_padding_mask = random_mask({2, Tk}, 0.3);
@@ -251,7 +282,8 @@ TEST_CASE("attention fused: matches the composite forward and backward") {
           auto f = [&](AttentionImpl impl) {
             AttentionOptions oo = o;
             oo.impl = impl;
-            return run([&](const Tensor& a, const Tensor& b, const Tensor& c) { return sdpa(a, b, c, oo); }, q, k, v, dout);
+            return run([&](const Tensor& a, const Tensor& b, const Tensor& c) { return sdpa(a, b, c, oo); }, q, k, v,
+                       dout);
           };
           Run c = f(AttentionImpl::Composite), fu = f(AttentionImpl::Fused);
           if (dt == float64) check_close(fu, c, 1e-9, 1e-11);
@@ -266,7 +298,8 @@ TEST_CASE("attention fused: matches the composite forward and backward") {
 TEST_CASE("attention fused: out, dq, dk, dv are laid out as q, k, v, so multi-head attention copies nothing") {
   // q, k, v as multi-head attention makes them: (B, T, NH, D) blocks seen as (B, NH, T, D).
   const int64_t B = 2, T = 70, NH = 3, D = 8;
-  Tensor q = R({B, T, NH, D}).transpose(1, 2), k = R({B, T, NH, D}).transpose(1, 2), v = R({B, T, NH, D}).transpose(1, 2);
+  Tensor q = R({B, T, NH, D}).transpose(1, 2), k = R({B, T, NH, D}).transpose(1, 2),
+         v = R({B, T, NH, D}).transpose(1, 2);
   Tensor dout = R({B, T, NH, D}).transpose(1, 2);
   kernels::FlashAttentionParams p{.scale = 0.3, .causal = true};
   auto f = kernels::flash_attention_forward(q, k, v, p), fr = kernels::flash_attention_forward_ref(q, k, v, p);
@@ -349,7 +382,9 @@ TEST_CASE("attention fused: dropout equals the composite's given the same Philox
   // The composite's dropped weights are exactly weights · attention_dropout_mask(seed, offset).
   Generator g3(123);
   g3.set_offset(40);
-  Tensor w_drop = nn::scaled_dot_product_attention(q, k, v, composite({.dropout_p = 0.3, .generator = &g3, .need_weights = true})).weights;
+  Tensor w_drop =
+      nn::scaled_dot_product_attention(q, k, v, composite({.dropout_p = 0.3, .generator = &g3, .need_weights = true}))
+          .weights;
   Tensor w = nn::scaled_dot_product_attention(q, k, v, composite({.need_weights = true})).weights;
   Tensor z = kernels::attention_dropout_mask(w.shape(), 0.3, 123, 40, float64);
   CHECK(allclose(w_drop, w * z, 0, 0));
@@ -366,7 +401,8 @@ TEST_CASE("attention fused: create_graph through the first-order-only op throws 
   Tensor q = leaf({1, 4, 3}), k = leaf({1, 4, 3}), v = leaf({1, 4, 3});
   Tensor y = sdpa(q, k, v, {.causal = true}).sum();  // Auto picks the fused kernel here
   CHECK(y.grad_fn() != nullptr);
-  CHECK_THROWS_WITH_AS(grad({y}, {q}, {}, true), doctest::Contains("'flash_attention' has a first-order-only backward"), AutogradError);
+  CHECK_THROWS_WITH_AS(grad({y}, {q}, {}, true), doctest::Contains("'flash_attention' has a first-order-only backward"),
+                       AutogradError);
   // The composite has no such limit.
   Tensor yc = sdpa(q, k, v, composite({.causal = true})).sum();
   CHECK_NOTHROW(grad({yc}, {q}, {}, true));
@@ -384,8 +420,8 @@ TEST_CASE("attention fused: forward + backward at T=2048 allocate far less than 
     return memory_stats().peak - before;
   };
   int64_t fused_peak = peak_of(AttentionImpl::Fused), composite_peak = peak_of(AttentionImpl::Composite);
-  MESSAGE("T=2048 D=64 float32 forward+backward peak: fused ", fused_peak / 1024, " KiB, composite ", composite_peak / 1024,
-          " KiB, one T^2 matrix ", t2_bytes / 1024, " KiB");
+  MESSAGE("T=2048 D=64 float32 forward+backward peak: fused ", fused_peak / 1024, " KiB, composite ",
+          composite_peak / 1024, " KiB, one T^2 matrix ", t2_bytes / 1024, " KiB");
   CHECK(fused_peak < t2_bytes / 4);
   CHECK(composite_peak > t2_bytes);  // the measurement does see a T^2 matrix when there is one
 }
@@ -402,9 +438,13 @@ TEST_CASE("attention local: equals dense attention with the window mask, forward
             Run l = run([&](const Tensor& a, const Tensor& b, const Tensor& c) {
               return nn::local_attention(a, b, c, w, {.causal = causal, .key_padding_mask = kpm, .block_size = block});
             }, q, k, v, dout);
-            Run d = run([&](const Tensor& a, const Tensor& b, const Tensor& c) {
-              return sdpa(a, b, c, composite({.attn_mask = logical_not(nn::local_attention_mask(T, w, causal)), .key_padding_mask = kpm}));
-            }, q, k, v, dout);
+            Run d = run(
+                [&](const Tensor& a, const Tensor& b, const Tensor& c) {
+                  return sdpa(a, b, c,
+                              composite({.attn_mask = logical_not(nn::local_attention_mask(T, w, causal)),
+                                         .key_padding_mask = kpm}));
+                },
+                q, k, v, dout);
             check_close(l, d, 1e-10, 1e-12);
           }
         }
@@ -437,9 +477,14 @@ TEST_CASE("attention block-sparse: equals dense attention with the layout mask, 
         Run s = run([&](const Tensor& a, const Tensor& b, const Tensor& c) {
           return nn::block_sparse_attention(a, b, c, lay, L.bs, {.causal = causal, .key_padding_mask = kpm});
         }, q, k, v, dout);
-        Run d = run([&](const Tensor& a, const Tensor& b, const Tensor& c) {
-          return sdpa(a, b, c, composite({.attn_mask = logical_not(nn::block_sparse_mask(lay, L.bs, L.Tq, L.Tk)), .key_padding_mask = kpm, .causal = causal}));
-        }, q, k, v, dout);
+        Run d = run(
+            [&](const Tensor& a, const Tensor& b, const Tensor& c) {
+              return sdpa(a, b, c,
+                          composite({.attn_mask = logical_not(nn::block_sparse_mask(lay, L.bs, L.Tq, L.Tk)),
+                                     .key_padding_mask = kpm,
+                                     .causal = causal}));
+            },
+            q, k, v, dout);
         check_close(s, d, 1e-10, 1e-12);
       }
     }
@@ -448,7 +493,9 @@ TEST_CASE("attention block-sparse: equals dense attention with the layout mask, 
   Tensor lay = random_mask({5, 5}, 0.4);
   lay.select(0, 2).fill_(0.0);
   Tensor q = R({3, 18, 4}), k = R({3, 18, 4}), v = R({3, 18, 2}), dout = R({3, 18, 2});
-  Run s = run([&](const Tensor& a, const Tensor& b, const Tensor& c) { return nn::block_sparse_attention(a, b, c, lay, 4); }, q, k, v, dout);
+  Run s = run(
+      [&](const Tensor& a, const Tensor& b, const Tensor& c) { return nn::block_sparse_attention(a, b, c, lay, 4); }, q,
+      k, v, dout);
   Run d = run([&](const Tensor& a, const Tensor& b, const Tensor& c) {
     return sdpa(a, b, c, composite({.attn_mask = logical_not(nn::block_sparse_mask(lay, 4, 18, 18))}));
   }, q, k, v, dout);
@@ -473,9 +520,15 @@ TEST_CASE("attention sparse: gradcheck and gradgradcheck") {
   Tensor lay = nn::block_layout(3, 3, {.local = 0, .global = 1});
   std::vector<std::pair<const char*, TensorFn>> fns = {
       {"local", [](const V& x) { return nn::local_attention(x[0], x[1], x[2], 2, {.block_size = 3}); }},
-      {"local causal + padding", [=](const V& x) { return nn::local_attention(x[0], x[1], x[2], 1, {.causal = true, .key_padding_mask = kpm, .block_size = 2}); }},
+      {"local causal + padding",
+       [=](const V& x) {
+         return nn::local_attention(x[0], x[1], x[2], 1, {.causal = true, .key_padding_mask = kpm, .block_size = 2});
+       }},
       {"block-sparse", [=](const V& x) { return nn::block_sparse_attention(x[0], x[1], x[2], lay, 3); }},
-      {"block-sparse causal + padding", [=](const V& x) { return nn::block_sparse_attention(x[0], x[1], x[2], lay, 3, {.causal = true, .key_padding_mask = kpm}); }},
+      {"block-sparse causal + padding",
+       [=](const V& x) {
+         return nn::block_sparse_attention(x[0], x[1], x[2], lay, 3, {.causal = true, .key_padding_mask = kpm});
+       }},
   };
   int first = 0, second = 0;
   for (auto& [name, f] : fns) {
@@ -506,7 +559,9 @@ TEST_CASE("attention local: memory grows with T·w, not T^2") {
   CHECK(p8 < 8192 * 8192 * 4 / 8);
 }
 
-TEST_CASE("attn_mask conventions: scaled_dot_product_attention as torch 2 (true = takes part), MultiheadAttention as nn.MultiheadAttention (true = not allowed)") {
+TEST_CASE(
+    "attn_mask conventions: scaled_dot_product_attention as torch 2 (true = takes part), MultiheadAttention as "
+    "nn.MultiheadAttention (true = not allowed)") {
   Tensor q = randn({1, 1, 4, 8}, float64), k = randn({1, 1, 4, 8}, float64), v = randn({1, 1, 4, 8}, float64);
   Tensor causal = nn::scaled_dot_product_attention(q, k, v, {.causal = true, .impl = nn::AttentionImpl::Composite}).out;
   // torch: F.scaled_dot_product_attention(q, k, v, attn_mask=torch.ones(4, 4, dtype=bool).tril()) is causal.

@@ -15,7 +15,8 @@ using namespace heed::distributions;
 namespace {
 
 // float64 throughout: torch.distributions in float64 against heed in float64, so the tolerance is tight.
-void check_close(const Tensor& got, const Tensor& want, const std::string& what, double rtol = 1e-9, double atol = 1e-12) {
+void check_close(const Tensor& got, const Tensor& want, const std::string& what, double rtol = 1e-9,
+                 double atol = 1e-12) {
   INFO(what);
   REQUIRE(got.defined());
   REQUIRE(shape_str(got.shape()) == shape_str(want.shape()));
@@ -134,24 +135,46 @@ TEST_CASE("nn distributions: gradcheck of log_prob, rsample, entropy and kl (flo
     bool second;
   };
   std::vector<Case> cases = {
-      {"Normal.log_prob", {R({2, 3}), P({3}), R({2, 3})}, [](const V& x) { return Normal(x[0], x[1]).log_prob(x[2]); }, true},
+      {"Normal.log_prob",
+       {R({2, 3}), P({3}), R({2, 3})},
+       [](const V& x) { return Normal(x[0], x[1]).log_prob(x[2]); },
+       true},
       // rsample with a generator made afresh in every call: each evaluation sees the same ε.
-      {"Normal.rsample", {R({3}), P({3})}, [](const V& x) {
+      {"Normal.rsample",
+       {R({3}), P({3})},
+       [](const V& x) {
          Generator g(9);
          return Normal(x[0], x[1]).rsample({2}, &g);
-       }, true},
+       },
+       true},
       {"Normal.entropy", {R({3}), P({3})}, [](const V& x) { return Normal(x[0], x[1]).entropy(); }, true},
-      {"kl_divergence", {R({3}), P({3}), R({3}), P({3})},
-       [](const V& x) { return kl_divergence(Normal(x[0], x[1]), Normal(x[2], x[3])); }, true},
-      {"Bernoulli(logits).log_prob", {R({4})},
-       [](const V& x) { return Bernoulli({.logits = x[0]}).log_prob(tensor({1.0, 0.0, 0.3, 1.0}, float64)); }, true},
-      {"Bernoulli(probs).log_prob", {P({4}) * 0.7},
-       [](const V& x) { return Bernoulli({.probs = x[0]}).log_prob(tensor({1.0, 0.0, 0.0, 1.0}, float64)); }, false},
+      {"kl_divergence",
+       {R({3}), P({3}), R({3}), P({3})},
+       [](const V& x) { return kl_divergence(Normal(x[0], x[1]), Normal(x[2], x[3])); },
+       true},
+      {"Bernoulli(logits).log_prob",
+       {R({4})},
+       [](const V& x) {
+         return Bernoulli({.logits = x[0]}).log_prob(tensor({1.0, 0.0, 0.3, 1.0}, float64));
+       },
+       true},
+      {"Bernoulli(probs).log_prob",
+       {P({4}) * 0.7},
+       [](const V& x) {
+         return Bernoulli({.probs = x[0]}).log_prob(tensor({1.0, 0.0, 0.0, 1.0}, float64));
+       },
+       false},
       {"Bernoulli.entropy", {R({4})}, [](const V& x) { return Bernoulli({.logits = x[0]}).entropy(); }, true},
-      {"Categorical.log_prob", {R({2, 2, 4})},
-       [cvalue](const V& x) { return Categorical({.logits = x[0]}).log_prob(cvalue); }, true},
-      {"Categorical(probs).log_prob", {P({2, 4})},
-       [](const V& x) { return Categorical({.probs = x[0]}).log_prob(from_vector<int64_t>({1, 3})); }, false},
+      {"Categorical.log_prob",
+       {R({2, 2, 4})},
+       [cvalue](const V& x) { return Categorical({.logits = x[0]}).log_prob(cvalue); },
+       true},
+      {"Categorical(probs).log_prob",
+       {P({2, 4})},
+       [](const V& x) {
+         return Categorical({.probs = x[0]}).log_prob(from_vector<int64_t>({1, 3}));
+       },
+       false},
       {"Categorical.entropy", {R({3, 5})}, [](const V& x) { return Categorical({.logits = x[0]}).entropy(); }, true},
   };
   for (Case& c : cases) {
@@ -212,7 +235,8 @@ TEST_CASE("nn distributions: sampling shapes, statistics and reproducibility") {
 }
 
 TEST_CASE("nn distributions: bad arguments are heed::Errors") {
-  CHECK_THROWS_WITH_AS(Normal(zeros({2}), tensor({1.0, -1.0})), doctest::Contains("Normal: scale must be > 0, got -1"), Error);
+  CHECK_THROWS_WITH_AS(Normal(zeros({2}), tensor({1.0, -1.0})), doctest::Contains("Normal: scale must be > 0, got -1"),
+                       Error);
   CHECK_THROWS_AS(Normal(zeros({2}), ones({2}, float64)), Error);
   CHECK_THROWS_AS(Normal(zeros({2}), ones({3})), Error);
   CHECK_THROWS_AS(Normal(zeros({2}), ones({2})).log_prob(zeros({2}, float64)), Error);
@@ -223,7 +247,8 @@ TEST_CASE("nn distributions: bad arguments are heed::Errors") {
   CHECK_THROWS_AS(Categorical({.probs = tensor({0.5, -0.5})}), Error);
   Categorical c({.logits = zeros({2, 3})});
   CHECK_THROWS_WITH_AS(c.log_prob(from_vector<int64_t>({0, 3})),
-                       doctest::Contains("Categorical.log_prob: value 3 at index 1 is out of range for 3 categories"), Error);
+                       doctest::Contains("Categorical.log_prob: value 3 at index 1 is out of range for 3 categories"),
+                       Error);
   CHECK_THROWS_AS(c.log_prob(zeros({2})), Error);
   CHECK_THROWS_AS(c.log_prob(from_vector<int64_t>({0, 1, 2})), Error);  // (3) does not broadcast with (2)
 }

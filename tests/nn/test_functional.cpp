@@ -36,8 +36,10 @@ TEST_CASE("normalize as F.normalize") {
 
 TEST_CASE("layer_norm, batch_norm, group_norm as F.*") {
   Tensor y = y_input();
-  CHECK(near(nn::layer_norm(y, {4, 3}), {-0.0485109669431621, 1.1427561534441018, 1.238777777157113, 0.15127206618053438,
-                                         -1.1199132441033086, -1.4060562417908644}, 6, 1e-6));
+  CHECK(near(nn::layer_norm(y, {4, 3}),
+             {-0.0485109669431621, 1.1427561534441018, 1.238777777157113, 0.15127206618053438, -1.1199132441033086,
+              -1.4060562417908644},
+             6, 1e-6));
   Tensor w = tensor({1, 2, 3, 4}, float64), b = tensor({0, 1, 0, 1}, float64);
   CHECK(near(nn::group_norm(y, 2, w, b), {-0.04123417420140962, 1.1405449892322324, 1.2358018398588262,
                                           1.3139153370235108, -1.2082063380345758, -1.7759343087682329}, 6, 1e-6));
@@ -65,7 +67,8 @@ TEST_CASE("embedding and nn::Embedding refuse out-of-range and negative indices,
   CHECK(nn::embedding(from_vector<int64_t>({4, 0}), w).shape() == Shape{2, 2});
   CHECK_THROWS_WITH_AS(nn::embedding(from_vector<int64_t>({5}), w), doctest::Contains("embedding: index 5"), Error);
   nn::Embedding emb(10, 3);
-  CHECK_THROWS_WITH_AS(emb(from_vector<int64_t>({1, -1})), doctest::Contains("Embedding(10, 3): index -1 at position 1"), Error);
+  CHECK_THROWS_WITH_AS(emb(from_vector<int64_t>({1, -1})),
+                       doctest::Contains("Embedding(10, 3): index -1 at position 1"), Error);
   CHECK_THROWS_WITH_AS(emb(from_vector<int64_t>({10})), doctest::Contains("Embedding(10, 3): index 10"), Error);
 }
 

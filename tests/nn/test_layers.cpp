@@ -34,7 +34,8 @@ struct Named : nn::Module {
 };
 
 // The element-wise comparison of the golden tests: |a - b| <= atol + rtol·|b|, reporting the worst element.
-void check_close(const Tensor& got, const Tensor& want, const std::string& what, double rtol = 1.3e-6, double atol = 1e-5) {
+void check_close(const Tensor& got, const Tensor& want, const std::string& what, double rtol = 1.3e-6,
+                 double atol = 1e-5) {
   INFO(what);
   REQUIRE(got.defined());
   REQUIRE(got.shape() == want.shape());
@@ -49,7 +50,9 @@ void check_close(const Tensor& got, const Tensor& want, const std::string& what,
   CHECK(allclose(got, want, rtol, atol));
 }
 
-std::string fixture(const std::string& name) { return std::string(HEED_SOURCE_DIR) + "/tests/fixtures/layers/" + name + ".safetensors"; }
+std::string fixture(const std::string& name) {
+  return std::string(HEED_SOURCE_DIR) + "/tests/fixtures/layers/" + name + ".safetensors";
+}
 
 // Loads the fixture, runs the layer in training mode and compares everything the fixture holds (see
 // make_layer_fixtures.py for the keys). Returns the fixture, for the caller's extra checks.
@@ -117,7 +120,8 @@ Tensor away(const Shape& s) {
 Tensor distinct(const Shape& s) {
   int64_t n = numel_of(s);
   std::vector<double> out(n);
-  for (int64_t i = 0; i < n; i++) out[i] = 0.1 * (double)((i * 37 + 11) % n) - 0.05 * (double)n;  // 37 coprime to n here
+  for (int64_t i = 0; i < n; i++)
+    out[i] = 0.1 * (double)((i * 37 + 11) % n) - 0.05 * (double)n;  // 37 coprime to n here
   return from_vector(out, s).requires_grad_();
 }
 
@@ -133,7 +137,8 @@ struct Case {
 std::vector<Case> table() {
   auto linear = std::make_shared<nn::Linear>(3, 4);
   auto embedding = std::make_shared<nn::Embedding>(5, 3);
-  auto conv = std::make_shared<nn::Conv2d>(4, 6, 3, nn::Conv2d::Config{.stride = 2, .padding = 1, .dilation = 2, .groups = 2});
+  auto conv =
+      std::make_shared<nn::Conv2d>(4, 6, 3, nn::Conv2d::Config{.stride = 2, .padding = 1, .dilation = 2, .groups = 2});
   auto conv_plain = std::make_shared<nn::Conv2d>(2, 3, nn::Size2{2, 3});
   auto convt = std::make_shared<nn::ConvTranspose2d>(
       4, 6, 3, nn::ConvTranspose2d::Config{.stride = 2, .padding = 1, .output_padding = 1, .groups = 2});
@@ -157,7 +162,8 @@ std::vector<Case> table() {
   {
     // float64 buffers, so that the running-stat update and the eval path run in the cases' dtype.
     NoGradGuard g;
-    for (nn::BatchNorm* bn : {static_cast<nn::BatchNorm*>(bn1.get()), static_cast<nn::BatchNorm*>(bn2.get()), static_cast<nn::BatchNorm*>(bn2_eval.get())}) {
+    for (nn::BatchNorm* bn : {static_cast<nn::BatchNorm*>(bn1.get()), static_cast<nn::BatchNorm*>(bn2.get()),
+                              static_cast<nn::BatchNorm*>(bn2_eval.get())}) {
       bn->running_mean = randn({bn->num_features}, float64, &gen) * 0.3;
       bn->running_var = rand({bn->num_features}, float64, &gen) + 0.5;
     }
@@ -170,47 +176,176 @@ std::vector<Case> table() {
     sn_convt->eval();
   }
   return {
-      {"Linear", [] { return V{R({2, 3}), R({4, 3}), R({4})}; },
-       [=](const V& v) { linear->weight = v[1]; linear->bias = v[2]; return (*linear)(v[0]); }},
-      {"Embedding", [] { return V{R({5, 3})}; },
-       [=](const V& v) { embedding->weight = v[0]; return (*embedding)(from_vector<int64_t>({4, 0, 4, 2}, {2, 2})); }},
-      {"Flatten/Unflatten", [] { return V{R({2, 3, 2})}; },
-       [](const V& v) { nn::Flatten fl; nn::Unflatten un(1, {2, -1}); return un(fl(v[0])) * v[0].reshape({2, 2, 3}); }},
-      {"dropout", [] { return V{R({3, 4})}; },
-       [](const V& v) { Generator g(5); return nn::dropout(v[0], 0.4, true, &g) * v[0]; }},
-      {"activations", [] { return V{away({2, 5})}; },
+      {"Linear",
+       [] {
+         return V{R({2, 3}), R({4, 3}), R({4})};
+       },
+       [=](const V& v) {
+         linear->weight = v[1];
+         linear->bias = v[2];
+         return (*linear)(v[0]);
+       }},
+      {"Embedding",
+       [] {
+         return V{R({5, 3})};
+       },
+       [=](const V& v) {
+         embedding->weight = v[0];
+         return (*embedding)(from_vector<int64_t>({4, 0, 4, 2}, {2, 2}));
+       }},
+      {"Flatten/Unflatten",
+       [] {
+         return V{R({2, 3, 2})};
+       },
        [](const V& v) {
-         nn::LeakyReLU lr(0.2); nn::ELU elu(0.7); nn::GELU ge; nn::GELU get("tanh"); nn::SiLU si; nn::Softplus sp(2.0, 1.0);
-         nn::ReLU re; nn::Tanh th; nn::Sigmoid sg;
+         nn::Flatten fl;
+         nn::Unflatten un(1, {2, -1});
+         return un(fl(v[0])) * v[0].reshape({2, 2, 3});
+       }},
+      {"dropout",
+       [] {
+         return V{R({3, 4})};
+       },
+       [](const V& v) {
+         Generator g(5);
+         return nn::dropout(v[0], 0.4, true, &g) * v[0];
+       }},
+      {"activations",
+       [] {
+         return V{away({2, 5})};
+       },
+       [](const V& v) {
+         nn::LeakyReLU lr(0.2);
+         nn::ELU elu(0.7);
+         nn::GELU ge;
+         nn::GELU get("tanh");
+         nn::SiLU si;
+         nn::Softplus sp(2.0, 1.0);
+         nn::ReLU re;
+         nn::Tanh th;
+         nn::Sigmoid sg;
          Tensor x = v[0];
          return lr(x) + elu(x) + ge(x) + get(x) + si(x) + sp(x) + re(x) + th(x) + sg(x);
        }},
-      {"Conv2d stride 2 padding 1 dilation 2 groups 2", [] { return V{R({2, 4, 5, 5}), R({6, 2, 3, 3}), R({6})}; },
-       [=](const V& v) { conv->weight = v[1]; conv->bias = v[2]; return (*conv)(v[0]); }},
-      {"Conv2d rectangular kernel", [] { return V{R({1, 2, 3, 4}), R({3, 2, 2, 3}), R({3})}; },
-       [=](const V& v) { conv_plain->weight = v[1]; conv_plain->bias = v[2]; return (*conv_plain)(v[0]); }},
-      {"ConvTranspose2d stride 2 padding 1 output_padding 1 groups 2", [] { return V{R({1, 4, 3, 3}), R({4, 3, 3, 3}), R({6})}; },
-       [=](const V& v) { convt->weight = v[1]; convt->bias = v[2]; return (*convt)(v[0]); }},
-      {"MaxPool2d padding", [] { return V{distinct({1, 2, 5, 5})}; }, [=](const V& v) { return (*maxpool)(v[0]); }},
-      {"MaxPool2d dilation", [] { return V{distinct({1, 1, 4, 5})}; }, [=](const V& v) { return (*maxpool_dil)(v[0]); }},
-      {"AvgPool2d", [] { return V{R({1, 2, 5, 5})}; }, [=](const V& v) { return (*avgpool)(v[0]) + (*avgpool_ex)(v[0]); }},
-      {"AdaptiveAvgPool2d", [] { return V{R({1, 2, 5, 7})}; }, [=](const V& v) { return (*adaptive)(v[0]); }},
-      {"Upsample", [] { return V{R({1, 2, 2, 3})}; }, [=](const V& v) { return (*upsample)(v[0]) * (*upsample)(v[0]); }},
-      {"BatchNorm1d train", [] { return V{R({4, 3, 2}), R({3}), R({3})}; },
-       [=](const V& v) { bn1->weight = v[1]; bn1->bias = v[2]; return (*bn1)(v[0]); }},
-      {"BatchNorm2d train", [] { return V{R({3, 2, 2, 2}), R({2}), R({2})}; },
-       [=](const V& v) { bn2->weight = v[1]; bn2->bias = v[2]; return (*bn2)(v[0]); }},
-      {"BatchNorm2d eval", [] { return V{R({2, 2, 2, 2}), R({2}), R({2})}; },
-       [=](const V& v) { bn2_eval->weight = v[1]; bn2_eval->bias = v[2]; return (*bn2_eval)(v[0]); }},
-      {"LayerNorm over the last 2 dims", [] { return V{R({2, 3, 4}), R({3, 4}), R({3, 4})}; },
-       [=](const V& v) { ln->weight = v[1]; ln->bias = v[2]; return (*ln)(v[0]); }},
-      {"GroupNorm", [] { return V{R({2, 4, 3}), R({4}), R({4})}; },
-       [=](const V& v) { gn->weight = v[1]; gn->bias = v[2]; return (*gn)(v[0]); }},
-      {"SpectralNorm<Linear> eval", [] { return V{R({2, 4}), R({3, 4}), R({3})}; },
-       [=](const V& v) { sn_linear->weight_orig = v[1]; sn_linear->layer.bias = v[2]; return (*sn_linear)(v[0]); }},
-      {"SpectralNorm<ConvTranspose2d> eval", [] { return V{R({1, 2, 2, 2}), R({2, 3, 2, 2}), R({3})}; },
-       [=](const V& v) { sn_convt->weight_orig = v[1]; sn_convt->layer.bias = v[2]; return (*sn_convt)(v[0]); }},
-      {"Sequential", [] { return V{R({2, 3}), R({4, 3}), R({2, 4})}; },
+      {"Conv2d stride 2 padding 1 dilation 2 groups 2",
+       [] {
+         return V{R({2, 4, 5, 5}), R({6, 2, 3, 3}), R({6})};
+       },
+       [=](const V& v) {
+         conv->weight = v[1];
+         conv->bias = v[2];
+         return (*conv)(v[0]);
+       }},
+      {"Conv2d rectangular kernel",
+       [] {
+         return V{R({1, 2, 3, 4}), R({3, 2, 2, 3}), R({3})};
+       },
+       [=](const V& v) {
+         conv_plain->weight = v[1];
+         conv_plain->bias = v[2];
+         return (*conv_plain)(v[0]);
+       }},
+      {"ConvTranspose2d stride 2 padding 1 output_padding 1 groups 2",
+       [] {
+         return V{R({1, 4, 3, 3}), R({4, 3, 3, 3}), R({6})};
+       },
+       [=](const V& v) {
+         convt->weight = v[1];
+         convt->bias = v[2];
+         return (*convt)(v[0]);
+       }},
+      {"MaxPool2d padding",
+       [] {
+         return V{distinct({1, 2, 5, 5})};
+       },
+       [=](const V& v) { return (*maxpool)(v[0]); }},
+      {"MaxPool2d dilation",
+       [] {
+         return V{distinct({1, 1, 4, 5})};
+       },
+       [=](const V& v) { return (*maxpool_dil)(v[0]); }},
+      {"AvgPool2d",
+       [] {
+         return V{R({1, 2, 5, 5})};
+       },
+       [=](const V& v) { return (*avgpool)(v[0]) + (*avgpool_ex)(v[0]); }},
+      {"AdaptiveAvgPool2d",
+       [] {
+         return V{R({1, 2, 5, 7})};
+       },
+       [=](const V& v) { return (*adaptive)(v[0]); }},
+      {"Upsample",
+       [] {
+         return V{R({1, 2, 2, 3})};
+       },
+       [=](const V& v) { return (*upsample)(v[0]) * (*upsample)(v[0]); }},
+      {"BatchNorm1d train",
+       [] {
+         return V{R({4, 3, 2}), R({3}), R({3})};
+       },
+       [=](const V& v) {
+         bn1->weight = v[1];
+         bn1->bias = v[2];
+         return (*bn1)(v[0]);
+       }},
+      {"BatchNorm2d train",
+       [] {
+         return V{R({3, 2, 2, 2}), R({2}), R({2})};
+       },
+       [=](const V& v) {
+         bn2->weight = v[1];
+         bn2->bias = v[2];
+         return (*bn2)(v[0]);
+       }},
+      {"BatchNorm2d eval",
+       [] {
+         return V{R({2, 2, 2, 2}), R({2}), R({2})};
+       },
+       [=](const V& v) {
+         bn2_eval->weight = v[1];
+         bn2_eval->bias = v[2];
+         return (*bn2_eval)(v[0]);
+       }},
+      {"LayerNorm over the last 2 dims",
+       [] {
+         return V{R({2, 3, 4}), R({3, 4}), R({3, 4})};
+       },
+       [=](const V& v) {
+         ln->weight = v[1];
+         ln->bias = v[2];
+         return (*ln)(v[0]);
+       }},
+      {"GroupNorm",
+       [] {
+         return V{R({2, 4, 3}), R({4}), R({4})};
+       },
+       [=](const V& v) {
+         gn->weight = v[1];
+         gn->bias = v[2];
+         return (*gn)(v[0]);
+       }},
+      {"SpectralNorm<Linear> eval",
+       [] {
+         return V{R({2, 4}), R({3, 4}), R({3})};
+       },
+       [=](const V& v) {
+         sn_linear->weight_orig = v[1];
+         sn_linear->layer.bias = v[2];
+         return (*sn_linear)(v[0]);
+       }},
+      {"SpectralNorm<ConvTranspose2d> eval",
+       [] {
+         return V{R({1, 2, 2, 2}), R({2, 3, 2, 2}), R({3})};
+       },
+       [=](const V& v) {
+         sn_convt->weight_orig = v[1];
+         sn_convt->layer.bias = v[2];
+         return (*sn_convt)(v[0]);
+       }},
+      {"Sequential",
+       [] {
+         return V{R({2, 3}), R({4, 3}), R({2, 4})};
+       },
        [=](const V& v) {
          seq->at<nn::Linear>(0).weight = v[1];
          seq->at<nn::Linear>(2).weight = v[2];
@@ -228,7 +363,8 @@ Tensor conv2d_reference(const Tensor& x, const Tensor& w, const Tensor& b, const
   int64_t g = o.groups, Cg = C / g, Og = O / g;
   int64_t OH = (H + 2 * o.padding.h - o.dilation.h * (kh - 1) - 1) / o.stride.h + 1;
   int64_t OW = (W + 2 * o.padding.w - o.dilation.w * (kw - 1) - 1) / o.stride.w + 1;
-  std::vector<double> xv = x.to_vector<double>(), wv = w.to_vector<double>(), bv = b.to_vector<double>(), y(N * O * OH * OW);
+  std::vector<double> xv = x.to_vector<double>(), wv = w.to_vector<double>(), bv = b.to_vector<double>(),
+                      y(N * O * OH * OW);
   for (int64_t n = 0; n < N; n++)
     for (int64_t oc = 0; oc < O; oc++)
       for (int64_t oy = 0; oy < OH; oy++)
@@ -237,7 +373,8 @@ Tensor conv2d_reference(const Tensor& x, const Tensor& w, const Tensor& b, const
           for (int64_t c = 0; c < Cg; c++)
             for (int64_t i = 0; i < kh; i++)
               for (int64_t j = 0; j < kw; j++) {
-                int64_t iy = oy * o.stride.h - o.padding.h + i * o.dilation.h, ix = ox * o.stride.w - o.padding.w + j * o.dilation.w;
+                int64_t iy = oy * o.stride.h - o.padding.h + i * o.dilation.h,
+                        ix = ox * o.stride.w - o.padding.w + j * o.dilation.w;
                 if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
                 int64_t ci = oc / Og * Cg + c;
                 s += wv[((oc * Cg + c) * kh + i) * kw + j] * xv[((n * C + ci) * H + iy) * W + ix];
@@ -304,8 +441,9 @@ TEST_CASE("nn golden: Conv2d and ConvTranspose2d against PyTorch") {
   golden<nn::Conv2d>("conv2d_nobias", 2, 3, 1, nn::Conv2d::Config{.bias = false});
   golden<nn::ConvTranspose2d>("conv_transpose2d", 4, 6, 3,
                               nn::ConvTranspose2d::Config{.stride = 2, .padding = 1, .output_padding = 1});
-  golden<nn::ConvTranspose2d>("conv_transpose2d_groups", 4, 6, nn::Size2{3, 2},
-                              nn::ConvTranspose2d::Config{.stride = {2, 1}, .padding = {1, 0}, .groups = 2, .dilation = {1, 2}});
+  golden<nn::ConvTranspose2d>(
+      "conv_transpose2d_groups", 4, 6, nn::Size2{3, 2},
+      nn::ConvTranspose2d::Config{.stride = {2, 1}, .padding = {1, 0}, .groups = 2, .dilation = {1, 2}});
 }
 
 TEST_CASE("nn golden: pooling and upsampling against PyTorch") {
@@ -403,14 +541,15 @@ TEST_CASE("nn conv_transpose2d is the adjoint of conv2d: <conv2d(a), b> = <a, co
   };
   for (const Geo& q : std::vector<Geo>{{2, 5, 5, 3, 3, 1, 0, 1, 1, 0}, {4, 8, 7, 6, 3, 2, 1, 1, 2, 1},
                                        {3, 9, 10, 3, 2, 3, 1, 2, 3, 2}, {1, 4, 4, 1, 4, 2, 1, 1, 1, 0}}) {
-    INFO("C ", q.C, " H ", q.H, " W ", q.W, " O ", q.O, " k ", q.k, " s ", q.s, " p ", q.p, " d ", q.d, " groups ", q.gr);
+    INFO("C ", q.C, " H ", q.H, " W ", q.W, " O ", q.O, " k ", q.k, " s ", q.s, " p ", q.p, " d ", q.d, " groups ",
+         q.gr);
     Tensor w = randn({q.O, q.C / q.gr, q.k, q.k}, float64, &g);
     Tensor a = randn({2, q.C, q.H, q.W}, float64, &g);
     Tensor ca = nn::conv2d(a, w, Tensor(), {.stride = q.s, .padding = q.p, .dilation = q.d, .groups = q.gr});
     Tensor b = randn(ca.shape(), float64, &g);
     int64_t oh = (q.H + 2 * q.p - q.d * (q.k - 1) - 1) % q.s, ow = (q.W + 2 * q.p - q.d * (q.k - 1) - 1) % q.s;
-    Tensor tb = nn::conv_transpose2d(b, w, Tensor(),
-                                     {.stride = q.s, .padding = q.p, .output_padding = {oh, ow}, .groups = q.gr, .dilation = q.d});
+    Tensor tb = nn::conv_transpose2d(
+        b, w, Tensor(), {.stride = q.s, .padding = q.p, .output_padding = {oh, ow}, .groups = q.gr, .dilation = q.d});
     REQUIRE(tb.shape() == a.shape());
     CHECK(dot(ca, b) == doctest::Approx(dot(a, tb)).epsilon(1e-12));
   }
@@ -418,7 +557,8 @@ TEST_CASE("nn conv_transpose2d is the adjoint of conv2d: <conv2d(a), b> = <a, co
 
 TEST_CASE("nn max_pool2d matches the naive loops, including all-negative windows at the padding") {
   Generator g(5);
-  for (auto [k, s, p, d] : std::vector<std::array<int64_t, 4>>{{2, 2, 0, 1}, {3, 2, 1, 1}, {3, 1, 1, 2}, {4, 3, 2, 1}}) {
+  for (auto [k, s, p, d] :
+       std::vector<std::array<int64_t, 4>>{{2, 2, 0, 1}, {3, 2, 1, 1}, {3, 1, 1, 2}, {4, 3, 2, 1}}) {
     INFO("kernel ", k, " stride ", s, " padding ", p, " dilation ", d);
     Tensor x = randn({2, 3, 9, 7}, float64, &g) - 3.0;  // mostly negative: zero padding would win the max
     CHECK(allclose(nn::max_pool2d(x, k, s, p, d), max_pool2d_reference(x, k, s, p, d), 0, 0));
@@ -432,7 +572,8 @@ TEST_CASE("nn ConvTranspose2d backward allocates no more than the column buffer 
   Tensor y = up(x);
   Tensor g = randn(y.shape());
   int64_t cols = 8 * (16 * 4 * 4) * (14 * 14) * 4;  // bytes of the float32 columns
-  int64_t grads = x.numel() * 4 + 8 * up.weight.numel() * 4 + up.weight.numel() * 4 + 16 * 4;  // dx, per-image dW, dW, dbias
+  int64_t grads =
+      x.numel() * 4 + 8 * up.weight.numel() * 4 + up.weight.numel() * 4 + 16 * 4;  // dx, per-image dW, dW, dbias
   int64_t before = memory_stats().current;
   reset_peak_memory();
   y.backward(g);
@@ -446,11 +587,13 @@ TEST_CASE("nn ConvTranspose2d backward allocates no more than the column buffer 
 TEST_CASE("nn layers: wrong input shapes name the layer and show expected and actual shapes") {
   nn::Linear fc(784, 400);
   CHECK_THROWS_WITH_AS(fc(zeros({32, 785})),
-                       "Linear(in_features=784, out_features=400, bias=True): expected input (..., 784), got (32,785)", Error);
+                       "Linear(in_features=784, out_features=400, bias=True): expected input (..., 784), got (32,785)",
+                       Error);
   CHECK_THROWS_AS(fc(scalar_tensor(1.0)), Error);
   nn::Conv2d conv(1, 32, 3);
   CHECK_THROWS_WITH_AS(conv(zeros({3, 28, 28})),
-                       "Conv2d(1, 32, kernel_size=(3, 3), stride=(1, 1)): expected input (N,1,H,W) with H >= 3 and W >= 3, got (3,28,28)",
+                       "Conv2d(1, 32, kernel_size=(3, 3), stride=(1, 1)): expected input (N,1,H,W) with H >= 3 and W "
+                       ">= 3, got (3,28,28)",
                        Error);
   CHECK_THROWS_AS(conv(zeros({1, 2, 28, 28})), Error);  // channels
   CHECK_THROWS_AS(conv(zeros({1, 1, 2, 28})), Error);   // too small for the kernel
@@ -473,9 +616,11 @@ TEST_CASE("nn layers: wrong input shapes name the layer and show expected and ac
   CHECK_THROWS_AS(nn::BatchNorm1d(3)(zeros({2, 4})), Error);
   CHECK_THROWS_AS(nn::BatchNorm1d(3)(zeros({2, 3, 4, 5})), Error);
   CHECK_THROWS_AS(nn::BatchNorm2d(3)(zeros({2, 3, 4})), Error);
-  CHECK_THROWS_WITH_AS(nn::BatchNorm2d(3)(zeros({1, 3, 1, 1})), doctest::Contains("expected more than 1 value per channel"), Error);
+  CHECK_THROWS_WITH_AS(nn::BatchNorm2d(3)(zeros({1, 3, 1, 1})),
+                       doctest::Contains("expected more than 1 value per channel"), Error);
   CHECK_THROWS_WITH_AS(nn::LayerNorm(Shape{5, 6})(zeros({2, 6, 5})),
-                       "LayerNorm((5, 6), eps=1e-05, elementwise_affine=True): expected input (..., 5,6), got (2,6,5)", Error);
+                       "LayerNorm((5, 6), eps=1e-05, elementwise_affine=True): expected input (..., 5,6), got (2,6,5)",
+                       Error);
   CHECK_THROWS_AS(nn::GroupNorm(2, 4)(zeros({2, 6, 3})), Error);
   CHECK_THROWS_AS(nn::GroupNorm(2, 4)(zeros({4})), Error);
   nn::SpectralNorm<nn::Linear> sn(3, 2);
@@ -489,9 +634,11 @@ TEST_CASE("nn layers: wrong input shapes name the layer and show expected and ac
   CHECK_THROWS_AS(nn::conv_transpose2d(zeros({1, 2, 5, 5}), zeros({2, 3, 3})), Error);
   CHECK_THROWS_AS(nn::conv_transpose2d(zeros({1, 3, 5, 5}), zeros({3, 2, 3, 3}), Tensor(), {.groups = 2}), Error);
   CHECK_THROWS_AS(nn::conv_transpose2d(zeros({1, 2, 5, 5}), zeros({2, 2, 3, 3}), zeros({3})), Error);
-  CHECK_THROWS_AS(nn::conv_transpose2d(zeros({1, 2, 5, 5}), zeros({2, 2, 3, 3}), Tensor(), {.output_padding = 1}), Error);
+  CHECK_THROWS_AS(nn::conv_transpose2d(zeros({1, 2, 5, 5}), zeros({2, 2, 3, 3}), Tensor(), {.output_padding = 1}),
+                  Error);
   CHECK_THROWS_AS(nn::conv_transpose2d(zeros({1, 2, 5, 5}), zeros({2, 2, 0, 3})), Error);
-  CHECK_THROWS_AS(nn::conv_transpose2d(zeros({1, 2, 1, 1}), zeros({2, 2, 1, 1}), Tensor(), {.padding = 1}), Error);  // empty output
+  CHECK_THROWS_AS(nn::conv_transpose2d(zeros({1, 2, 1, 1}), zeros({2, 2, 1, 1}), Tensor(), {.padding = 1}),
+                  Error);                                                                  // empty output
   CHECK_THROWS_AS(nn::conv_transpose2d(zeros({1, 3, 5, 5}), zeros({2, 2, 3, 3})), Error);  // channels
   CHECK_THROWS_AS(nn::max_pool2d(zeros({1, 1, 5, 5}), 3, 1, 2), Error);  // padding > kernel/2
   CHECK_THROWS_AS(nn::max_pool2d(zeros({5, 5}), 2), Error);
@@ -620,7 +767,8 @@ TEST_CASE("nn layers: extra_repr reads as PyTorch's repr") {
   CHECK(nn::describe(nn::Unflatten(1, {6})) == "Unflatten(dim=1, unflattened_size=(6,))");
   CHECK(nn::describe(nn::Conv2d(1, 2, nn::Size2{3, 5}, nn::Conv2d::Config{.bias = false})) ==
         "Conv2d(1, 2, kernel_size=(3, 5), stride=(1, 1), bias=False)");
-  CHECK(nn::describe(nn::ConvTranspose2d(4, 6, 3, nn::ConvTranspose2d::Config{.stride = 2, .padding = 1, .output_padding = 1})) ==
+  CHECK(nn::describe(nn::ConvTranspose2d(
+            4, 6, 3, nn::ConvTranspose2d::Config{.stride = 2, .padding = 1, .output_padding = 1})) ==
         "ConvTranspose2d(4, 6, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), output_padding=(1, 1))");
   CHECK(nn::describe(nn::MaxPool2d(2)) == "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)");
   CHECK(nn::describe(nn::AdaptiveAvgPool2d(nn::Size2{3, 2})) == "AdaptiveAvgPool2d(output_size=(3, 2))");
@@ -725,7 +873,9 @@ TEST_CASE("nn layers: default initialisation follows PyTorch's distributions") {
 
 // Issue 15: Linear(2^31, 2^31) wrote past a tiny buffer; a size too large for memory said only bad_alloc.
 TEST_CASE("Linear, Embedding and Conv2d refuse impossible sizes with the layer's name") {
-  CHECK_THROWS_WITH_AS(nn::Linear(1LL << 31, 1LL << 31), doctest::Contains("Linear: shape (2147483648,2147483648)"), Error);
-  CHECK_THROWS_WITH_AS(nn::Linear(1LL << 30, 1LL << 30), doctest::Contains("Linear: out of memory allocating"), OutOfMemory);
+  CHECK_THROWS_WITH_AS(nn::Linear(1LL << 31, 1LL << 31), doctest::Contains("Linear: shape (2147483648,2147483648)"),
+                       Error);
+  CHECK_THROWS_WITH_AS(nn::Linear(1LL << 30, 1LL << 30), doctest::Contains("Linear: out of memory allocating"),
+                       OutOfMemory);
   CHECK_THROWS_WITH_AS(nn::Embedding(1LL << 40, 1LL << 40), doctest::Contains("Embedding:"), Error);
 }

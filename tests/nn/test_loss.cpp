@@ -39,7 +39,9 @@ void check_close(const Tensor& got, const Tensor& want, const std::string& what,
 }
 
 const Reduction kReductions[] = {Reduction::None, Reduction::Mean, Reduction::Sum};
-const char* reduction_name(Reduction r) { return r == Reduction::None ? "none" : r == Reduction::Mean ? "mean" : "sum"; }
+const char* reduction_name(Reduction r) {
+  return r == Reduction::None ? "none" : r == Reduction::Mean ? "mean" : "sum";
+}
 
 Generator gen(77);
 Tensor R(const Shape& s) { return randn(s, float64, &gen).requires_grad_(); }
@@ -47,7 +49,9 @@ Tensor U(const Shape& s, double lo, double hi) {  // uniform on [lo, hi), a floa
   NoGradGuard g;
   return (rand(s, float64, &gen) * (hi - lo) + lo).detach().requires_grad_();
 }
-Tensor I(std::vector<int64_t> v, Shape s = {}) { return s.empty() ? from_vector<int64_t>(v) : from_vector<int64_t>(v, s); }
+Tensor I(std::vector<int64_t> v, Shape s = {}) {
+  return s.empty() ? from_vector<int64_t>(v) : from_vector<int64_t>(v, s);
+}
 
 }  // namespace
 
@@ -66,7 +70,8 @@ TEST_CASE("nn loss: hand-computed values and gradients") {
   CHECK(nn::smooth_l1_loss(x, y, Reduction::Sum, 0.0).item() == doctest::Approx(4.0));  // beta 0 is l1
 
   // A logit of 0 is p = 1/2 whatever the label: log 2.
-  CHECK(nn::binary_cross_entropy_with_logits(zeros({4}), tensor({0, 1, 0, 1})).item() == doctest::Approx(std::log(2.0)));
+  CHECK(nn::binary_cross_entropy_with_logits(zeros({4}), tensor({0, 1, 0, 1})).item() ==
+        doctest::Approx(std::log(2.0)));
   // Uniform logits over C classes: log C, and the gradient softmax - onehot = 1/C - [c = t], over N.
   Tensor z = zeros({2, 4}).requires_grad_();
   Tensor ce = nn::cross_entropy(z, I({1, 3}));
@@ -123,37 +128,46 @@ std::vector<FixtureCase> fixture_cases(bool composite) {
       {"smooth_l1", [](T x, T t, M, Reduction r) { return nn::smooth_l1_loss(x, t, r, 1.0); }},
       {"smooth_l1_beta", [](T x, T t, M, Reduction r) { return nn::smooth_l1_loss(x, t, r, 0.5); }},
       {"bce", [](T x, T t, M, Reduction r) { return nn::binary_cross_entropy(x, t, {.reduction = r}); }},
-      {"bce_weight", [](T x, T t, M f, Reduction r) {
+      {"bce_weight",
+       [](T x, T t, M f, Reduction r) {
          return nn::binary_cross_entropy(x, t, {.weight = f.at("bce_weight.weight"), .reduction = r});
        }},
       {"bce_edge", [](T x, T t, M, Reduction r) { return nn::binary_cross_entropy(x, t, {.reduction = r}); }, true},
-      {"bce_logits", [](T x, T t, M, Reduction r) { return nn::binary_cross_entropy_with_logits(x, t, {.reduction = r}); }},
-      {"bce_logits_pos_weight", [](T x, T t, M f, Reduction r) {
+      {"bce_logits",
+       [](T x, T t, M, Reduction r) { return nn::binary_cross_entropy_with_logits(x, t, {.reduction = r}); }},
+      {"bce_logits_pos_weight",
+       [](T x, T t, M f, Reduction r) {
          return nn::binary_cross_entropy_with_logits(x, t, {.weight = f.at("bce_logits_pos_weight.weight"),
                                                             .pos_weight = f.at("bce_logits_pos_weight.pos_weight"),
                                                             .reduction = r});
        }},
       {"ce", [ce](T x, T t, M, Reduction r) { return ce(x, t, {.reduction = r}); }},
-      {"ce_weight", [ce](T x, T t, M f, Reduction r) { return ce(x, t, {.weight = f.at("ce_weight.weight"), .reduction = r}); }},
+      {"ce_weight",
+       [ce](T x, T t, M f, Reduction r) { return ce(x, t, {.weight = f.at("ce_weight.weight"), .reduction = r}); }},
       {"ce_ignore", [ce](T x, T t, M, Reduction r) { return ce(x, t, {.reduction = r}); }},
-      {"ce_ignore2_weight", [ce](T x, T t, M f, Reduction r) {
+      {"ce_ignore2_weight",
+       [ce](T x, T t, M f, Reduction r) {
          return ce(x, t, {.weight = f.at("ce_ignore2_weight.weight"), .ignore_index = 2, .reduction = r});
        }},
       {"ce_smooth", [ce](T x, T t, M, Reduction r) { return ce(x, t, {.label_smoothing = 0.1, .reduction = r}); }},
-      {"ce_smooth_weight_ignore", [ce](T x, T t, M f, Reduction r) {
+      {"ce_smooth_weight_ignore",
+       [ce](T x, T t, M f, Reduction r) {
          return ce(x, t, {.weight = f.at("ce_smooth_weight_ignore.weight"), .label_smoothing = 0.2, .reduction = r});
        }},
       {"ce_nd", [ce](T x, T t, M, Reduction r) { return ce(x, t, {.reduction = r}); }},
-      {"ce_nd_weight_smooth", [ce](T x, T t, M f, Reduction r) {
+      {"ce_nd_weight_smooth",
+       [ce](T x, T t, M f, Reduction r) {
          return ce(x, t, {.weight = f.at("ce_nd_weight_smooth.weight"), .label_smoothing = 0.15, .reduction = r});
        }},
       {"ce_prob", [ce](T x, T t, M, Reduction r) { return ce(x, t, {.reduction = r}); }},
-      {"ce_prob_weight_smooth", [ce](T x, T t, M f, Reduction r) {
+      {"ce_prob_weight_smooth",
+       [ce](T x, T t, M f, Reduction r) {
          return ce(x, t, {.weight = f.at("ce_prob_weight_smooth.weight"), .label_smoothing = 0.1, .reduction = r});
        }},
       {"ce_prob_nd", [ce](T x, T t, M, Reduction r) { return ce(x, t, {.reduction = r}); }},
       {"nll", [](T x, T t, M, Reduction r) { return nn::nll_loss(x, t, {.reduction = r}); }},
-      {"nll_weight_ignore", [](T x, T t, M f, Reduction r) {
+      {"nll_weight_ignore",
+       [](T x, T t, M f, Reduction r) {
          return nn::nll_loss(x, t, {.weight = f.at("nll_weight_ignore.weight"), .ignore_index = 2, .reduction = r});
        }},
       {"kl_div", [](T x, T t, M, Reduction r) { return nn::kl_div(x, t, r); }},
@@ -226,42 +240,86 @@ std::vector<GradCase> grad_cases() {
   Tensor labels = I({0, 3, 1, -100, 2}), labels_nd = I({0, 2, 1, 1, 0, 2, -100, 1}, {2, 4});
   Tensor cw = tensor({0.5, 1.5, 1.0, 2.0}, float64);
   return {
-      {"mse_loss", [] { return V{R({3, 4}), R({3, 4})}; },
+      {"mse_loss",
+       [] {
+         return V{R({3, 4}), R({3, 4})};
+       },
        [](const V& x) { return nn::mse_loss(x[0], x[1], Reduction::None); }, true},
-      {"mse_loss mean", [] { return V{R({5}), R({5})}; }, [](const V& x) { return nn::mse_loss(x[0], x[1]); }, true},
+      {"mse_loss mean",
+       [] {
+         return V{R({5}), R({5})};
+       },
+       [](const V& x) { return nn::mse_loss(x[0], x[1]); }, true},
       {"l1_loss", pair_away, [](const V& x) { return nn::l1_loss(x[0], x[1], Reduction::None); }},
-      {"smooth_l1_loss", pair_away, [](const V& x) { return nn::smooth_l1_loss(x[0], x[1], Reduction::Mean, 1.0); }, true},
-      {"binary_cross_entropy", [] { return V{U({2, 3}, 0.05, 0.95), U({2, 3}, 0, 1), U({3}, 0.5, 2)}; },
-       [](const V& x) { return nn::binary_cross_entropy(x[0], x[1], {.weight = x[2], .reduction = Reduction::None}); }, true},
-      {"binary_cross_entropy_with_logits", [scaled] { return V{scaled({3, 4}, 3.0), U({3, 4}, 0, 1), U({4}, 0.2, 3)}; },
+      {"smooth_l1_loss", pair_away, [](const V& x) { return nn::smooth_l1_loss(x[0], x[1], Reduction::Mean, 1.0); },
+       true},
+      {"binary_cross_entropy",
+       [] {
+         return V{U({2, 3}, 0.05, 0.95), U({2, 3}, 0, 1), U({3}, 0.5, 2)};
+       },
+       [](const V& x) { return nn::binary_cross_entropy(x[0], x[1], {.weight = x[2], .reduction = Reduction::None}); },
+       true},
+      {"binary_cross_entropy_with_logits",
+       [scaled] {
+         return V{scaled({3, 4}, 3.0), U({3, 4}, 0, 1), U({4}, 0.2, 3)};
+       },
        [](const V& x) {
          return nn::binary_cross_entropy_with_logits(x[0], x[1], {.pos_weight = x[2], .reduction = Reduction::None});
        },
        true},
-      {"binary_cross_entropy_with_logits mean", [] { return V{R({6}), U({6}, 0, 1)}; },
+      {"binary_cross_entropy_with_logits mean",
+       [] {
+         return V{R({6}), U({6}, 0, 1)};
+       },
        [](const V& x) { return nn::binary_cross_entropy_with_logits(x[0], x[1]); }, true},
-      {"cross_entropy (fused)", [] { return V{R({5, 4})}; },
+      {"cross_entropy (fused)",
+       [] {
+         return V{R({5, 4})};
+       },
        [labels, cw](const V& x) {
          return nn::cross_entropy(x[0], labels, {.weight = cw, .label_smoothing = 0.1, .reduction = Reduction::None});
        },
        true},
-      {"cross_entropy (fused) mean", [] { return V{R({5, 4})}; },
+      {"cross_entropy (fused) mean",
+       [] {
+         return V{R({5, 4})};
+       },
        [labels](const V& x) { return nn::cross_entropy(x[0], labels); }, true},
-      {"cross_entropy_composite", [] { return V{R({5, 4})}; },
-       [labels, cw](const V& x) { return nn::cross_entropy_composite(x[0], labels, {.weight = cw, .label_smoothing = 0.2}); },
+      {"cross_entropy_composite",
+       [] {
+         return V{R({5, 4})};
+       },
+       [labels, cw](const V& x) {
+         return nn::cross_entropy_composite(x[0], labels, {.weight = cw, .label_smoothing = 0.2});
+       },
        true},
-      {"cross_entropy (N,C,d)", [] { return V{R({2, 3, 4})}; },
+      {"cross_entropy (N,C,d)",
+       [] {
+         return V{R({2, 3, 4})};
+       },
        [labels_nd](const V& x) {
          return nn::cross_entropy(x[0], labels_nd, {.label_smoothing = 0.1, .reduction = Reduction::None});
        },
        true},
-      {"cross_entropy probabilities", [] { return V{R({3, 4}), U({3, 4}, 0, 1)}; },
+      {"cross_entropy probabilities",
+       [] {
+         return V{R({3, 4}), U({3, 4}, 0, 1)};
+       },
        [cw](const V& x) { return nn::cross_entropy(x[0], x[1], {.weight = cw, .label_smoothing = 0.1}); }, true},
-      {"nll_loss", [] { return V{R({5, 4})}; },
+      {"nll_loss",
+       [] {
+         return V{R({5, 4})};
+       },
        [labels, cw](const V& x) { return nn::nll_loss(x[0], labels, {.weight = cw}); }},
-      {"kl_div", [] { return V{R({2, 3}), U({2, 3}, 0.1, 1)}; },
+      {"kl_div",
+       [] {
+         return V{R({2, 3}), U({2, 3}, 0.1, 1)};
+       },
        [](const V& x) { return nn::kl_div(x[0], x[1], Reduction::None); }, true},
-      {"kl_div log_target", [] { return V{R({2, 3}), R({2, 3})}; },
+      {"kl_div log_target",
+       [] {
+         return V{R({2, 3}), R({2, 3})};
+       },
        [](const V& x) { return nn::kl_div(x[0], x[1], Reduction::Sum, true); }, true},
       // Logits at least 0.2 away from the margins +-1, where relu(1 - x) and relu(1 + x) bend.
       {"hinge_d",
@@ -346,11 +404,12 @@ TEST_CASE("nn loss: cross_entropy with every target ignored is nan under mean, a
 // ---- errors ---------------------------------------------------------------------------------------------------------
 TEST_CASE("nn loss: bad input is a heed::Error naming the loss and the shapes or values") {
   Tensor a = zeros({4, 1}), b = zeros({4});
-  CHECK_THROWS_WITH_AS(nn::mse_loss(a, b), doctest::Contains("mse_loss: input (4,1) and target (4) must have the same shape"),
-                       Error);
+  CHECK_THROWS_WITH_AS(nn::mse_loss(a, b),
+                       doctest::Contains("mse_loss: input (4,1) and target (4) must have the same shape"), Error);
   CHECK_THROWS_AS(nn::l1_loss(a, b), Error);
   CHECK_THROWS_AS(nn::smooth_l1_loss(b, b, Reduction::Mean, -1.0), Error);
-  CHECK_THROWS_WITH_AS(nn::mse_loss(b, b.to(float64)), doctest::Contains("input is float32 but target is float64"), Error);
+  CHECK_THROWS_WITH_AS(nn::mse_loss(b, b.to(float64)), doctest::Contains("input is float32 but target is float64"),
+                       Error);
   CHECK_THROWS_WITH_AS(nn::mse_loss(arange(4), arange(4)),
                        doctest::Contains("mse_loss: input must be float32 or float64, got int64"), Error);
 
@@ -370,7 +429,8 @@ TEST_CASE("nn loss: bad input is a heed::Error naming the loss and the shapes or
   CHECK_THROWS_WITH_AS(nn::cross_entropy(logits, I({0, 1, 2})),
                        doctest::Contains("input (4,3) needs a target of shape (4), got (3)"), Error);
   CHECK_THROWS_WITH_AS(nn::cross_entropy(logits, arange(4) < I({2})),
-                       doctest::Contains("target must be int64 class indices or float class probabilities, got bool"), Error);
+                       doctest::Contains("target must be int64 class indices or float class probabilities, got bool"),
+                       Error);
   CHECK_THROWS_WITH_AS(nn::cross_entropy(logits, I({0, 1, 2, 0}), {.weight = ones({4})}),
                        doctest::Contains("weight (4) must have one entry per class, (3)"), Error);
   CHECK_THROWS_AS(nn::cross_entropy(logits, I({0, 1, 2, 0}), {.weight = ones({3}, float64)}), Error);

@@ -44,8 +44,8 @@ std::vector<std::string> names(const NamedTensors& nt) {
 
 TEST_CASE("nn Module: names and order of parameters, buffers and modules follow registration, as PyTorch") {
   Net net;
-  CHECK(names(net.named_parameters()) ==
-        std::vector<std::string>{"scale", "block.fc.weight", "block.fc.bias", "block.bn.weight", "block.bn.bias", "head.weight"});
+  CHECK(names(net.named_parameters()) == std::vector<std::string>{"scale", "block.fc.weight", "block.fc.bias",
+                                                                  "block.bn.weight", "block.bn.bias", "head.weight"});
   CHECK(names(net.named_buffers()) ==
         std::vector<std::string>{"block.bn.running_mean", "block.bn.running_var", "block.bn.num_batches_tracked"});
   std::vector<std::string> mods;

@@ -47,7 +47,8 @@ TEST_CASE("nn MultiheadAttention matches PyTorch: batch_first, key padding and b
   MultiheadAttention m(8, 2, {.batch_first = true});
   m.load_state_dict(module_state(t));
   Tensor q = t["in.q"].requires_grad_(), k = t["in.k"].requires_grad_(), v = t["in.v"].requires_grad_();
-  MhaOutput r = m.forward(q, k, v, {.key_padding_mask = t["in.key_padding_mask"], .attn_mask = t["in.attn_mask"], .need_weights = true});
+  MhaOutput r = m.forward(
+      q, k, v, {.key_padding_mask = t["in.key_padding_mask"], .attn_mask = t["in.attn_mask"], .need_weights = true});
   CHECK(golden(r.out, t["out"]));
   CHECK(golden(r.weights, t["weights"]));
   (r.out * t["g"]).sum().backward();
@@ -88,10 +89,13 @@ TEST_CASE("nn MultiheadAttention matches PyTorch: kdim/vdim projections and an a
 }
 
 TEST_CASE("nn TransformerEncoderLayer matches PyTorch, post-LN (ReLU) and pre-LN (GELU)") {
-  for (auto [name, norm_first, act] : {std::tuple{"encoder_post_ln", false, Activation::Relu}, {"encoder_pre_ln", true, Activation::Gelu}}) {
+  for (auto [name, norm_first, act] :
+       {std::tuple{"encoder_post_ln", false, Activation::Relu}, {"encoder_pre_ln", true, Activation::Gelu}}) {
     INFO(name);
     TensorMap t = fixture(name);
-    TransformerEncoderLayer m(8, 2, {.dim_feedforward = 16, .dropout = 0.1, .activation = act, .batch_first = true, .norm_first = norm_first});
+    TransformerEncoderLayer m(
+        8, 2,
+        {.dim_feedforward = 16, .dropout = 0.1, .activation = act, .batch_first = true, .norm_first = norm_first});
     m.load_state_dict(module_state(t));
     m.eval();
     Tensor x = t["in.x"].requires_grad_();
@@ -110,7 +114,9 @@ TEST_CASE("nn attention modules pass gradcheck and gradgradcheck in float64") {
     m.to(float64);
     Tensor x = randn({2, 3, 4}, float64).requires_grad_();
     Tensor kpm = from_vector<int64_t>({0, 0, 1, 0, 0, 0}, {2, 3}) > from_vector<int64_t>({0});
-    auto f = [&](const std::vector<Tensor>& in) { return m.forward(in[0], in[0], in[0], {.key_padding_mask = kpm}).out; };
+    auto f = [&](const std::vector<Tensor>& in) {
+      return m.forward(in[0], in[0], in[0], {.key_padding_mask = kpm}).out;
+    };
     std::vector<Tensor> inputs{x};
     for (Tensor& p : m.parameters()) inputs.push_back(p);
     CHECK(gradcheck(f, inputs));
@@ -124,8 +130,13 @@ TEST_CASE("nn attention modules pass gradcheck and gradgradcheck in float64") {
     CHECK(gradcheck(f, {x, m.temperature}));
   }
   for (bool norm_first : {false, true}) {
-    TransformerEncoderLayer m(4, 2, {.dim_feedforward = 6, .dropout = 0.0, .activation = Activation::Gelu, .batch_first = true,
-                                     .norm_first = norm_first, .attention_impl = AttentionImpl::Composite});
+    TransformerEncoderLayer m(4, 2,
+                              {.dim_feedforward = 6,
+                               .dropout = 0.0,
+                               .activation = Activation::Gelu,
+                               .batch_first = true,
+                               .norm_first = norm_first,
+                               .attention_impl = AttentionImpl::Composite});
     m.to(float64);
     Tensor x = randn({2, 3, 4}, float64).requires_grad_();
     auto f = [&](const std::vector<Tensor>& in) { return m(in[0]); };
@@ -210,11 +221,13 @@ TEST_CASE("nn attention modules: parameter names, pooling weights, positional en
 TEST_CASE("nn attention modules reject bad shapes with clear errors") {
   MultiheadAttention m(8, 2, {.batch_first = true});
   CHECK_THROWS_WITH_AS(MultiheadAttention(10, 3), doctest::Contains("multiple of num_heads"), Error);
-  CHECK_THROWS_WITH_AS(m.forward(zeros({2, 3, 7}), zeros({2, 3, 8}), zeros({2, 3, 8})), doctest::Contains("MultiheadAttention(8)"), Error);
+  CHECK_THROWS_WITH_AS(m.forward(zeros({2, 3, 7}), zeros({2, 3, 8}), zeros({2, 3, 8})),
+                       doctest::Contains("MultiheadAttention(8)"), Error);
   CHECK_THROWS_AS(m.forward(zeros({3, 8}), zeros({3, 8}), zeros({3, 8})), Error);
   CHECK_THROWS_AS(m.forward(zeros({2, 3, 8}), zeros({2, 4, 8}), zeros({2, 5, 8})), Error);
-  CHECK_THROWS_WITH_AS(m.forward(zeros({2, 3, 8}), zeros({2, 3, 8}), zeros({2, 3, 8}), {.key_padding_mask = zeros({3, 3}) > 0.5}),
-                       doctest::Contains("key_padding_mask should be (B, S) = (2,3)"), Error);
+  CHECK_THROWS_WITH_AS(
+      m.forward(zeros({2, 3, 8}), zeros({2, 3, 8}), zeros({2, 3, 8}), {.key_padding_mask = zeros({3, 3}) > 0.5}),
+      doctest::Contains("key_padding_mask should be (B, S) = (2,3)"), Error);
   CHECK_THROWS_AS(m.forward(zeros({2, 3, 8}), zeros({2, 3, 8}), zeros({2, 3, 8}), {.attn_mask = zeros({4, 4})}), Error);
   AttentionPooling pool(8);
   CHECK_THROWS_AS(pool.forward(zeros({2, 8})), Error);

@@ -196,8 +196,8 @@ TEST_CASE("creation refuses sizes whose element or byte count overflows, instead
 
 TEST_CASE("a size the system cannot give throws OutOfMemory naming the op, the shape and the bytes") {
   // 2^61 floats = 2^63 bytes would overflow; 2^60 floats (4 EiB) fits in int64 but not in any machine.
-  CHECK_THROWS_WITH_AS(zeros({1LL << 60}), doctest::Contains("zeros: out of memory allocating 4611686018427387904 bytes"),
-                       OutOfMemory);
+  CHECK_THROWS_WITH_AS(zeros({1LL << 60}),
+                       doctest::Contains("zeros: out of memory allocating 4611686018427387904 bytes"), OutOfMemory);
   CHECK_THROWS_WITH_AS(randn({1LL << 30, 1LL << 30}), doctest::Contains("shape (1073741824,1073741824)"), OutOfMemory);
 }
 

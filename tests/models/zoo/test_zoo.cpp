@@ -517,7 +517,8 @@ TEST_CASE("zoo: RunLog refuses metric names that would break the CSV") {
 
 TEST_CASE("zoo: --threads has an upper bound (100000 crashed inside libgomp)") {
   TempDir dir("threads_max");
-  CHECK(usage_error({"vae", "--threads", "100000", "--out", dir / "run"}) == "--threads must be in [0, 256], got 100000");
+  CHECK(usage_error({"vae", "--threads", "100000", "--out", dir / "run"}) ==
+        "--threads must be in [0, 256], got 100000");
   CHECK(usage_error({"vae", "--threads", "257", "--out", dir / "run"}) == "--threads must be in [0, 256], got 257");
 }
 
@@ -620,7 +621,8 @@ TEST_CASE("zoo: divergence, a full disk and out of memory are failures of the ru
                        zoo::Diverged);
   std::string err = capture_stderr([] {
     CHECK(zoo::main_guard("vae", [] () -> int { throw zoo::Diverged("diverged at step 4 (loss nan)"); }) == 1);
-    CHECK(zoo::main_guard("vae", [] () -> int { throw io::IoError("save: cannot write 'x': No space left on device"); }) == 1);
+    CHECK(zoo::main_guard("vae",
+                          []() -> int { throw io::IoError("save: cannot write 'x': No space left on device"); }) == 1);
     CHECK(zoo::main_guard("vae", [] () -> int { return (int)zeros({1LL << 60}).numel(); }) == 1);
   });
   CHECK(err.find("vae: error: diverged at step 4 (loss nan)\n") != std::string::npos);

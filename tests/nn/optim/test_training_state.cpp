@@ -51,7 +51,9 @@ std::vector<std::vector<float>> weights(const Net& net) {
 
 TEST_CASE("nn training state: N steps, save, load into fresh objects, N more == 2N steps, bit for bit") {
   const int N = 7;
-  std::string path = (std::filesystem::temp_directory_path() / ("heed_resume_" + std::to_string(::getpid()) + ".safetensors")).string();
+  std::string path =
+      (std::filesystem::temp_directory_path() / ("heed_resume_" + std::to_string(::getpid()) + ".safetensors"))
+          .string();
 
   manual_seed(5);
   Net a;
@@ -83,7 +85,9 @@ TEST_CASE("nn training state: N steps, save, load into fresh objects, N more == 
 }
 
 TEST_CASE("nn training state: a checkpoint of another model is refused, naming the keys") {
-  std::string path = (std::filesystem::temp_directory_path() / ("heed_resume_bad_" + std::to_string(::getpid()) + ".safetensors")).string();
+  std::string path =
+      (std::filesystem::temp_directory_path() / ("heed_resume_bad_" + std::to_string(::getpid()) + ".safetensors"))
+          .string();
   Net a;
   optim::Adam opt(a.parameters());
   optim::StepLR sched(opt, 3);
@@ -93,7 +97,8 @@ TEST_CASE("nn training state: a checkpoint of another model is refused, naming t
     Other() { register_module("fc1", fc1); }
   } other;
   optim::Adam opt2(other.parameters());
-  CHECK_THROWS_WITH_AS(load_training_state(path, other, opt2), doctest::Contains("fc1.weight: expected (17,6)"), StateDictError);
+  CHECK_THROWS_WITH_AS(load_training_state(path, other, opt2), doctest::Contains("fc1.weight: expected (17,6)"),
+                       StateDictError);
   CHECK_THROWS_AS(load_training_state(path + ".missing", a, opt), SafetensorsError);
   std::filesystem::remove(path);
 }
@@ -102,9 +107,11 @@ TEST_CASE("nn training state: a checkpoint of another model is refused, naming t
 TEST_CASE("nn training state: a step count no run reaches is refused") {
   Net net;
   optim::Adam opt(net.parameters());
-  const std::string path = (std::filesystem::temp_directory_path() / ("heed_ts_step_" + std::to_string(::getpid()))).string();
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("heed_ts_step_" + std::to_string(::getpid()))).string();
   save_training_state(path, net, opt, optim::StateDict{}, 1LL << 62);
-  CHECK_THROWS_WITH_AS(load_training_state(path, net, opt), doctest::Contains("step 4611686018427387904"), SafetensorsError);
+  CHECK_THROWS_WITH_AS(load_training_state(path, net, opt), doctest::Contains("step 4611686018427387904"),
+                       SafetensorsError);
   save_training_state(path, net, opt, optim::StateDict{}, -1);
   CHECK_THROWS_AS(load_training_state(path, net, opt), SafetensorsError);
   save_training_state(path, net, opt, optim::StateDict{}, 12);
