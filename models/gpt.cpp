@@ -207,22 +207,6 @@ double val_loss(GPT& gpt, const Text& t, int64_t B, uint64_t seed) {
   return total / (double)gpt.c.eval_batches;
 }
 
-// One draw from softmax(logits / temperature) over the top_k largest logits (0: all), by inverting the CDF at
-// one uniform draw. Plain loops over the V logits: the library's topk and multinomial will replace this.
-int64_t sample_top_k(const std::vector<float>& logits, double temperature, int64_t top_k, Generator& gen) {
-  const int64_t V = (int64_t)logits.size(), k = top_k > 0 ? std::min(top_k, V) : V;
-  std::vector<float> sorted = logits;
-  std::nth_element(sorted.begin(), sorted.begin() + (k - 1), sorted.end(), std::greater<float>());
-  const float kth = sorted[k - 1], top = *std::max_element(logits.begin(), logits.end());
-  std::vector<double> p(V);
-  double total = 0;
-  for (int64_t j = 0; j < V; ++j) total += p[j] = logits[j] >= kth ? std::exp((logits[j] - top) / temperature) : 0;
-  double target = gen.next_double() * total, cum = 0;
-  for (int64_t j = 0; j < V; ++j)
-    if (p[j] > 0 && (cum += p[j]) > target) return j;
-  return std::max_element(p.begin(), p.end()) - p.begin();  // rounding left target at the very top
-}
-
 // The prompt and n characters after it, each sampled from the model's next-character distribution given
 // the last T characters.
 std::string generate(GPT& gpt, const Text& t, const std::string& prompt, int64_t n, double temperature,
@@ -232,8 +216,10 @@ std::string generate(GPT& gpt, const Text& t, const std::string& prompt, int64_t
   for (int64_t i = 0; i < n; ++i) {
     const int64_t L = std::min<int64_t>((int64_t)ids.size(), gpt.c.context);
     std::vector<int64_t> ctx(ids.end() - L, ids.end());
-    Tensor logits = gpt(from_vector(ctx, Shape{1, L})).select(1, L - 1).reshape({-1});
-    ids.push_back(sample_top_k(logits.to_vector<float>(), temperature, top_k, gen));
+    Tensor logits = gpt(from_vector(ctx, Shape{1, L})).select(1, L - 1).reshape({-1});  // (V)
+    // softmax(logits / temperature) over the top_k largest logits (0: all), one draw: torch's topk + multinomial.
+    Tensor next = nn::sample_next(logits, {.temperature = temperature, .top_k = top_k, .generator = &gen});
+    ids.push_back(next.item<int64_t>());
   }
   return t.decode(ids);
 }
