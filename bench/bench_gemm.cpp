@@ -1,9 +1,8 @@
 // bench_gemm.cpp: square sgemm through heed's OpenBLAS loader, 1 and 2 threads.
 //
-// The number to watch is GFLOP/s at n=1024, 1 thread: with the SkylakeX kernels OpenBLAS reaches about
-// 150 on one Sapphire Rapids core, against about 31 with the Prescott fallback that a plain link gets
-// there, because OpenBLAS 0.3.21 does not recognise that CPU (see tensor/kernels/blas.cpp). On a 2.5 GHz Cascade
-// Lake VM, which OpenBLAS does recognise, the best runs were about 110. The label shows which kernel ran.
+// The number to watch is GFLOP/s at n=1024, 1 thread: it tells which OpenBLAS kernel family suits this CPU
+// (tensor/kernels/blas.cpp picks one per CPU; bench/README.md, "The BLAS kernel per CPU", has the numbers
+// behind each choice). The label shows which kernel ran.
 //
 // Counting: an (n,n) @ (n,n) product is n^3 multiply-adds, 2n^3 floating-point operations. The counter
 // is 2n^3 / 1e9 per iteration, as a rate over wall-clock time, so the number printed IS GFLOP/s

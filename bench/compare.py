@@ -25,12 +25,26 @@ MODEL_WORKLOADS = ["mha_step", "vae_step", "gan_step", "gpt_step", "conv_ae_step
 
 
 def machine_peak_gflops(threads):
-    """Single-precision peak: cores x GHz x 64 flops/cycle (two AVX-512 FMA units, 16 lanes, 2 flops each)."""
+    """Single-precision peak of this machine, and what it assumes: cores x GHz x flops per cycle.
+
+    GHz is the model name's "@ x.xGHz" when it has one, else /proc/cpuinfo's "cpu MHz" (a VM reports its
+    nominal clock there). Flops per cycle are two FMA units of the widest vector, 2 flops per lane: 64 with
+    AVX-512 (16 float lanes), except AMD family 0x19 (Zen 4), whose AVX-512 runs on 256-bit units (32), and
+    32 with AVX2 only. Turbo and thermal limits are not modelled, so a core above its nominal clock can show
+    more than 100%.
+    """
     with open("/proc/cpuinfo") as f:
         info = f.read()
-    ghz = float(re.search(r"@ ([0-9.]+)GHz", info).group(1)) if "GHz" in info else 2.5
-    lanes = 16 if "avx512f" in info else 8
-    return threads * ghz * lanes * 2 * 2
+    at = re.search(r"model name\s*:.*@ ([0-9.]+)GHz", info)
+    mhz = re.search(r"cpu MHz\s*:\s*([0-9.]+)", info)
+    ghz, source = (float(at.group(1)), "model name") if at else \
+        (float(mhz.group(1)) / 1000, "cpu MHz") if mhz else (2.5, "assumed")
+    vendor = re.search(r"vendor_id\s*:\s*(\S+)", info)
+    family = re.search(r"cpu family\s*:\s*(\d+)", info)
+    zen4 = vendor and vendor.group(1) == "AuthenticAMD" and family and int(family.group(1)) == 0x19
+    avx512 = re.search(r"\bavx512f\b", info) is not None
+    flops = 32 if zen4 or not avx512 else 64
+    return threads * ghz * flops, f"{threads} core(s) x {ghz:.2f} GHz ({source}) x {flops} flops/cycle"
 
 
 def run_heed(bench, env, filt):
@@ -83,7 +97,7 @@ def main():
     # The kernel heed picks (or the user's), applied to both sides.
     probe = subprocess.run([args.bench, "--benchmark_filter=^$"], capture_output=True, text=True).stdout
     core = os.environ.get("OPENBLAS_CORETYPE") or re.search(r"core=(\S+)", probe).group(1)
-    rows, raw = [], {}
+    rows, raw, peaks = [], {}, []
     for threads in [int(t) for t in args.threads.split(",")]:
         # heed at exactly this many threads (not fewer when the machine is busy: tensor/parallel.h), and
         # PyTorch's libgomp spinning 10,000 rather than 300,000 times between regions, as heed's did when
@@ -101,7 +115,8 @@ def main():
             keep_fastest(torch, run_torch(threads, env))
             keep_fastest(torch_long, run_torch(threads, env, "attn_long"))
         raw[threads] = {"heed": {**heed, **heed_long}, "torch": {**torch, **torch_long}, "blas": summary}
-        peak = machine_peak_gflops(threads)
+        peak, peak_how = machine_peak_gflops(threads)
+        peaks.append(f"{threads} thread(s): {peak:.0f} GFLOP/s = {peak_how}")
         for n in (128, 512, 1024):
             name = next((k for k in heed if re.match(rf"BM_sgemm/n:{n}/threads:{threads}(/|$)", k)), None)
             if name:
@@ -125,6 +140,7 @@ def main():
         extra = f"{gf:8.1f} {pct:6.1f}%" if gf is not None else ""
         print(f"{t:>7}  {w:<40} {h:10.3f} {p:10.3f} {h / p:7.2f} {extra}")
     print("ratio = heed / PyTorch (lower is better); times in ms unless the row says otherwise")
+    print("% peak of " + "; ".join(peaks))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(raw, f, indent=1)

@@ -9,23 +9,27 @@
 //   loader runs the constructor before main() and before any of heed's code, so heed cannot set the
 //   variable in time. Loading the library ourselves on first use moves the constructor after our setenv.
 //
-// What we pick: OPENBLAS_CORETYPE=SkylakeX when the CPU has AVX-512F, Haswell when it has AVX2, and
-// otherwise we leave OpenBLAS's own detection alone. A value the user set is never overwritten. What
-// actually runs is read back from OpenBLAS (openblas_get_corename) and reported by blas_summary(), so a
-// log always says which kernel produced the numbers. The variable stays set, so child processes that
-// load OpenBLAS get the same kernel.
+// What we pick: a kernel family per CPU, from a table (coretype_for) that bench/README.md justifies with sgemm
+// measured on each CPU seen: SkylakeX (AVX-512) on Intel and on AMD Zen 5, Zen on AMD Zen 4 (whose AVX-512
+// runs on 256-bit units: OpenBLAS's AVX2 Zen kernels were faster there), Haswell on AVX2 CPUs, and
+// otherwise OpenBLAS's own detection. A value the user set is never overwritten. What actually runs is read
+// back from OpenBLAS (openblas_get_corename) and reported by blas_summary(), so a log always says which kernel
+// produced the numbers. The variable stays set, so child processes that load OpenBLAS get the same kernel.
 //
 // Everything is called through function pointers found with dlsym. <cblas.h> is included only for the
 // CBLAS_ORDER / CBLAS_TRANSPOSE enums; its declarations are never called, so nothing links against them.
 #include "tensor/kernels/blas.h"
 
 #include <cblas.h>
+#include <cpuid.h>
 #include <dlfcn.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <type_traits>
 #include <utility>
@@ -69,16 +73,48 @@ struct OpenBlas {
   std::string path;           // the file that was loaded (symlinks resolved)
   bool core_from_user = false;
   bool core_auto = false;     // we set OPENBLAS_CORETYPE and the constructor ran after that
+  CoreChoice choice;          // heed's choice for this CPU (used unless the user chose)
 };
 
-// The coretype for this CPU, or nullptr to let OpenBLAS decide. The names are OpenBLAS's own
-// (see its dynamic.c); SkylakeX is its AVX-512 kernel family, Haswell its AVX2 one.
-const char* coretype_for_this_cpu() {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return "SkylakeX";
-  if (__builtin_cpu_supports("avx2")) return "Haswell";
-  return nullptr;
+std::string hex(int x) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%x", x);
+  return buf;
 }
+
+}  // namespace
+
+CpuId this_cpu() {
+  CpuId cpu;
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(0, &eax, &ebx, &ecx, &edx)) {
+    char vendor[13] = {};
+    std::memcpy(vendor, &ebx, 4), std::memcpy(vendor + 4, &edx, 4), std::memcpy(vendor + 8, &ecx, 4);
+    cpu.vendor = vendor;
+  }
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx)) {
+    const int base = (eax >> 8) & 0xf, extended = (eax >> 20) & 0xff;
+    cpu.family = base == 0xf ? base + extended : base;  // cpuid's rule for the displayed family
+  }
+  __builtin_cpu_init();
+  cpu.avx512f = __builtin_cpu_supports("avx512f");
+  cpu.avx2 = __builtin_cpu_supports("avx2");
+  return cpu;
+}
+
+// The names are OpenBLAS's own (see its dynamic.c): SkylakeX is its AVX-512 kernel family, Haswell and Zen its
+// AVX2 ones (Zen with AMD's cache sizes).
+CoreChoice coretype_for(const CpuId& cpu) {
+  const bool amd = cpu.vendor == "AuthenticAMD";
+  const std::string what = (amd ? "AMD family " : cpu.vendor + " family ") + hex(cpu.family);
+  if (amd && cpu.family == 0x19 && cpu.avx512f)
+    return {"Zen", what + " (Zen 4) with AVX-512 on 256-bit units: Zen's kernels measured faster"};
+  if (cpu.avx512f) return {"SkylakeX", what + " with AVX-512"};
+  if (cpu.avx2) return {"Haswell", what + " with AVX2"};
+  return {"", what + " without AVX2: OpenBLAS's own detection"};
+}
+
+namespace {
 
 template <class F>
 F find_symbol(void* handle, const char* name, const std::string& path) {
@@ -104,11 +140,10 @@ OpenBlas load_openblas() {
   // setenv is not safe against a concurrent getenv in another thread; this runs once, under call_once,
   // at the first BLAS use, which in practice is single-threaded start-up code.
   lib.core_from_user = std::getenv("OPENBLAS_CORETYPE") != nullptr;
-  if (!lib.core_from_user) {
-    if (const char* core = coretype_for_this_cpu()) {
-      setenv("OPENBLAS_CORETYPE", core, /*overwrite=*/0);
-      lib.core_auto = !already_loaded;
-    }
+  lib.choice = coretype_for(this_cpu());
+  if (!lib.core_from_user && !lib.choice.core.empty()) {
+    setenv("OPENBLAS_CORETYPE", lib.choice.core.c_str(), /*overwrite=*/0);
+    lib.core_auto = !already_loaded;
   }
 
   // OpenBLAS's worker threads, after each job, spin (sched_yield in a loop) for 2^28 cycles, 0.1 s, before
@@ -224,9 +259,13 @@ std::string blas_summary() {
     size_t second_space = version.find(' ', first_space + 1);
     if (second_space != std::string::npos) version.resize(second_space);
   }
-  const char* how = lib.core_from_user ? "(OPENBLAS_CORETYPE set by the user)"
-                    : lib.core_auto    ? "(auto-selected)"
-                                       : "(OpenBLAS's own detection)";
+  std::string how = lib.core_auto ? "(auto-selected: " + lib.choice.reason + ")" : "(OpenBLAS's own detection)";
+  if (lib.core_from_user) {
+    how = "(OPENBLAS_CORETYPE set by the user";
+    if (!lib.choice.core.empty() && lib.choice.core != info.core)
+      how += "; heed would pick " + lib.choice.core + " for this CPU, " + lib.choice.reason;
+    how += ")";
+  }
   const std::string threads = std::to_string(get_num_threads()) + (adaptive_threads() ? " at most" : "");
   return version + " core=" + info.core + " threads=" + threads + " " + how;
 }

@@ -29,10 +29,28 @@ struct BlasInfo {
   bool core_from_user = false;
 };
 
+/// The CPU facts that choose OpenBLAS's kernel family: vendor, family (cpuid's, extended family included:
+/// 0x19 is AMD Zen 3 and Zen 4, 0x1a Zen 5; Intel's server cores are 6) and the vector extensions.
+struct CpuId {
+  std::string vendor;  // "GenuineIntel", "AuthenticAMD", ...
+  int family = 0;
+  bool avx512f = false, avx2 = false;
+};
+/// The CPU this process runs on.
+CpuId this_cpu();
+/// OpenBLAS's kernel family for `cpu` (OPENBLAS_CORETYPE's value, e.g. "SkylakeX"), and why, from the table
+/// that bench/README.md ("The BLAS kernel per CPU") justifies with sgemm measured on each CPU seen.
+/// An empty name leaves OpenBLAS's own detection alone.
+struct CoreChoice {
+  std::string core, reason;
+};
+CoreChoice coretype_for(const CpuId& cpu);
+
 /// Loads OpenBLAS if needed and describes it.
 BlasInfo blas_info();
-/// One line for logs, e.g. "OpenBLAS 0.3.21 core=SkylakeX threads=2 at most (auto-selected)": heed's thread
-/// count, "at most" while it adapts to the load (tensor/parallel.h).
+/// One line for logs, e.g. "OpenBLAS 0.3.21 core=SkylakeX threads=2 at most (auto-selected: AMD family 0x1a
+/// with AVX-512)": heed's thread count, "at most" while it adapts to the load (tensor/parallel.h), and why
+/// this kernel runs. When the user set OPENBLAS_CORETYPE, it also names heed's own choice if that differs.
 std::string blas_summary();
 
 namespace blas {

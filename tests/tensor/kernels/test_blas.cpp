@@ -164,21 +164,47 @@ TEST_CASE("gemm rejects bad sizes and leading dimensions") {
   CHECK(threw);
 }
 
-TEST_CASE("blas_info: the AVX-512 kernel is chosen unless the user chose one") {
+TEST_CASE("blas_info: heed's kernel for this CPU runs unless the user chose one") {
   BlasInfo info = blas_info();
+  const CoreChoice choice = coretype_for(this_cpu());
   INFO(blas_summary());
   CHECK(info.library.find("openblas") != std::string::npos);
   CHECK(info.config.rfind("OpenBLAS", 0) == 0);
   CHECK(info.threads >= 1);
   CHECK(!info.core.empty());
-  // heed only picks the coretype when the variable was unset; then, on an AVX-512 CPU, OpenBLAS must run
-  // its SkylakeX kernels (this CPU's own detection would give Prescott, 5x slower).
-  if (!info.core_from_user && __builtin_cpu_supports("avx512f")) {
-    CHECK(info.core == "SkylakeX");
-    CHECK(blas_summary().find("(auto-selected)") != std::string::npos);
+  // heed only picks the coretype when the variable was unset; then OpenBLAS must run heed's choice (on an
+  // AVX-512 CPU its own detection may give Prescott, 5x slower), and the summary says why.
+  if (!info.core_from_user && !choice.core.empty()) {
+    CHECK(info.core == choice.core);
+    CHECK(blas_summary().find("(auto-selected: " + choice.reason + ")") != std::string::npos);
   }
-  if (info.core_from_user) CHECK(std::getenv("OPENBLAS_CORETYPE") != nullptr);
+  // A user's choice stands; when it differs from heed's, the summary names heed's.
+  if (info.core_from_user) {
+    CHECK(std::getenv("OPENBLAS_CORETYPE") != nullptr);
+    CHECK(blas_summary().find("set by the user") != std::string::npos);
+    if (!choice.core.empty() && choice.core != info.core)
+      CHECK(blas_summary().find("heed would pick " + choice.core) != std::string::npos);
+  }
   CHECK(blas_summary().find("core=" + info.core) != std::string::npos);
+}
+
+TEST_CASE("coretype_for: the table bench/README.md justifies, one row per CPU seen") {
+  // Intel Sapphire Rapids and Cascade Lake (family 6, AVX-512): SkylakeX.
+  CHECK(coretype_for({"GenuineIntel", 6, true, true}).core == "SkylakeX");
+  // AMD Zen 4 (family 0x19, AVX-512 on 256-bit units): Zen.
+  CHECK(coretype_for({"AuthenticAMD", 0x19, true, true}).core == "Zen");
+  CHECK(coretype_for({"AuthenticAMD", 0x19, true, true}).reason.find("AMD family 0x19") != std::string::npos);
+  // AMD Zen 5 (family 0x1a, full 512-bit units): SkylakeX.
+  CHECK(coretype_for({"AuthenticAMD", 0x1a, true, true}).core == "SkylakeX");
+  // Not seen, by extension: AVX2 only gives Haswell (Zen 3 included), nothing gives OpenBLAS's own detection.
+  CHECK(coretype_for({"AuthenticAMD", 0x19, false, true}).core == "Haswell");
+  CHECK(coretype_for({"GenuineIntel", 6, false, true}).core == "Haswell");
+  CHECK(coretype_for({"GenuineIntel", 6, false, false}).core.empty());
+  // this_cpu reads cpuid: the CPUs heed meets are x86-64 with a vendor string and a family.
+  const CpuId cpu = this_cpu();
+  CHECK(!cpu.vendor.empty());
+  CHECK(cpu.family > 0);
+  CHECK(cpu.avx512f == (bool)__builtin_cpu_supports("avx512f"));
 }
 
 TEST_CASE("set_num_threads") {
