@@ -120,15 +120,17 @@ std::unique_ptr<Encoder> make_encoder(const Config& c) {
 
 // ---- the training step -----------------------------------------------------------------------------------------
 
-// The InfoNCE loss of a batch of pairs: yi, yj (B,2), row b of each the two ends of one edge of the graph.
+// The InfoNCE loss of a batch of pairs, yi and yj (B,2), row b of each the two ends of one edge of the graph. All
+// 2B points are candidates (SimCLR's NT-Xent): each point must pick its partner out of the 2B-1 others, so each
+// pair has 2B-2 negatives.
 Tensor contrastive_loss(const Tensor& yi, const Tensor& yj) {
   const int64_t B = yi.size(0);
-  Tensor d2 = (yi.unsqueeze(1) - yj.unsqueeze(0)).square().sum(2);  // (B,B) squared distances
-  Tensor logits = -(d2 + 1.0).log();                                 // log q, the Cauchy kernel
-  std::vector<int64_t> diagonal(B);
-  for (int64_t b = 0; b < B; ++b) diagonal[b] = b;
-  Tensor target = from_vector(diagonal, {B});
-  return (nn::cross_entropy(logits, target) + nn::cross_entropy(logits.mT(), target)) * 0.5;
+  Tensor y = cat({yi, yj}, 0);                                        // (2B,2)
+  Tensor d2 = (y.unsqueeze(1) - y.unsqueeze(0)).square().sum(2);      // (2B,2B) squared distances
+  Tensor logits = -(d2 + 1.0).log() - eye(2 * B) * 1e9;               // log q, the Cauchy kernel; never oneself
+  std::vector<int64_t> partner(2 * B);
+  for (int64_t b = 0; b < 2 * B; ++b) partner[b] = (b + B) % (2 * B);
+  return nn::cross_entropy(logits, from_vector(partner, {2 * B}));
 }
 
 // `f` over `images` in batches, without a graph, the results concatenated along dim 0.
