@@ -7,10 +7,11 @@
 //      image's 15 nearest neighbours there (exact, by GEMM in blocks). PCA-50 keeps the distances that matter
 //      for neighbours at a sixteenth of the cost of all 784 pixels.
 //   2. the objective, InfoNCE with t-SNE's Cauchy kernel q(a,b) = 1 / (1 + |a - b|²): a batch holds B images i,
-//      each with one of its neighbours j drawn at random, and each y_i must pick its own y_j out of the B:
-//        loss = -1/B Σ_b log( q(y_ib, y_jb) / Σ_c q(y_ib, y_jc) ),   and the same with i and j swapped.
-//      The other B-1 neighbours are the negatives that push unrelated images apart. The heavy-tailed kernel
-//      lets clusters form with space between them, as in t-SNE; the more negatives, the closer to t-SNE.
+//      each with one of its neighbours j drawn at random, and each of the 2B points must pick its partner out of
+//      the 2B-1 others (SimCLR's NT-Xent form):
+//        loss = -1/2B Σ_a log( q(y_a, y_partner(a)) / Σ_{c != a} q(y_a, y_c) ).
+//      The other 2B-2 points are the negatives that push unrelated images apart. The heavy-tailed kernel lets
+//      clusters form with space between them, as in t-SNE; the more negatives, the closer to t-SNE.
 //   3. the encoder, --arch:
 //        mlp   784 -> 512 -> 256 -> 2, ReLU: the baseline without attention;
 //        attn  16 patches of 7x7 pixels -> tokens of width 64 with learned positions -> 2 pre-LN transformer
@@ -26,6 +27,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <numeric>
 #include <random>
 
 #include "data/data.h"
@@ -149,8 +151,10 @@ zoo::Metrics evaluate(const Config& c, const Tensor& images, const Tensor& label
   const int64_t n = std::min(c.trust_images, images.size(0));
   Tensor pixels = images.narrow(0, 0, n).reshape({n, 784}), near = y.narrow(0, 0, n);
   metrics::KMeansResult km = metrics::kmeans(y, 10, 10, 300, 1e-4, seed);
-  return {{"trust5", metrics::trustworthiness(pixels, near, 5)}, {"trust12", metrics::trustworthiness(pixels, near, 12)},
-          {"knn5_acc", metrics::knn_cv_accuracy(y, labels, 5, 5)}, {"acc", metrics::clustering_accuracy(labels, km.labels)},
+  return {{"trust5", metrics::trustworthiness(pixels, near, 5)},
+          {"trust12", metrics::trustworthiness(pixels, near, 12)},
+          {"knn5_acc", metrics::knn_cv_accuracy(y, labels, 5, 5)},
+          {"acc", metrics::clustering_accuracy(labels, km.labels)},
           {"nmi", metrics::nmi(labels, km.labels)}};
 }
 

@@ -3,8 +3,8 @@ beside heed's.
 
 A network maps a Fashion-MNIST image to 2-D. The neighbour graph: each training image's 15 nearest neighbours among
 the 60,000 in the space of their first 50 principal components (exact, by blocks of distances). The loss: a batch of
-B images i, each with a random neighbour j, and InfoNCE with the Cauchy kernel q(a,b) = 1/(1 + |a-b|^2): each y_i
-picks its y_j out of the batch's B, and each y_j its y_i (the mean of the two cross-entropies). Adam at --lr, the lr
+B images i, each with a random neighbour j, and InfoNCE with the Cauchy kernel q(a,b) = 1/(1 + |a-b|^2) in
+SimCLR's NT-Xent form: each of the 2B points must pick its partner out of the 2B-1 others. Adam at --lr, the lr
 falling to 0 along a half cosine over the run, epochs of 60,000 // B batches. The encoders are embed.cpp's:
   mlp   784 -> 512 -> 256 -> 2, ReLU;
   attn  16 patches of 7x7 -> Linear(49, 64) + learned positions -> 2 pre-LN TransformerEncoderLayers (4 heads,
@@ -30,7 +30,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA
 from sklearn.manifold import trustworthiness
 from sklearn.metrics import normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
@@ -89,9 +88,12 @@ class AttnEncoder(nn.Module):
 
 
 def contrastive_loss(yi, yj):
-    logits = -torch.log1p(torch.cdist(yi, yj).square())
-    target = torch.arange(yi.shape[0])
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    """NT-Xent with the Cauchy kernel: each of the 2B points picks its partner out of the 2B-1 others."""
+    B = yi.shape[0]
+    y = torch.cat([yi, yj])
+    d2 = (y[:, None, :] - y[None, :, :]).square().sum(2)
+    logits = -torch.log1p(d2) - torch.eye(2 * B) * 1e9
+    return F.cross_entropy(logits, (torch.arange(2 * B) + B) % (2 * B))
 
 
 def clustering_accuracy(labels, clusters):
@@ -118,8 +120,11 @@ def main():
     x_train, _ = load_fashion_mnist(a.data, True)
     x_test, labels = load_fashion_mnist(a.data, False)
     start = time.time()
-    flat = x_train.reshape(-1, 784).numpy()
-    z = torch.from_numpy(PCA(50, svd_solver="full").fit_transform(flat).astype(np.float32))
+    # PCA-50 as heed's metrics::pca: the top eigenvectors of the covariance, in float64 (the signs do not matter here).
+    flat = x_train.reshape(-1, 784).double()
+    centred = flat - flat.mean(0)
+    _, vectors = torch.linalg.eigh(centred.T @ centred / (len(flat) - 1))
+    z = (centred @ vectors[:, -50:]).float()
     graph = knn_graph(z, a.neighbours)
     print(f"embed.py: the {a.neighbours}-nearest-neighbour graph in {time.time() - start:.0f} s", flush=True)
     model = MLPEncoder() if a.arch == "mlp" else AttnEncoder()
