@@ -18,6 +18,8 @@
 //              layers (4 heads) -> LayerNorm -> the 16 tokens flattened -> 256 -> 2: each patch sees the whole
 //              garment before the head reads it;
 //        pca   no network: the first 2 principal components (the anchor, to check the metrics against).
+// models/RESULTS.md has the table: no run reaches t-SNE's trustworthiness (0.966 against 0.989) or 5-NN accuracy
+// (0.72 against 0.80); attention helps per epoch (10 epochs: trust@5 0.965 against 0.955), not per second.
 // Scored on the 10,000 test images: trustworthiness at k = 5 and 12 on the first 5,000 against their pixels,
 // 5-NN accuracy in 2-D by 5-fold cross-validation, and k-means (k = 10) ACC and NMI in 2-D; metrics.json holds
 // them under `final` as trust5, trust12, knn5_acc, acc and nmi. Pictures: embedding.png (the test points coloured
