@@ -785,6 +785,73 @@ double trustworthiness(const Tensor& X, const Tensor& Y, int k) {
   return 1.0 - penalty * (2.0 / (n * kk * (2.0 * n - 3.0 * kk - 1.0)));
 }
 
+double knn_cv_accuracy(const Tensor& Y, const Tensor& labels, int k, int folds) {
+  const std::string op = "knn_cv_accuracy";
+  std::vector<double> A = matrix_of(op, "Y", Y);
+  std::vector<int64_t> y = int_labels(op, "labels", labels);
+  const int64_t N = Y.size(0), D = Y.size(1);
+  if ((int64_t)y.size() != N)
+    throw Error(op + ": Y has " + std::to_string(N) + " samples but labels has " + std::to_string(y.size()));
+  if (folds < 2 || k < 1 || N < folds || N - (N + folds - 1) / folds < k)
+    throw Error(op + ": need folds >= 2 and k >= 1 with k points in every fold's training set, got k=" +
+                std::to_string(k) + ", folds=" + std::to_string(folds) + " for N=" + std::to_string(N));
+  // StratifiedKFold's test folds, as sklearn 1.2's _make_test_folds: the classes numbered in order of first
+  // appearance; the labels sorted by that number and dealt round robin (position p to fold p % folds) say how
+  // many of each class each fold gets; then each class's samples, in data order, fill fold 0's share, then 1's...
+  std::vector<int64_t> code(N), seen;
+  for (int64_t i = 0; i < N; ++i) {
+    auto at = std::find(seen.begin(), seen.end(), y[i]);
+    code[i] = at - seen.begin();
+    if (at == seen.end()) seen.push_back(y[i]);
+  }
+  const int64_t C = (int64_t)seen.size();
+  std::vector<int64_t> sorted = code, share(folds * C, 0), fold_of(N), filled(C, 0), next_fold(C, 0);
+  std::sort(sorted.begin(), sorted.end());
+  for (int64_t p = 0; p < N; ++p) share[(p % folds) * C + sorted[p]]++;
+  for (int64_t i = 0; i < N; ++i) {
+    const int64_t c = code[i];
+    while (filled[c] == share[next_fold[c] * C + c]) filled[c] = 0, next_fold[c]++;
+    fold_of[i] = next_fold[c], filled[c]++;
+  }
+  // Each fold: its points against the others', by GEMM in blocks of rows; the k closest vote.
+  double total = 0;
+  for (int f = 0; f < folds; ++f) {
+    std::vector<int64_t> test, train;
+    for (int64_t i = 0; i < N; ++i) (fold_of[i] == f ? test : train).push_back(i);
+    const int64_t nt = (int64_t)test.size(), nr = (int64_t)train.size(), block = 256;
+    std::vector<double> T(nt * D), R(nr * D), dist(block * nr);
+    for (int64_t i = 0; i < nt; ++i) std::copy_n(&A[test[i] * D], D, &T[i * D]);
+    for (int64_t i = 0; i < nr; ++i) std::copy_n(&A[train[i] * D], D, &R[i * D]);
+    std::vector<double> t_sq = row_sq_norms(T.data(), nt, D), r_sq = row_sq_norms(R.data(), nr, D);
+    std::vector<int64_t> nn(nr);
+    int64_t correct = 0;
+    for (int64_t i0 = 0; i0 < nt; i0 += block) {
+      const int64_t rows = std::min(block, nt - i0);
+      sq_dists(&T[i0 * D], &t_sq[i0], rows, R.data(), r_sq.data(), nr, D, dist.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        const double* d = &dist[r * nr];
+        std::iota(nn.begin(), nn.end(), 0);
+        std::partial_sort(nn.begin(), nn.begin() + k, nn.end(),
+                          [d](int64_t a, int64_t b) { return d[a] < d[b] || (d[a] == d[b] && a < b); });
+        // The vote: the most frequent label among the k, the smallest label on a tie (scipy.stats.mode).
+        std::vector<int64_t> votes(k);
+        for (int64_t p = 0; p < k; ++p) votes[p] = y[train[nn[p]]];
+        std::sort(votes.begin(), votes.end());
+        int64_t best = votes[0], best_count = 0;
+        for (int64_t p = 0; p < k;) {
+          int64_t q = p;
+          while (q < k && votes[q] == votes[p]) ++q;
+          if (q - p > best_count) best = votes[p], best_count = q - p;
+          p = q;
+        }
+        correct += best == y[test[i0 + r]];
+      }
+    }
+    total += (double)correct / (double)nt;
+  }
+  return total / folds;
+}
+
 // =====================================================================================================
 // mean, covariance and the Fréchet distance
 // =====================================================================================================

@@ -8,7 +8,7 @@
 //   top-k          target_rank, hit_rate_at_k, ndcg_at_k (next-item recommendation, one relevant item)
 //   likelihood     reconstruction_error, nats_per_sample, bits_per_dim (autoencoders, VAEs);
 //                  digamma, dirichlet_mle (GEOM's anomaly score)
-//   embeddings     pca, trustworthiness
+//   embeddings     pca, trustworthiness, knn_cv_accuracy
 //   samples        mean_and_cov, frechet_distance (FID-style scores of generative models)
 //
 // Inputs are heed tensors; the arithmetic runs in double whatever their dtype. Nothing here records an
@@ -120,6 +120,11 @@ PCAResult pca(const Tensor& x, int n_components);
 /// and over their embedding neighbours j of max(0, r(i,j) - k), where r(i,j) is j's rank among i's
 /// neighbours in X. Needs 1 <= k < N/2.
 double trustworthiness(const Tensor& X, const Tensor& Y, int k = 5);
+/// How well an embedding Y (N,d) keeps classes apart locally: the mean over `folds` folds of the accuracy of a
+/// k-nearest-neighbour vote (euclidean; a tied vote goes to the smallest label) that sees the other folds'
+/// points. sklearn's cross_val_score(KNeighborsClassifier(k), Y, labels, cv=folds).mean(): the folds are
+/// StratifiedKFold's without shuffling, each class dealt to the folds in blocks, in data order. labels: (N) int64.
+double knn_cv_accuracy(const Tensor& Y, const Tensor& labels, int k = 5, int folds = 5);
 
 // ---- sample quality ------------------------------------------------------------------------------------
 /// The mean (D) and covariance (D,D) of features (N,D), N >= 2, as np.mean(axis=0) and np.cov(rowvar=False)

@@ -433,6 +433,36 @@ TEST_CASE("metrics: trustworthiness matches scikit-learn") {
                        Error);
 }
 
+TEST_CASE("metrics: knn_cv_accuracy on hand-computed cases and well-separated clusters") {
+  // Two classes at 0 and 10 on a line, alternating: every fold's 1-NN is a point of the same class.
+  Tensor y = from_vector(std::vector<double>{0, 10, 0.1, 10.1, 0.2, 10.2, 0.3, 10.3, 0.4, 10.4}, Shape{10, 1});
+  Tensor labels = longs({0, 1, 0, 1, 0, 1, 0, 1, 0, 1});
+  CHECK(knn_cv_accuracy(y, labels, 1, 5) == 1.0);
+  // Pairs of close points with different labels, one point per fold (8 folds): each point's nearest
+  // neighbour is its partner, of the other label.
+  Tensor crossed = from_vector(std::vector<double>{0, 0.01, 10, 10.01, 20, 20.01, 30, 30.01}, Shape{8, 1});
+  CHECK(knn_cv_accuracy(crossed, longs({0, 1, 1, 0, 0, 1, 1, 0}), 1, 8) == 0.0);
+  // A tied vote (k = 2, one of each) goes to the smallest label.
+  Tensor pairs = from_vector(std::vector<double>{0, 1, 2, 3}, Shape{4, 1});
+  CHECK(knn_cv_accuracy(pairs, longs({5, 5, 5, 5}), 2, 2) == 1.0);
+  // Well-separated Gaussian clusters in 2-d: the answer is known, every vote right.
+  data::Mixture m = data::mixture_of_gaussians(500, 10, 2, 7, 30.0);
+  CHECK(knn_cv_accuracy(m.points, m.labels) == 1.0);
+  CHECK_THROWS_WITH_AS(knn_cv_accuracy(y, labels, 5, 1), doctest::Contains("need folds >= 2 and k >= 1"), Error);
+  CHECK_THROWS_WITH_AS(knn_cv_accuracy(y, labels.narrow(0, 0, 4)), doctest::Contains("Y has 10 samples but labels "
+                                                                                      "has 4"), Error);
+}
+
+TEST_CASE("metrics: knn_cv_accuracy matches scikit-learn's cross_val_score with StratifiedKFold") {
+  json f = fixture("knn_cv.json");
+  for (const json& c : f["cases"]) {
+    CAPTURE(c["name"].get<std::string>());
+    std::vector<int64_t> labels = c["labels"];
+    CHECK(knn_cv_accuracy(matrix(c["y"]), longs(labels), c["k"], c["folds"]) ==
+          doctest::Approx(c["accuracy"].get<double>()).epsilon(1e-12));
+  }
+}
+
 // ---- mean, covariance and the Fréchet distance ---------------------------------------------------------
 
 TEST_CASE("metrics: frechet_distance on hand-computed cases") {
