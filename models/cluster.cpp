@@ -23,7 +23,7 @@
 // The run prints the three metrics; the pictures are nearest.png (row j: the 10 images closest to cluster j's
 // mean code), confusion.png (labels against clusters, the clusters in their Hungarian order), and attention.png:
 // patch-attn's attention maps (how much each of the 4x4 patches is looked at, over 16 images), cos-attn's soft
-// assignments of 40 images. --quick: the first 2000 images, 1 epoch. --synthetic clusters a well-separated
+// assignments of 40 images. --quick: the first 2000 images, 3 epochs of batches of 64. --synthetic clusters a well-separated
 // Gaussian mixture with stages 2 and 3 alone, where the right answer (ACC 1) is known.
 #include <algorithm>
 #include <cmath>
@@ -295,8 +295,13 @@ int main(int argc, char** argv) {
              .self_train = cli.get<int>("self-train"), .temperature = cli.get<double>("temperature")};
     cli.require(c.arch == "ae" || c.arch == "patch-attn" || c.arch == "cos-attn",
                 "--arch must be ae, patch-attn or cos-attn, got '" + c.arch + "'");
-    if (run.quick) run.epochs = cli.given("epochs") ? run.epochs : 1, c.images = 2000, c.self_train = 1;
-    if (run.quick && !cli.given("iterations")) c.iterations = 50;
+    if (run.quick) {
+      c.images = 2000;
+      if (!cli.given("epochs")) run.epochs = 3;
+      if (!cli.given("batch-size")) run.batch_size = 64;
+      if (!cli.given("self-train")) c.self_train = 1;
+      if (!cli.given("iterations")) c.iterations = 50;
+    }
     cli.require(c.arch != "cos-attn" || c.self_train <= run.epochs, "--self-train " +
                 std::to_string(c.self_train) + " must be <= --epochs " + std::to_string(run.epochs));
     zoo::RunLog log(cli, run);
