@@ -23,8 +23,8 @@
 // The run prints the three metrics; the pictures are nearest.png (row j: the 10 images closest to cluster j's
 // mean code), confusion.png (labels against clusters, the clusters in their Hungarian order), and attention.png:
 // patch-attn's attention maps (how much each of the 4x4 patches is looked at, over 16 images), cos-attn's soft
-// assignments of 40 images. --quick: the first 2000 images, 3 epochs of batches of 64. --synthetic clusters a well-separated
-// Gaussian mixture with stages 2 and 3 alone, where the right answer (ACC 1) is known.
+// assignments of 40 images. --quick: the first 2000 images, 3 epochs of batches of 64. --synthetic clusters a
+// well-separated Gaussian mixture with stages 2 and 3 alone, where the right answer (ACC 1) is known.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -277,7 +277,7 @@ void save_pictures(AutoEncoder& model, const Config& c, const Tensor& x, const T
 int main(int argc, char** argv) {
   zoo::Cli cli("cluster", "Deep clustering of all 70,000 Fashion-MNIST images: an autoencoder, its kNN graph's "
                "spectral embedding, k-means; with and without attention",
-               {.epochs = 10, .batch_size = 256, .lr = 1e-3});
+               {.epochs = 20, .batch_size = 256, .lr = 1e-3});
   cli.option("arch", "ae (no attention), patch-attn (a patch-transformer encoder) or cos-attn (ae, then "
              "self-training of a cosine-attention soft assignment to learnable centroids)", std::string("ae"));
   cli.option("neighbours", "k of the k-nearest-neighbour graph", 10, 1);

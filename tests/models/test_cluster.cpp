@@ -36,7 +36,8 @@ TEST_CASE("cluster: every --arch clusters 2000 images better than chance and wri
     CHECK(m["final"]["nmi"].get<double>() > 0.2);
     CHECK(m["final"]["ari"].get<double>() > 0.05);
     CHECK(m["final"]["acc"].get<double>() <= 1.0);
-    for (const char* picture : {"nearest.png", "confusion.png"}) CHECK_MESSAGE(fs::exists(dir / arch / picture), picture);
+    for (const char* picture : {"nearest.png", "confusion.png"})
+      CHECK_MESSAGE(fs::exists(dir / arch / picture), picture);
     CHECK(fs::exists(dir / arch / "attention.png") == (arch != "ae"));
     CHECK(fs::exists(dir / arch / "checkpoint.safetensors"));
   }
@@ -52,8 +53,9 @@ TEST_CASE("cluster: --resume continues from the checkpoint's epoch") {
   const fs::path dir = scratch("cluster_resume");
   Result first = run(cluster, "--quick --threads 1 --epochs 1 --out " + (dir / "a").string(), dir);
   REQUIRE_MESSAGE(first.exit_code == 0, first.output);
-  Result more = run(cluster, "--quick --threads 1 --epochs 2 --resume " + (dir / "a" / "checkpoint.safetensors").string() +
-                                 " --out " + (dir / "b").string(), dir);
+  const std::string checkpoint = (dir / "a" / "checkpoint.safetensors").string();
+  Result more = run(cluster, "--quick --threads 1 --epochs 2 --resume " + checkpoint + " --out " + (dir / "b").string(),
+                    dir);
   REQUIRE_MESSAGE(more.exit_code == 0, more.output);
   CHECK_MESSAGE(more.output.find("epochs 2 to 2 of 2") != std::string::npos, more.output);
   CHECK(read_json(dir / "b" / "metrics.json")["status"] == "finished");
