@@ -123,6 +123,24 @@ TEST_CASE("recommender: 1 epoch, --resume, 1 more == 2 epochs; --dump-data write
   fs::remove_all(dir);
 }
 
+TEST_CASE("recommender: --window 1 masks the history: a different model, recorded in metrics.json") {
+  const fs::path program = zoo_program("recommender");
+  if (!fs::exists(program)) return;
+  const fs::path dir = scratch("recommender_window");
+  // The same seed and data: only the attention mask differs (position t sees item t alone with --window 1).
+  Result all = run(program, "--quick --epochs 1 --out " + (dir / "all").string(), dir);
+  REQUIRE_MESSAGE(all.exit_code == 0, all.output);
+  Result one = run(program, "--quick --epochs 1 --window 1 --out " + (dir / "one").string(), dir);
+  REQUIRE_MESSAGE(one.exit_code == 0, one.output);
+  const json a = read_json(dir / "all" / "metrics.json"), w = read_json(dir / "one" / "metrics.json");
+  CHECK(a["config"]["window"] == 0);
+  CHECK(w["config"]["window"] == 1);
+  // The baselines do not attend, so they agree; SASRec's scores must not.
+  CHECK(w["final"]["popularity_hr10"] == a["final"]["popularity_hr10"]);
+  CHECK(w["final"]["ndcg10"].get<double>() != a["final"]["ndcg10"].get<double>());
+  fs::remove_all(dir);
+}
+
 TEST_CASE("recommender: bad input is one line on stderr and exit code 2") {
   const fs::path program = zoo_program("recommender");
   if (!fs::exists(program)) return;
@@ -135,6 +153,7 @@ TEST_CASE("recommender: bad input is one line on stderr and exit code 2") {
       {"--d-model 30 --heads 4" + out, "recommender: --d-model 30 must be a multiple of --heads 4"},
       {"--items 50" + out, "recommender: --items must be at least 102, got 50"},
       {"--dropout 1.5" + out, "recommender: --dropout must be in [0, 0.9], got 1.5"},
+      {"--window -1" + out, "recommender: --window must be >= 0, got -1"},
       {"--movielens " + (dir / "missing.dat").string() + out, "recommender: load_movielens: cannot open"},
   };
   for (const Case& c : cases) {
