@@ -50,16 +50,6 @@ struct Config {
 const char* const kNames[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                 "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
 
-// `f` over `images` in batches, without a graph, the results concatenated along dim 0.
-template <class F>
-Tensor over_batches(const Tensor& images, int64_t batch, F f) {
-  NoGradGuard no_grad;
-  std::vector<Tensor> parts;
-  for (int64_t i = 0; i < images.size(0); i += batch)
-    parts.push_back(f(images.narrow(0, i, std::min(batch, images.size(0) - i))));
-  return cat(parts, 0);
-}
-
 // ---- the transformations, and the modules, smallest first ---------------------------------------------------
 
 int64_t num_transforms(const Config& c) { return 4 * (c.flips ? 2 : 1) * (c.shifts ? 9 : 1); }
@@ -159,7 +149,7 @@ struct TransformNet : Detector {
   }
   void fit_score(const Tensor& normal) override {
     if (!dirichlet) return;
-    Tensor log_p = over_batches(normal, 100, [&](const Tensor& x) { return log_probs(x); });  // (N,T,T)
+    Tensor log_p = zoo::over_batches(normal, 100, [&](const Tensor& x) { return log_probs(x); });  // (N,T,T)
     std::vector<Tensor> rows;
     for (int64_t t = 0; t < log_p.size(1); ++t) rows.push_back(metrics::dirichlet_mle(log_p.select(1, t)));
     alpha = stack(rows).to(float32);
@@ -184,7 +174,7 @@ std::unique_ptr<Detector> make_detector(const Config& c) {
 // pca's score: the mean squared error of `test` reconstructed from the first components of `normal`.
 Tensor pca_error(const Config& c, const Tensor& normal, const Tensor& test) {
   metrics::PCAResult p = metrics::pca(normal.reshape({normal.size(0), 784}), (int)c.components);
-  return over_batches(test, 1000, [&](const Tensor& x) {
+  return zoo::over_batches(test, 1000, [&](const Tensor& x) {
     Tensor flat = x.reshape({x.size(0), 784});
     return metrics::reconstruction_error(flat, p.inverse_transform(p.transform(flat)));
   });
@@ -198,7 +188,7 @@ Tensor score_test(Detector* model, const Config& c, const Tensor& normal, const 
   model->eval();
   model->fit_score(normal);
   auto score = [&](const Tensor& images) {
-    return over_batches(images, 100, [&](const Tensor& x) { return model->score(x); });
+    return zoo::over_batches(images, 100, [&](const Tensor& x) { return model->score(x); });
   };
   if (!c.with_pca) return score(test);
   auto standardised = [](Tensor test_scores, Tensor train_scores, bool log_scale) {

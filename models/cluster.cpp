@@ -108,15 +108,6 @@ Tensor soft_assign(AutoEncoder& model, const Tensor& z, double temperature) {
       .out.squeeze(1);
 }
 
-// `f` over the rows of `x` in batches, without a graph, the results concatenated along dim 0.
-template <class F>
-Tensor over_batches(const Tensor& x, int64_t batch, F f) {
-  NoGradGuard no_grad;
-  std::vector<Tensor> parts;
-  for (int64_t i = 0; i < x.size(0); i += batch) parts.push_back(f(x.narrow(0, i, std::min(batch, x.size(0) - i))));
-  return cat(parts, 0);
-}
-
 // ---- stage 2: the kNN graph and its spectral embedding ----------------------------------------------------------
 
 // The k nearest neighbours of each row of z (N,D), itself excluded -> (N,k) int64. Squared distances come from
@@ -124,7 +115,7 @@ Tensor over_batches(const Tensor& x, int64_t batch, F f) {
 Tensor knn(const Tensor& z, int64_t k) {
   NoGradGuard no_grad;
   Tensor sq = z.square().sum(1);  // (N)
-  return over_batches(z, 256, [&](const Tensor& rows) {
+  return zoo::over_batches(z, 256, [&](const Tensor& rows) {
     const int64_t b = rows.size(0);
     Tensor d = rows.square().sum(1, true) - 2.0 * matmul(rows, z.transpose(0, 1)) + sq.unsqueeze(0);  // (b,N)
     return topk(d, k + 1, 1, /*largest=*/false).second.narrow(1, 1, k).reshape({b, k});  // the nearest is itself
@@ -330,7 +321,7 @@ int main(int argc, char** argv) {
     std::printf("cluster: %s, %lld parameters, %lld images; epochs %d to %d of %d (%d of pretraining)\n",
                 c.arch.c_str(), (long long)model.num_parameters(), (long long)c.images, start + 1, run.epochs,
                 run.epochs, pretrain);
-    auto codes = [&] { return over_batches(x, 1000, [&](const Tensor& b) { return model.encode(b); }); };
+    auto codes = [&] { return zoo::over_batches(x, 1000, [&](const Tensor& b) { return model.encode(b); }); };
     for (int epoch = start + 1; epoch <= run.epochs; ++epoch) {
       Tensor p;
       if (epoch > pretrain) {  // cos-attn's self-training: centroids first, then this epoch's target
@@ -342,7 +333,7 @@ int main(int argc, char** argv) {
             model.centroids.select(0, j).copy_((z * in).sum(0) / clamp(in.sum(), 1, 1e30));
           }
         }
-        p = sharpened(over_batches(x, 1000, [&](const Tensor& b) {
+        p = sharpened(zoo::over_batches(x, 1000, [&](const Tensor& b) {
           return soft_assign(model, model.encode(b), c.temperature);
         }));
       }
@@ -356,8 +347,8 @@ int main(int argc, char** argv) {
     model.eval();
     Tensor z = codes(), clusters;
     if (c.arch == "cos-attn")
-      clusters = argmax(over_batches(z, 1000, [&](const Tensor& b) { return soft_assign(model, b, c.temperature); }),
-                        1);
+      clusters =
+          argmax(zoo::over_batches(z, 1000, [&](const Tensor& b) { return soft_assign(model, b, c.temperature); }), 1);
     else
       clusters = spectral_clusters(c, z, run.seed).first;
     Tensor plain = metrics::kmeans(z, (int)c.clusters, 10, 300, 1e-4, run.seed).labels;  // k-means on z, for contrast

@@ -137,16 +137,6 @@ Tensor contrastive_loss(const Tensor& yi, const Tensor& yj) {
   return nn::cross_entropy(logits, from_vector(partner, {2 * B}));
 }
 
-// `f` over `images` in batches, without a graph, the results concatenated along dim 0.
-template <class F>
-Tensor over_batches(const Tensor& images, int64_t batch, F f) {
-  NoGradGuard no_grad;
-  std::vector<Tensor> parts;
-  for (int64_t i = 0; i < images.size(0); i += batch)
-    parts.push_back(f(images.narrow(0, i, std::min(batch, images.size(0) - i))));
-  return cat(parts, 0);
-}
-
 // ---- evaluation: the metrics and the pictures ------------------------------------------------------------------
 
 zoo::Metrics evaluate(const Config& c, const Tensor& images, const Tensor& labels, const Tensor& y, uint64_t seed) {
@@ -295,12 +285,12 @@ int main(int argc, char** argv) {
         // A cheap progress check: 5-NN accuracy of the first 2,000 test images.
         model->eval();
         const int64_t m = std::min<int64_t>(2000, c.test_images);
-        Tensor y_few = over_batches(x_test.narrow(0, 0, m), 500, [&](const Tensor& x) { return model->embed(x); });
+        Tensor y_few = zoo::over_batches(x_test.narrow(0, 0, m), 500, [&](const Tensor& x) { return model->embed(x); });
         log.epoch((int)epoch + 1, {{"train_loss", bar.mean_loss()},
                                    {"test_knn5_acc_2k", metrics::knn_cv_accuracy(y_few, y_labels.narrow(0, 0, m))}});
       }
       model->eval();
-      y = over_batches(x_test, 500, [&](const Tensor& x) { return model->embed(x); });
+      y = zoo::over_batches(x_test, 500, [&](const Tensor& x) { return model->embed(x); });
     }
     const double fit_seconds = seconds();
     std::printf("embed: %s fitted and the test images embedded in %.0f s; scoring\n", c.arch.c_str(), fit_seconds);

@@ -47,6 +47,7 @@
 //                 from the .gp scripts beside them, which can be edited and rerun by hand.
 // Every file is written to a temporary name and renamed, so none is ever seen half-written.
 #pragma once
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -61,7 +62,9 @@
 #include <variant>
 #include <vector>
 
+#include "autograd/node.h"  // NoGradGuard
 #include "tensor/shape.h"
+#include "tensor/tensor.h"
 
 namespace cxxopts {
 class Options;  // zoo.cpp parses with cxxopts; users of this header need not include it
@@ -276,6 +279,16 @@ class RunLog {
   Metrics final_;
   bool finished_ = false;
 };
+
+/// f over the rows of x in batches of `batch`, without a graph, the results concatenated along dim 0: how a
+/// zoo program encodes or scores a whole dataset (x (N, ...) -> f(rows) (n, ...) -> (N, ...)).
+template <class F>
+Tensor over_batches(const Tensor& x, int64_t batch, F f) {
+  NoGradGuard no_grad;
+  std::vector<Tensor> parts;
+  for (int64_t i = 0; i < x.size(0); i += batch) parts.push_back(f(x.narrow(0, i, std::min(batch, x.size(0) - i))));
+  return cat(parts, 0);
+}
 
 // ---- template definitions ---------------------------------------------------------------------------
 
