@@ -121,7 +121,7 @@ Tensor floor_divide(const Tensor& a, const Tensor& b, bool remainder) {
   const char* name = remainder ? "remainder" : "floor_divide";
   DType dt = result_type(a, b);
   if (dt == DType::Bool)
-    throw Error(std::string(name) + ": not implemented for bool tensors (" + operands_str(a, b) + "), as in PyTorch");
+    throw Error(std::string(name) + ": bool tensors are refused (" + operands_str(a, b) + "), as PyTorch refuses them");
   Shape out;
   // Plain variables, not a structured binding: the lambda below captures them, which clang before 16 refuses.
   const std::pair<Tensor, Tensor> xy = operands(name, a, b, dt, out);

@@ -85,6 +85,9 @@ TEST_CASE("floor_divide and remainder: Python's // and %") {
   CHECK(reals(tensor({5.5, -5.5}) % 2) == std::vector<double>{1.5, 0.5});
   CHECK_THROWS_WITH_AS(floor_divide(i, I({0, 1})), doctest::Contains("division by zero"), Error);
   CHECK_THROWS_WITH_AS(i % I({0, 1}), doctest::Contains("remainder"), Error);
+  // torch refuses both on two bool tensors ("not implemented for 'Bool'").
+  CHECK_THROWS_WITH_AS(floor_divide(Bm({1, 0}), Bm({1, 1})), doctest::Contains("floor_divide: bool"), Error);
+  CHECK_THROWS_WITH_AS(remainder(Bm({1, 0}), Bm({1, 1})), doctest::Contains("remainder: bool"), Error);
   // remainder's gradient: da = 1, db = -floor(a/b)  (torch: x.grad [1, 1], y.grad [-2, 2])
   Tensor x = tensor({5.0, -3.0}).requires_grad_(), y = tensor({2.0, 2.0}).requires_grad_();
   remainder(x, y).sum().backward();
