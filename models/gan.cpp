@@ -11,14 +11,17 @@
 //   compares the two).
 // --arch sagan (Zhang et al. 2019): the same shapes with SelfAttention2d at 14x14 in G and in D, spectral norm
 //   (nn/spectral_norm.h) on every layer of both but G's BatchNorms, as the paper; the hinge loss; Adam with the
-//   paper's two time-scales, 1e-4 for G and 4e-4 for D, and its betas (0, 0.9).
+//   paper's two time-scales, 1e-4 for G and 4e-4 for D, and its betas (0, 0.9). --attention=false keeps all of
+//   this recipe but the two SelfAttention2d blocks, so that a comparison with it measures attention alone.
 // --loss wgan-gp (Gulrajani et al. 2017), with either arch: D is a critic, its loss mean D(fake) - mean D(real)
 //   + 10 · the gradient penalty (nn::gradient_penalty: a double backward through D), 5 critic steps per G step;
 //   Adam 1e-4 with betas (0.5, 0.9), as the paper's own MNIST code (gan_mnist.py). Neither D has BatchNorm,
 //   which the penalty (per-sample gradients) forbids.
 //
 // Per epoch the run prints D's and G's mean losses, and every --fd-every epochs and at the end FD-FMNIST of
-// 10000 samples (models/zoo/judge.h). It draws samples_epoch_<e>.png from fixed noise after every epoch
+// 10000 samples (models/zoo/judge.h). For equal budgets: --minutes M stops training after M minutes of training
+// time (evaluation excluded), and --fd-g-steps N adds an FD-FMNIST point every N G steps to steps.csv, with the
+// G steps and training minutes it took, so that recipes compare at equal wall-clock or at equal G steps. It draws samples_epoch_<e>.png from fixed noise after every epoch
 // (samples.png is the last), loss.png and steps.png (the losses every --log-every batches), and for sagan
 // attention.png: G's attention at 14x14 for four query pixels (red), over eight generated images.
 // checkpoint.safetensors (G, D, Adam and the generator's state) lets --resume continue a run. --quick: 1024
@@ -37,6 +40,7 @@ using SN = nn::SpectralNorm<Layer>;
 
 struct Config {
   std::string arch = "dcgan", loss, data_dir;  // loss: bce, hinge or wgan-gp
+  bool attention = true;                        // sagan: its SelfAttention2d blocks in G and D
   int64_t nz = 100, features = 32;              // F: G's and D's channels at 14x14 (2F at 7x7)
   int64_t n_critic = 1, train_images = 60000, fd_samples = 10000, fd_every = 1, log_every = 50;
   double lr_g = 2e-4, lr_d = 2e-4, beta1 = 0.5, beta2 = 0.999, gp_lambda = 10;
@@ -94,13 +98,17 @@ struct SaganG : GeneratorNet {
   nn::SelfAttention2d attn;
   explicit SaganG(const Config& c)
       : fc(c.nz, 2 * c.features * 49), bn0(2 * c.features), bn1(c.features), up1(2 * c.features, c.features, 4, up2x),
-        up2(c.features, 1, 4, up2x), attn(c.features, {.spectral_norm = true}) {
+        up2(c.features, 1, 4, up2x), attn(c.features, {.spectral_norm = true}), with_attention(c.attention) {
     register_module("fc", fc), register_module("bn0", bn0), register_module("up1", up1);
-    register_module("bn1", bn1), register_module("attn", attn), register_module("up2", up2);
+    register_module("bn1", bn1), register_module("up2", up2);
+    if (with_attention) register_module("attn", attn);
   }
+  bool with_attention;
   std::pair<Tensor, Tensor> generate(const Tensor& z) override {
     Tensor h = relu(bn0(fc(z).reshape({z.size(0), -1, 7, 7})));  // (B,2F,7,7)
-    auto [a, attention] = attn.forward_with_attention(relu(bn1(up1(h))));  // (B,F,14,14), (B,196,49)
+    h = relu(bn1(up1(h)));                                         // (B,F,14,14)
+    if (!with_attention) return {tanh(up2(h)), Tensor()};
+    auto [a, attention] = attn.forward_with_attention(h);  // (B,F,14,14), (B,196,49)
     return {tanh(up2(a)), attention};
   }
 };
@@ -111,12 +119,14 @@ struct SaganD : Discriminator {
   SN<nn::Linear> fc;
   explicit SaganD(const Config& c)
       : conv1(1, c.features, 4, down2x), conv2(c.features, 2 * c.features, 4, down2x),
-        attn(c.features, {.spectral_norm = true}), fc(2 * c.features * 49, 1) {
-    register_module("conv1", conv1), register_module("attn", attn), register_module("conv2", conv2);
-    register_module("fc", fc);
+        attn(c.features, {.spectral_norm = true}), fc(2 * c.features * 49, 1), with_attention(c.attention) {
+    register_module("conv1", conv1), register_module("conv2", conv2), register_module("fc", fc);
+    if (with_attention) register_module("attn", attn);
   }
+  bool with_attention;
   Tensor forward(const Tensor& x) override {
-    Tensor h = attn(leaky_relu(conv1(x), 0.2));  // (B,F,14,14)
+    Tensor h = leaky_relu(conv1(x), 0.2);  // (B,F,14,14)
+    if (with_attention) h = attn(h);
     return fc(leaky_relu(conv2(h), 0.2).flatten(1)).reshape({-1});
   }
 };
@@ -233,6 +243,9 @@ int main(int argc, char** argv) {
   cli.option("log-every", "a row of steps.csv every this many batches", 50, 1);
   cli.option("data", "the Fashion-MNIST folder (IDX files)", std::string("/usr/share/datasets/fashion-mnist"));
   cli.option("steps", "stop after this many D steps in all (0: --epochs full epochs)", 0, 0);
+  cli.option("attention", "sagan: the self-attention blocks (--attention=false: SAGAN's recipe without them)", true);
+  cli.option("minutes", "stop after this many minutes of training, evaluation excluded (0: no limit)", 0.0, 0.0);
+  cli.option("fd-g-steps", "an FD-FMNIST point every this many G steps, in steps.csv (0: none)", 0, 0);
   cli.option("resume", "continue from this checkpoint.safetensors (same --arch, --loss, --features)", std::string());
   return zoo::main_guard("gan", [&] {
     zoo::RunConfig run = cli.parse(argc, argv);
@@ -240,6 +253,9 @@ int main(int argc, char** argv) {
              .data_dir = cli.get<std::string>("data"), .features = cli.get<int64_t>("features"),
              .fd_every = cli.get<int64_t>("fd-every"), .log_every = cli.get<int64_t>("log-every")};
     cli.require(c.arch == "dcgan" || c.arch == "sagan", "--arch must be dcgan or sagan, got '" + c.arch + "'");
+    c.attention = cli.get<bool>("attention");
+    cli.require(c.attention || c.arch == "sagan", "--attention=false is for --arch sagan (dcgan has none)");
+    const int64_t fd_g_steps = cli.get<int64_t>("fd-g-steps");
     if (c.loss.empty()) c.loss = c.arch == "dcgan" ? "bce" : "hinge";
     cli.require(c.loss == "bce" || c.loss == "hinge" || c.loss == "wgan-gp",
                 "--loss must be bce, hinge or wgan-gp, got '" + c.loss + "'");
@@ -257,7 +273,7 @@ int main(int argc, char** argv) {
     data::DataLoader loader(data::TensorDataset{{train}},
                             {.batch_size = run.batch_size, .shuffle = true, .seed = run.seed});
     const int64_t per_epoch = loader.size();
-    const int64_t steps = cli.get<int64_t>("steps") > 0 ? cli.get<int64_t>("steps") : run.epochs * per_epoch;
+    int64_t steps = cli.get<int64_t>("steps") > 0 ? cli.get<int64_t>("steps") : run.epochs * per_epoch;
     run.epochs = (int)((steps + per_epoch - 1) / per_epoch);
 
     manual_seed(run.seed);
@@ -268,8 +284,9 @@ int main(int argc, char** argv) {
     int64_t step = resume.empty() ? 0 : zoo::resume_training(cli, run, gan, opt);  // settles --lr, G's group
     if (!resume.empty() && cli.get<double>("lr-d") > 0) opt.set_lr(1, c.lr_d);     // and --lr-d, D's
     c.lr_g = opt.lr(0), c.lr_d = opt.lr(1);  // what runs, and what metrics.json records
-    std::printf("gan: %s with the %s loss, G %lld and D %lld parameters, lr G %g D %g, betas (%g, %g), %lld D steps "
-                "per G step; training from step %lld of %lld\n", c.arch.c_str(), c.loss.c_str(),
+    std::printf("gan: %s%s with the %s loss, G %lld and D %lld parameters, lr G %g D %g, betas (%g, %g), %lld D "
+                "steps per G step; training from step %lld of %lld\n", c.arch.c_str(),
+                c.attention ? "" : " without attention", c.loss.c_str(),
                 (long long)gan.G->num_parameters(), (long long)gan.D->num_parameters(), c.lr_g, c.lr_d, c.beta1,
                 c.beta2, (long long)c.n_critic, (long long)step, (long long)steps);
     zoo::RunLog log(cli, run);
@@ -284,34 +301,56 @@ int main(int argc, char** argv) {
     };
     double fd = NAN, d_window = 0, g_window = 0;  // d_window, g_window: the sums behind a row of steps.csv
     int64_t d_count = 0, g_count = 0;
+    zoo::TrainClock clock(cli.get<double>("minutes"));
     // Epoch e's batch order is a function of (seed, e) alone, so a resumed run starts at batch step % per_epoch.
-    for (int64_t epoch = step / per_epoch; step < steps; ++epoch) {
+    for (int64_t epoch = step / per_epoch; step < steps && !clock.over(); ++epoch) {
       std::vector<int64_t> order = loader.order(epoch);
       zoo::ProgressBar bar(log.epoch_label((int)epoch + 1), per_epoch);
       double g_sum = 0;
       int64_t g_steps = 0;
-      for (int64_t b = step % per_epoch; b < per_epoch && step < steps; ++b) {
+      clock.start();
+      for (int64_t b = step % per_epoch, first = b; b < per_epoch && step < steps; ++b) {
+        if (b > first && clock.over()) {
+          steps = step;  // the budget ends the run here, mid-epoch or not
+          break;
+        }
         Tensor real = loader.batch(order, b)[0];
         const double d_loss = critic_step(gan, opt, c, real);
         zoo::check_finite_loss(d_loss, step + 1);  // exit 1, "diverged at step N"
         d_window += d_loss, ++d_count;
+        bool fd_point = false;
         if (++step % c.n_critic == 0) {
           const double g_loss = generator_step(gan, opt, c, real.size(0));
           g_sum += g_loss, ++g_steps, g_window += g_loss, ++g_count;
+          fd_point = fd_g_steps > 0 && (step / c.n_critic) % fd_g_steps == 0;
         }
+        zoo::Metrics logged;  // this step's row of steps.csv: the losses, an FD-FMNIST point, both or none
         if (step % c.log_every == 0) {
-          log.step(step, {{"d_loss", d_window / d_count}, {"g_loss", g_count ? g_window / g_count : NAN}});
+          logged = {{"d_loss", d_window / d_count}, {"g_loss", g_count ? g_window / g_count : NAN}};
           d_window = g_window = 0, d_count = g_count = 0;
         }
+        if (fd_point) {
+          clock.stop();
+          const double point = fd_fmnist();
+          logged.insert(logged.end(), {{"fd_fmnist", point}, {"g_steps", (double)(step / c.n_critic)},
+                                       {"train_minutes", clock.minutes()}});
+          std::printf("gan: FD-FMNIST %.2f after %lld G steps, %.2f minutes of training\n", point,
+                      (long long)(step / c.n_critic), clock.minutes());
+          clock.start();
+        }
+        if (!logged.empty()) log.step(step, logged);
         bar.update(d_loss, real.size(0));
       }
+      clock.stop();
       bar.finish();
       // The epoch's training is saved before anything evaluates it: a failing evaluation (a damaged judge
       // cache) must not lose it.
       optim::save_training_state(log.dir() + "/checkpoint.safetensors", gan, opt, optim::StateDict{}, step,
                                  zoo::checkpoint_metadata(run, {{"arch", c.arch}, {"loss", c.loss},
-                                                                {"features", std::to_string(c.features)}}));
-      zoo::Metrics row{{"d_loss", bar.mean_loss()}, {"g_loss", g_steps ? g_sum / g_steps : NAN}};
+                                                                {"features", std::to_string(c.features)},
+                                                                {"attention", c.attention ? "true" : "false"}}));
+      zoo::Metrics row{{"d_loss", bar.mean_loss()}, {"g_loss", g_steps ? g_sum / g_steps : NAN},
+                       {"g_steps", (double)(step / c.n_critic)}, {"train_minutes", clock.minutes()}};
       if (step == steps || (c.fd_every > 0 && (epoch + 1) % c.fd_every == 0)) {
         row.emplace_back("fd_fmnist", fd = fd_fmnist());
       }
@@ -322,8 +361,8 @@ int main(int argc, char** argv) {
     }
     if (std::isnan(fd)) fd = fd_fmnist();  // a run resumed from its last step trained nothing more
     viz::save_image_grid(images_from(*gan.G, fixed_z), log.dir() + "/samples.png");
-    if (c.arch == "sagan") save_attention(*gan.G, fixed_z.narrow(0, 0, 8), log.dir() + "/attention.png");
-    log.final({{"fd_fmnist", fd}});
+    if (c.arch == "sagan" && c.attention) save_attention(*gan.G, fixed_z.narrow(0, 0, 8), log.dir() + "/attention.png");
+    log.final({{"fd_fmnist", fd}, {"g_steps", (double)(step / c.n_critic)}, {"train_minutes", clock.minutes()}});
     log.finish();
     return 0;
   });

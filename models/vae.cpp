@@ -5,10 +5,14 @@
 //   -ELBO = BCE(x, decoder(z)) summed over pixels + KL(q(z|x) ‖ p(z)),  z = μ + σ·ε  (rsample: gradients reach μ, σ)
 // --arch mlp is pytorch/examples' recipe (784-400-20, ReLU, sigmoid output; Adam 1e-3, batch 128, 10 epochs);
 // conv encodes with Conv2d 1->32->64 (4x4, stride 2) and decodes with ConvTranspose2d; attn makes the 49 4x4
-// patches tokens for two pre-LN transformer layers and pools them with AttentionPooling (its decoder is mlp's).
+// patches tokens for two pre-LN transformer layers and pools them with AttentionPooling (its decoder is mlp's);
+// conv-attn is conv with SAGAN's self-attention (Zhang et al. 2019: SelfAttention2d, its gain γ starting at 0,
+// so the block starts as the identity) after each conv of the encoder and of the decoder, at 14x14 and 7x7.
 // Decoders return logits, and the loss takes them: the BCE of sigmoid outputs without ever taking log(0).
 //
-// Per epoch the run prints the train and test loss (-ELBO per image); at the end the importance-weighted NLL
+// --minutes M stops training after M minutes of training time (evaluation excluded): runs of different
+// architectures then compare at an equal wall-clock budget. Per epoch the run prints the train and test loss
+// (-ELBO per image) and train_minutes, and every --fd-every epochs FD-FMNIST; at the end the importance-weighted NLL
 // (Burda et al. 2016: -log (1/k) Σ p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), k = --iw-samples) and FD-FMNIST of
 // 10000 samples (models/zoo/judge.h). It draws samples.png, reconstructions.png (rows of test images, each above
 // its reconstructions), traversal.png or with --latent 2 manifold.png, and for attn attention.png (the pooling's
@@ -80,6 +84,31 @@ struct ConvVAE : VAE {
   Tensor decode(const Tensor& z) override { return up2(relu(up1(relu(fc3(z)).reshape({-1, 64, 7, 7})))); }
 };
 
+// ConvVAE with a SelfAttention2d after every conv and transposed conv but the last: each pixel of the 14x14 and
+// 7x7 maps can draw on the whole image, where a 4x4 kernel sees its neighbours only.
+struct ConvAttnVAE : VAE {
+  nn::Conv2d conv1{1, 32, 4, {.stride = 2, .padding = 1}}, conv2{32, 64, 4, {.stride = 2, .padding = 1}};
+  nn::SelfAttention2d attn1{32}, attn2{64}, attn3{64}, attn4{32};  // 14x14 keys pooled to 7x7; 7x7 unpooled
+  nn::Linear fc21, fc22, fc3;
+  nn::ConvTranspose2d up1{64, 32, 4, {.stride = 2, .padding = 1}}, up2{32, 1, 4, {.stride = 2, .padding = 1}};
+  explicit ConvAttnVAE(const Config& c)
+      : fc21(64 * 7 * 7, c.latent), fc22(64 * 7 * 7, c.latent), fc3(c.latent, 64 * 7 * 7) {
+    register_module("conv1", conv1), register_module("attn1", attn1), register_module("conv2", conv2);
+    register_module("attn2", attn2), register_module("fc21", fc21), register_module("fc22", fc22);
+    register_module("fc3", fc3), register_module("attn3", attn3), register_module("up1", up1);
+    register_module("attn4", attn4), register_module("up2", up2);
+  }
+  Posterior encode(const Tensor& x) override {
+    Tensor h = attn1(relu(conv1(x)));                 // (B,32,14,14)
+    h = attn2(relu(conv2(h))).flatten(1);             // (B,64,7,7) -> (B,3136)
+    return {fc21(h), fc22(h)};
+  }
+  Tensor decode(const Tensor& z) override {
+    Tensor h = attn3(relu(fc3(z)).reshape({-1, 64, 7, 7}));  // (B,64,7,7)
+    return up2(attn4(relu(up1(h))));                           // (B,32,14,14) -> logits (B,1,28,28)
+  }
+};
+
 // A transformer encoder over patches, and MlpVAE's decoder.
 struct AttnVAE : VAE {
   nn::Linear embed, fc21, fc22, fc3, fc4;
@@ -118,6 +147,7 @@ struct AttnVAE : VAE {
 std::unique_ptr<VAE> make_vae(const Config& c) {
   if (c.arch == "conv") return std::make_unique<ConvVAE>(c);
   if (c.arch == "attn") return std::make_unique<AttnVAE>(c);
+  if (c.arch == "conv-attn") return std::make_unique<ConvAttnVAE>(c);
   return std::make_unique<MlpVAE>(c);
 }
 
@@ -217,19 +247,24 @@ void save_pictures(VAE& vae, const Config& c, const Tensor& test_images, const s
 int main(int argc, char** argv) {
   zoo::Cli cli("vae", "A variational autoencoder on Fashion-MNIST (Kingma and Welling 2014)",
                {.epochs = 10, .batch_size = 128, .lr = 1e-3});
-  cli.option("arch", "encoder and decoder: mlp, conv or attn", std::string("mlp"));
+  cli.option("arch", "encoder and decoder: mlp, conv, attn or conv-attn", std::string("mlp"));
   cli.option("latent", "size of the latent code z", 20, 1);
   cli.option("iw-samples", "k, importance samples per test image for the final NLL", 100, 1);
+  cli.option("iw-images", "the first this many test images for the final NLL", 10000, 1, 10000);
   cli.option("data", "the Fashion-MNIST folder (IDX files)", std::string("/usr/share/datasets/fashion-mnist"));
   cli.option("steps", "stop after this many optimizer steps in all (0: --epochs full epochs)", 0, 0);
+  cli.option("minutes", "stop after this many minutes of training, evaluation excluded (0: no limit)", 0.0, 0.0);
+  cli.option("fd-every", "FD-FMNIST of the samples every this many epochs too (0: only at the end)", 0, 0);
   cli.option("resume", "continue from this checkpoint.safetensors (same --arch, --latent, --seed)", std::string());
   cli.option("eval", "evaluate and draw after training (--eval=false: train and save the checkpoint only)", true);
   return zoo::main_guard("vae", [&] {
     zoo::RunConfig run = cli.parse(argc, argv);
     Config c{.arch = cli.get<std::string>("arch"), .data_dir = cli.get<std::string>("data"),
-             .latent = cli.get<int64_t>("latent"), .iw_samples = cli.get<int64_t>("iw-samples")};
-    cli.require(c.arch == "mlp" || c.arch == "conv" || c.arch == "attn",
-                "--arch must be mlp, conv or attn, got '" + c.arch + "'");
+             .latent = cli.get<int64_t>("latent"), .iw_samples = cli.get<int64_t>("iw-samples"),
+             .iw_images = cli.get<int64_t>("iw-images")};
+    cli.require(c.arch == "mlp" || c.arch == "conv" || c.arch == "attn" || c.arch == "conv-attn",
+                "--arch must be mlp, conv, attn or conv-attn, got '" + c.arch + "'");
+    const int64_t fd_every = cli.get<int64_t>("fd-every");
     if (run.quick) {
       run.epochs = 1, c.train_images = 512, c.test_images = 500, c.iw_images = 200, c.fd_samples = 1000;
       c.iw_samples = std::min<int64_t>(c.iw_samples, 10);
@@ -246,7 +281,7 @@ int main(int argc, char** argv) {
     dist::DistributedSampler sampler(train.size(0), {.shuffle = true, .seed = run.seed});
     data::DataLoader loader(data::TensorDataset{{train}}, {.batch_size = batch});
     const int64_t per_epoch = (sampler.num_samples() + batch - 1) / batch;
-    const int64_t steps = cli.get<int64_t>("steps") > 0 ? cli.get<int64_t>("steps") : run.epochs * per_epoch;
+    int64_t steps = cli.get<int64_t>("steps") > 0 ? cli.get<int64_t>("steps") : run.epochs * per_epoch;
     run.epochs = (int)((steps + per_epoch - 1) / per_epoch);
 
     manual_seed(run.seed);
@@ -265,11 +300,23 @@ int main(int argc, char** argv) {
     log.set_config("train_images", c.train_images), log.set_config("test_images", c.test_images);
     const bool eval = cli.get<bool>("eval") && dist::rank() == 0;  // the other ranks go on to the next epoch
 
+    zoo::TrainClock clock(cli.get<double>("minutes"));
+    // Out of time: with several ranks, when any rank is (their clocks differ a little), so that all stop together.
+    auto out_of_time = [&] {
+      return ranks == 1 ? clock.over() : dist::all_reduce(clock.over() ? 1.0 : 0.0, dist::ReduceOp::Max) > 0;
+    };
+    Generator fd_gen(run.seed + 3);  // per-epoch FD-FMNIST samples: a stream apart from the final evaluation's
+
     // Epoch e's batch order is a function of (seed, e) alone, so a resumed run starts at batch step % per_epoch.
-    for (int64_t epoch = step / per_epoch; step < steps; ++epoch) {
+    for (int64_t epoch = step / per_epoch; step < steps && !out_of_time(); ++epoch) {
       std::vector<int64_t> order = sampler.indices(epoch);
       zoo::ProgressBar bar(log.epoch_label((int)epoch + 1), per_epoch);
-      for (int64_t b = step % per_epoch; b < per_epoch && step < steps; ++b, ++step) {
+      clock.start();
+      for (int64_t b = step % per_epoch, first = b; b < per_epoch && step < steps; ++b, ++step) {
+        if (b > first && out_of_time()) {
+          steps = step;  // the budget ends the run here, mid-epoch or not
+          break;
+        }
         Tensor x = loader.batch(order, b)[0];
         double loss;
         try {
@@ -281,9 +328,14 @@ int main(int argc, char** argv) {
         zoo::check_finite_loss(loss, step + 1);
         bar.update(loss, x.size(0));
       }
+      clock.stop();
       bar.finish();
       zoo::Metrics row{{"train_loss", dist::all_reduce(bar.mean_loss(), dist::ReduceOp::Avg)}};
       if (eval) row.emplace_back("test_loss", test_neg_elbo(vae, test, run.seed + 1));
+      if (eval && fd_every > 0 && (epoch + 1) % fd_every == 0)
+        row.emplace_back("fd_fmnist", zoo::fd_fmnist(sample_images(vae, c.fd_samples, c.latent, fd_gen),
+                                                     {.data_dir = c.data_dir, .quick = run.quick}));
+      row.emplace_back("train_minutes", clock.minutes());
       log.epoch((int)epoch + 1, row);
     }
     if (dist::rank() == 0)
@@ -298,7 +350,8 @@ int main(int argc, char** argv) {
       const double fd = zoo::fd_fmnist(sample_images(vae, c.fd_samples, c.latent, gen),
                                        {.data_dir = c.data_dir, .quick = run.quick});
       save_pictures(vae, c, test, log.dir(), gen);
-      log.final({{"neg_elbo", test_neg_elbo(vae, test, run.seed + 1)}, {"iw_nll", nll}, {"fd_fmnist", fd}});
+      log.final({{"neg_elbo", test_neg_elbo(vae, test, run.seed + 1)}, {"iw_nll", nll}, {"fd_fmnist", fd},
+                 {"train_minutes", clock.minutes()}, {"steps", (double)step}});
     }
     log.finish();
     return 0;

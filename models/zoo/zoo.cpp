@@ -687,6 +687,30 @@ void RunLog::epoch(int epoch, const Metrics& metrics) {
   write("running");
 }
 
+// ---- TrainClock --------------------------------------------------------------------------------------------
+
+TrainClock::TrainClock(double minutes) : budget_(minutes) {
+  if (!(minutes >= 0) || !std::isfinite(minutes))
+    throw Error("TrainClock: the budget must be a finite number of minutes >= 0, got " + std::to_string(minutes));
+}
+
+void TrainClock::start() {
+  if (running_) return;
+  running_ = true, since_ = std::chrono::steady_clock::now();
+}
+
+void TrainClock::stop() {
+  if (!running_) return;
+  seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - since_).count();
+  running_ = false;
+}
+
+double TrainClock::minutes() const {
+  double s = seconds_;
+  if (running_) s += std::chrono::duration<double>(std::chrono::steady_clock::now() - since_).count();
+  return s / 60;
+}
+
 void RunLog::final(const Metrics& metrics) {
   check_names("RunLog::final", metrics);
   for (const auto& metric : metrics) {  // not a structured binding: clang < 16 cannot capture one

@@ -280,6 +280,23 @@ class RunLog {
   bool finished_ = false;
 };
 
+/// Training time apart from evaluation, for equal wall-clock budgets (--minutes): start() before a stretch of
+/// training, stop() after it. With a budget of `minutes` > 0, over() is true once that much training time has
+/// passed; a budget of 0 is never over. A resumed run counts only its own process's training.
+class TrainClock {
+ public:
+  explicit TrainClock(double minutes = 0);
+  void start();
+  void stop();
+  double minutes() const;  /// the training time so far, the current stretch included
+  bool over() const { return budget_ > 0 && minutes() >= budget_; }
+
+ private:
+  double budget_, seconds_ = 0;  // seconds_: the finished stretches
+  bool running_ = false;
+  std::chrono::steady_clock::time_point since_;
+};
+
 /// f over the rows of x in batches of `batch`, without a graph, the results concatenated along dim 0: how a
 /// zoo program encodes or scores a whole dataset (x (N, ...) -> f(rows) (n, ...) -> (N, ...)).
 template <class F>
