@@ -11,8 +11,10 @@
 //   compares the two).
 // --arch sagan (Zhang et al. 2019): the same shapes with SelfAttention2d at 14x14 in G and in D, spectral norm
 //   (nn/spectral_norm.h) on every layer of both but G's BatchNorms, as the paper; the hinge loss; Adam with the
-//   paper's two time-scales, 1e-4 for G and 4e-4 for D, and its betas (0, 0.9). --attention=false keeps all of
-//   this recipe but the two SelfAttention2d blocks, so that a comparison with it measures attention alone.
+//   paper's two time-scales, 1e-4 for G and 4e-4 for D, and its betas (0, 0.9).
+// --attention turns the two SelfAttention2d blocks on or off in either recipe (default: on for sagan only), so
+//   that attention is measured apart from the rest: sagan --attention=false is SAGAN's recipe without them,
+//   dcgan --attention is DCGAN's with them (plain, where sagan's are spectrally normalised).
 // --loss wgan-gp (Gulrajani et al. 2017), with either arch: D is a critic, its loss mean D(fake) - mean D(real)
 //   + 10 · the gradient penalty (nn::gradient_penalty: a double backward through D), 5 critic steps per G step;
 //   Adam 1e-4 with betas (0.5, 0.9), as the paper's own MNIST code (gan_mnist.py). Neither D has BatchNorm,
@@ -21,11 +23,11 @@
 // Per epoch the run prints D's and G's mean losses, and every --fd-every epochs and at the end FD-FMNIST of
 // 10000 samples (models/zoo/judge.h). For equal budgets: --minutes M stops training after M minutes of training
 // time (evaluation excluded), and --fd-g-steps N adds an FD-FMNIST point every N G steps to steps.csv, with the
-// G steps and training minutes it took, so that recipes compare at equal wall-clock or at equal G steps. It draws samples_epoch_<e>.png from fixed noise after every epoch
-// (samples.png is the last), loss.png and steps.png (the losses every --log-every batches), and for sagan
-// attention.png: G's attention at 14x14 for four query pixels (red), over eight generated images.
-// checkpoint.safetensors (G, D, Adam and the generator's state) lets --resume continue a run. --quick: 1024
-// training images, 1 epoch, FD-FMNIST of 1000 samples (it prints so).
+// G steps and training minutes it took, so that recipes compare at equal wall-clock or at equal G steps. It draws
+// samples_epoch_<e>.png from fixed noise after every epoch (samples.png is the last), loss.png and steps.png (the
+// losses every --log-every batches), and with attention attention.png: G's attention at 14x14 for four query pixels
+// (red), over eight generated images. checkpoint.safetensors (G, D, Adam and the generator's state) lets --resume
+// continue a run. --quick: 1024 training images, 1 epoch, FD-FMNIST of 1000 samples (it prints so).
 #include <cmath>
 
 #include "data/data.h"
@@ -40,7 +42,7 @@ using SN = nn::SpectralNorm<Layer>;
 
 struct Config {
   std::string arch = "dcgan", loss, data_dir;  // loss: bce, hinge or wgan-gp
-  bool attention = true;                        // sagan: its SelfAttention2d blocks in G and D
+  bool attention = false;                       // SelfAttention2d at 14x14 in G and D
   int64_t nz = 100, features = 32;              // F: G's and D's channels at 14x14 (2F at 7x7)
   int64_t n_critic = 1, train_images = 60000, fd_samples = 10000, fd_every = 1, log_every = 50;
   double lr_g = 2e-4, lr_d = 2e-4, beta1 = 0.5, beta2 = 0.999, gp_lambda = 10;
@@ -50,7 +52,7 @@ struct Config {
 
 // What training and the pictures see of G and D; the two architectures below fill it in.
 struct GeneratorNet : nn::Module {
-  // z (B,nz) -> images (B,1,28,28) in [-1,1], and for sagan the attention (B,196,49) at 14x14.
+  // z (B,nz) -> images (B,1,28,28) in [-1,1], and with --attention the attention (B,196,49) at 14x14.
   virtual std::pair<Tensor, Tensor> generate(const Tensor& z) = 0;
   Tensor forward(const Tensor& z) { return generate(z).first; }
 };
@@ -65,29 +67,39 @@ struct DcganG : GeneratorNet {
   nn::Linear fc;
   nn::BatchNorm2d bn0, bn1;
   nn::ConvTranspose2d up1, up2;
+  nn::SelfAttention2d attn;  // --attention only
+  bool with_attention;
   explicit DcganG(const Config& c)
       : fc(c.nz, 2 * c.features * 49), bn0(2 * c.features), bn1(c.features), up1(2 * c.features, c.features, 4, up2x),
-        up2(c.features, 1, 4, up2x) {
+        up2(c.features, 1, 4, up2x), attn(c.features), with_attention(c.attention) {
     register_module("fc", fc), register_module("bn0", bn0), register_module("up1", up1);
     register_module("bn1", bn1), register_module("up2", up2);
+    if (with_attention) register_module("attn", attn);
   }
   std::pair<Tensor, Tensor> generate(const Tensor& z) override {
     Tensor h = relu(bn0(fc(z).reshape({z.size(0), -1, 7, 7})));  // (B,2F,7,7)
     h = relu(bn1(up1(h)));                                         // (B,F,14,14)
-    return {tanh(up2(h)), Tensor()};                               // (B,1,28,28)
+    if (!with_attention) return {tanh(up2(h)), Tensor()};          // (B,1,28,28)
+    auto [a, attention] = attn.forward_with_attention(h);          // (B,F,14,14), (B,196,49)
+    return {tanh(up2(a)), attention};
   }
 };
 
 struct DcganD : Discriminator {
   nn::Conv2d conv1, conv2;
+  nn::SelfAttention2d attn;  // --attention only
   nn::Linear fc;
+  bool with_attention;
   explicit DcganD(const Config& c)
-      : conv1(1, c.features, 4, down2x), conv2(c.features, 2 * c.features, 4, down2x), fc(2 * c.features * 49, 1) {
+      : conv1(1, c.features, 4, down2x), conv2(c.features, 2 * c.features, 4, down2x), attn(c.features),
+        fc(2 * c.features * 49, 1), with_attention(c.attention) {
     register_module("conv1", conv1), register_module("conv2", conv2), register_module("fc", fc);
+    if (with_attention) register_module("attn", attn);
   }
   Tensor forward(const Tensor& x) override {
-    Tensor h = leaky_relu(conv2(leaky_relu(conv1(x), 0.2)), 0.2);  // (B,F,14,14) -> (B,2F,7,7)
-    return fc(h.flatten(1)).reshape({-1});
+    Tensor h = leaky_relu(conv1(x), 0.2);  // (B,F,14,14)
+    if (with_attention) h = attn(h);
+    return fc(leaky_relu(conv2(h), 0.2).flatten(1)).reshape({-1});  // (B,2F,7,7) -> (B)
   }
 };
 
@@ -206,7 +218,7 @@ Tensor images_from(GeneratorNet& G, const Tensor& z) {
   return (cat(parts, 0) + 1.0) * 0.5;
 }
 
-// sagan: each row is a generated image, then G's attention over the 7x7 pooled keys for four query pixels of the
+// --attention: each row is a generated image, then G's attention over the 7x7 pooled keys for four query pixels of the
 // 14x14 map, overlaid on the image with the query's 2x2 block of pixels in red.
 void save_attention(GeneratorNet& G, const Tensor& z, const std::string& path) {
   NoGradGuard no_grad;
@@ -243,7 +255,7 @@ int main(int argc, char** argv) {
   cli.option("log-every", "a row of steps.csv every this many batches", 50, 1);
   cli.option("data", "the Fashion-MNIST folder (IDX files)", std::string("/usr/share/datasets/fashion-mnist"));
   cli.option("steps", "stop after this many D steps in all (0: --epochs full epochs)", 0, 0);
-  cli.option("attention", "sagan: the self-attention blocks (--attention=false: SAGAN's recipe without them)", true);
+  cli.option("attention", "self-attention at 14x14 in G and D (default: on for sagan, off for dcgan)", false);
   cli.option("minutes", "stop after this many minutes of training, evaluation excluded (0: no limit)", 0.0, 0.0);
   cli.option("fd-g-steps", "an FD-FMNIST point every this many G steps, in steps.csv (0: none)", 0, 0);
   cli.option("resume", "continue from this checkpoint.safetensors (same --arch, --loss, --features)", std::string());
@@ -253,8 +265,7 @@ int main(int argc, char** argv) {
              .data_dir = cli.get<std::string>("data"), .features = cli.get<int64_t>("features"),
              .fd_every = cli.get<int64_t>("fd-every"), .log_every = cli.get<int64_t>("log-every")};
     cli.require(c.arch == "dcgan" || c.arch == "sagan", "--arch must be dcgan or sagan, got '" + c.arch + "'");
-    c.attention = cli.get<bool>("attention");
-    cli.require(c.attention || c.arch == "sagan", "--attention=false is for --arch sagan (dcgan has none)");
+    c.attention = cli.given("attention") ? cli.get<bool>("attention") : c.arch == "sagan";
     const int64_t fd_g_steps = cli.get<int64_t>("fd-g-steps");
     if (c.loss.empty()) c.loss = c.arch == "dcgan" ? "bce" : "hinge";
     cli.require(c.loss == "bce" || c.loss == "hinge" || c.loss == "wgan-gp",
@@ -286,7 +297,7 @@ int main(int argc, char** argv) {
     c.lr_g = opt.lr(0), c.lr_d = opt.lr(1);  // what runs, and what metrics.json records
     std::printf("gan: %s%s with the %s loss, G %lld and D %lld parameters, lr G %g D %g, betas (%g, %g), %lld D "
                 "steps per G step; training from step %lld of %lld\n", c.arch.c_str(),
-                c.attention ? "" : " without attention", c.loss.c_str(),
+                c.attention ? " with attention" : " without attention", c.loss.c_str(),
                 (long long)gan.G->num_parameters(), (long long)gan.D->num_parameters(), c.lr_g, c.lr_d, c.beta1,
                 c.beta2, (long long)c.n_critic, (long long)step, (long long)steps);
     zoo::RunLog log(cli, run);
@@ -361,7 +372,7 @@ int main(int argc, char** argv) {
     }
     if (std::isnan(fd)) fd = fd_fmnist();  // a run resumed from its last step trained nothing more
     viz::save_image_grid(images_from(*gan.G, fixed_z), log.dir() + "/samples.png");
-    if (c.arch == "sagan" && c.attention) save_attention(*gan.G, fixed_z.narrow(0, 0, 8), log.dir() + "/attention.png");
+    if (c.attention) save_attention(*gan.G, fixed_z.narrow(0, 0, 8), log.dir() + "/attention.png");
     log.final({{"fd_fmnist", fd}, {"g_steps", (double)(step / c.n_critic)}, {"train_minutes", clock.minutes()}});
     log.finish();
     return 0;

@@ -888,6 +888,39 @@ bool plot_lines(const std::string& csv_path, const std::string& png_path, const 
   return run_gnuplot(op, png_path, gp.str());
 }
 
+bool plot_runs(const std::vector<RunCurve>& runs, const std::string& png_path, const std::string& x_column,
+               const std::string& y_column, const PlotOptions& o) {
+  const char* op = "plot_runs";
+  if (runs.empty()) throw Error("plot_runs: no runs to plot");
+  // The combined table: a row per point, x first, then the point's y in its run's column, the others empty.
+  std::ostringstream table;
+  table << x_column;
+  std::vector<std::string> labels;
+  for (const RunCurve& run : runs) {
+    if (run.label.empty() || run.label.find_first_of(",\n\r") != std::string::npos)
+      throw Error("plot_runs: a run's label must be non-empty, without commas or newlines, got '" + run.label + "'");
+    if (std::find(labels.begin(), labels.end(), run.label) != labels.end())
+      throw Error("plot_runs: two runs are labelled '" + run.label + "'");
+    labels.push_back(run.label);
+    table << "," << run.label;
+  }
+  table << "\n";
+  for (size_t r = 0; r < runs.size(); ++r) {
+    const Csv csv = read_csv(op, runs[r].csv_path);
+    const int x = column_of(op, csv, runs[r].csv_path, x_column), y = column_of(op, csv, runs[r].csv_path, y_column);
+    for (const auto& row : csv.rows) {
+      if ((int)row.size() < std::max(x, y) || row[x - 1].empty() || row[y - 1].empty()) continue;
+      table << row[x - 1] << std::string(r + 1, ',') << row[y - 1] << std::string(runs.size() - r - 1, ',') << "\n";
+    }
+  }
+  fs::path csv_path = fs::absolute(png_path);
+  csv_path.replace_extension(".csv");
+  io::write_file_atomic(csv_path.string(), table.str(), op);
+  PlotOptions options = o;
+  if (options.ylabel.empty()) options.ylabel = y_column;
+  return plot_lines(csv_path.string(), png_path, x_column, labels, options);
+}
+
 bool plot_scatter(const std::string& csv_path, const std::string& png_path, const std::string& x_column,
                   const std::string& y_column, const std::string& label_column, const PlotOptions& o) {
   const char* op = "plot_scatter";

@@ -140,7 +140,18 @@ bool plot_lines(const std::string& csv_path, const std::string& png_path, const 
 /// more numeric labels are coloured along viridis with a colour box instead). For 2-D embeddings.
 bool plot_scatter(const std::string& csv_path, const std::string& png_path, const std::string& x_column,
                   const std::string& y_column, const std::string& label_column, const PlotOptions& options = {});
-/// The gnuplot program the two functions above run: $HEED_GNUPLOT if set (a path, or a name looked up on
+/// One run's curve for plot_runs: its legend label (no comma) and its CSV (a zoo run's metrics.csv, steps.csv ...).
+struct RunCurve {
+  std::string label, csv_path;
+};
+/// One line per run: y_column against x_column of each run's CSV, rows with either cell empty skipped, in one
+/// picture with the runs' labels as the legend: how the zoo compares recipes at equal budgets (FD-FMNIST against
+/// training minutes). The table drawn is written beside the PNG (its name with .csv): x_column, then a column per
+/// run, each row one point of one run. heed::Error names the run for a missing file or column, an empty or
+/// repeated label, or a label with a comma. Returns false when gnuplot is not installed (the table is written).
+bool plot_runs(const std::vector<RunCurve>& runs, const std::string& png_path, const std::string& x_column,
+               const std::string& y_column, const PlotOptions& options = {});
+/// The gnuplot program the functions above run: $HEED_GNUPLOT if set (a path, or a name looked up on
 /// PATH), else "gnuplot" on PATH. Empty when it is not found.
 std::string gnuplot_program();
 

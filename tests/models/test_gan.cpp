@@ -90,7 +90,10 @@ void check_quick_run(const std::string& name, const std::string& args, const std
     CHECK(fs::exists(out / "steps.png"));
   }
   CHECK(fs::exists(out / "checkpoint.safetensors"));
-  if (args.find("sagan") != std::string::npos) {  // 8 rows: the image and four overlays, 56x56 each
+  const bool attention =
+      (args.find("sagan") != std::string::npos && args.find("--attention=false") == std::string::npos) ||
+      args.find("--attention ") != std::string::npos || args.ends_with("--attention");
+  if (attention) {  // 8 rows: the image and four overlays, 56x56 each
     viz::Image im = viz::load_png((out / "attention.png").string());
     CHECK(im.width == 5 * 58 + 2);
     CHECK(im.height == 8 * 58 + 2);
@@ -108,6 +111,78 @@ TEST_CASE("gan: --quick dcgan trains, and writes metrics.json, the checkpoint an
 
 TEST_CASE("gan: --quick sagan trains, and writes metrics.json, the checkpoint and the pictures") {
   check_quick_run("gan_sagan", "--arch sagan", "hinge");
+}
+
+// Issue 21: attention on or off in either recipe, to measure it apart from hinge loss, spectral norm and TTUR:
+// sagan without its blocks, dcgan with them (and its attention.png); the blocks' weights are there or not.
+TEST_CASE("gan: --attention turns the self-attention blocks on and off in either recipe") {
+  check_quick_run("gan_sagan_noattn", "--arch sagan --attention=false", "hinge");
+  check_quick_run("gan_dcgan_attn", "--arch dcgan --attention", "bce");
+  const fs::path gan = zoo_program("gan");
+  if (!fs::exists(gan)) return;
+  const fs::path dir = scratch("gan_attention_keys");
+  struct Case {
+    std::string args;
+    bool attention;
+  };
+  int n = 0;
+  for (const Case& c : {Case{"--arch sagan", true}, Case{"--arch sagan --attention=false", false},
+                        Case{"--arch dcgan", false}, Case{"--arch dcgan --attention", true}}) {
+    INFO(c.args);
+    const fs::path out = dir / std::to_string(++n);
+    Result r = run(gan, "--quick --threads 1 --steps 1 --fd-every 0 " + c.args + " --out " + out.string(), dir);
+    REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+    int64_t g_attn = 0, d_attn = 0;
+    for (const auto& [name, t] : load((out / "checkpoint.safetensors").string())) {
+      if (name.rfind("model.G.attn.", 0) == 0) ++g_attn;
+      if (name.rfind("model.D.attn.", 0) == 0) ++d_attn;
+    }
+    CHECK((g_attn > 0) == c.attention);
+    CHECK((d_attn > 0) == c.attention);
+  }
+  fs::remove_all(dir);
+}
+
+// Issue 21: equal budgets. --fd-g-steps N puts an FD-FMNIST point in steps.csv every N G steps, with its G steps
+// and training minutes; --minutes stops training at the budget, mid-epoch.
+TEST_CASE("gan: --fd-g-steps scores every N G steps, and --minutes stops at the budget") {
+  const fs::path gan = zoo_program("gan");
+  if (!fs::exists(gan)) {
+    MESSAGE("skipped: " << gan << " is not built (HEED_BUILD_MODELS=OFF?)");
+    return;
+  }
+  const fs::path dir = scratch("gan_budget");
+  // wgan-gp: 5 D steps per G step. 1024 images in batches of 64 are 16 D steps an epoch; 30 D steps are 6 G steps.
+  Result r = run(gan, "--quick --threads 1 --batch-size 64 --steps 30 --loss wgan-gp --fd-g-steps 2 --out " +
+                          (dir / "points").string(), dir);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  std::vector<double> fd = csv_column(dir / "points" / "steps.csv", "fd_fmnist");
+  std::vector<double> g = csv_column(dir / "points" / "steps.csv", "g_steps");
+  std::vector<double> minutes = csv_column(dir / "points" / "steps.csv", "train_minutes");
+  std::vector<double> points, at;
+  for (size_t i = 0; i < fd.size(); ++i)
+    if (!std::isnan(fd[i])) {
+      points.push_back(fd[i]), at.push_back(g[i]);
+      CHECK(minutes[i] > 0);
+    }
+  CHECK(at == std::vector<double>{2, 4, 6});
+  for (double v : points) CHECK((std::isfinite(v) && v > 0));
+  nlohmann::json m = read_json(dir / "points" / "metrics.json");
+  CHECK(m["final"]["g_steps"] == 6);
+  CHECK(m["epochs"][1]["g_steps"] == 6);
+
+  // A budget of 0.002 minutes (0.12 s) ends a run of 1600 steps (100 epochs) long before its end.
+  r = run(gan, "--quick --threads 1 --batch-size 64 --steps 1600 --fd-every 0 --minutes 0.002 --out " +
+                   (dir / "budget").string(), dir);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  m = read_json(dir / "budget" / "metrics.json");
+  CHECK(m["status"] == "finished");
+  CHECK(m["final"]["train_minutes"].get<double>() >= 0.002);
+  CHECK(m["final"]["g_steps"].get<double>() >= 1);
+  CHECK(m["final"]["g_steps"].get<double>() < 1600);
+  CHECK(m["epochs"].size() < 100);
+  CHECK(std::isfinite(m["final"]["fd_fmnist"].get<double>()));
+  fs::remove_all(dir);
 }
 
 TEST_CASE("gan: --quick --loss wgan-gp trains the critic through the penalty's double backward") {
@@ -165,6 +240,7 @@ TEST_CASE("gan: bad input is one line on stderr and exit code 2") {
   const Case cases[] = {
       {"--arch biggan" + out, "gan: --arch must be dcgan or sagan, got 'biggan'"},
       {"--loss wgan" + out, "gan: --loss must be bce, hinge or wgan-gp, got 'wgan'"},
+      {"--minutes -1" + out, "gan: --minutes must be >= 0, got -1"},
       {"--data " + (dir / "no_such_folder").string() + out, "gan: "},
       {"--out /proc/heed_cannot_write_here", "gan: --out '/proc/heed_cannot_write_here' cannot be created"},
       {"--quick --resume " + (dir / "missing.safetensors").string() + out, "missing.safetensors"},

@@ -73,7 +73,8 @@ TEST_CASE("vae: each arch trains (the loss goes down) and writes metrics.json an
     return;
   }
   const fs::path dir = scratch("vae_archs");
-  for (std::string arch : {"conv", "attn"}) {  // mlp: the resume test above and the zoo_vae_quick ctest entry
+  for (std::string arch :
+       {"conv", "attn", "conv-attn"}) {  // mlp: the resume test above and the zoo_vae_quick ctest entry
     INFO("--arch ", arch);
     // --quick's 512 images are 4 steps an epoch: 8 steps are two epochs, whose mean losses must fall.
     const fs::path out = dir / arch;
@@ -100,6 +101,37 @@ TEST_CASE("vae: each arch trains (the loss goes down) and writes metrics.json an
   fs::remove_all(dir);
 }
 
+// Issue 21: equal wall-clock budgets. --minutes stops training once that much training time has passed (the
+// evaluations between epochs do not count), and --fd-every scores the samples after each epoch.
+TEST_CASE("vae: --minutes stops at the budget, and --fd-every 1 scores every epoch") {
+  const fs::path vae = zoo_program("vae");
+  if (!fs::exists(vae)) {
+    MESSAGE("skipped: " << vae << " is not built (HEED_BUILD_MODELS=OFF?)");
+    return;
+  }
+  const fs::path dir = scratch("vae_budget");
+  // --quick: 4 steps an epoch; 800 steps (200 epochs) are far more than 0.003 minutes (0.18 s) of training allow.
+  Result r = run(vae, "--quick --threads 1 --steps 800 --minutes 0.003 --fd-every 1 --out " + (dir / "run").string(),
+                 dir);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  const nlohmann::json m = read_json(dir / "run" / "metrics.json");
+  CHECK(m["status"] == "finished");
+  const double steps = m["final"]["steps"], minutes = m["final"]["train_minutes"];
+  CHECK(steps >= 1);
+  CHECK(steps < 800);
+  CHECK(minutes >= 0.003);
+  CHECK(minutes < 0.05);  // the clock stops for the evaluations, which take longer than the training here
+  REQUIRE(m["epochs"].size() >= 1);
+  CHECK(m["epochs"].size() < 200);
+  double last = 0;
+  for (const auto& e : m["epochs"]) {
+    CHECK(std::isfinite(e["fd_fmnist"].get<double>()));
+    CHECK(e["train_minutes"].get<double>() >= last);
+    last = e["train_minutes"];
+  }
+  fs::remove_all(dir);
+}
+
 TEST_CASE("vae: bad input is one line on stderr and exit code 2") {
   const fs::path vae = zoo_program("vae");
   if (!fs::exists(vae)) {
@@ -112,7 +144,9 @@ TEST_CASE("vae: bad input is one line on stderr and exit code 2") {
     std::string args, expected;
   };
   const Case cases[] = {
-      {"--arch transformer" + out, "vae: --arch must be mlp, conv or attn, got 'transformer'"},
+      {"--arch transformer" + out, "vae: --arch must be mlp, conv, attn or conv-attn, got 'transformer'"},
+      {"--minutes -0.5" + out, "vae: --minutes must be >= 0, got -0.5"},
+      {"--iw-images 0" + out, "vae: --iw-images must be in [1, 10000], got 0"},
       {"--latent 0" + out, "vae: --latent must be >= 1, got 0"},
       {"--data " + (dir / "no_such_folder").string() + out, "vae: "},
       {"--out /proc/heed_cannot_write_here", "vae: --out '/proc/heed_cannot_write_here' cannot be created"},

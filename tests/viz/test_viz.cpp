@@ -383,6 +383,35 @@ TEST_CASE("viz: without gnuplot the plots return false and keep the CSV") {
   CHECK_FALSE(fs::exists(dir / "loss.png"));
 }
 
+// Issue 21: several runs in one picture. Each run's points become rows of one table, its y in its own column.
+TEST_CASE("viz: plot_runs draws each run's curve from its own CSV, skipping rows without the columns") {
+  TempDir dir("plot_runs");
+  {
+    std::ofstream a(dir / "a.csv"), b(dir / "b.csv");
+    a << "epoch,fd_fmnist,train_minutes\n1,300,0.5\n2,200,1.0\n";
+    b << "step,d_loss,fd_fmnist,train_minutes\n50,0.7,,\n100,0.6,250,0.8\n150,0.5,,\n200,0.4,150,1.6\n";
+  }
+  const bool drawn = viz::plot_runs({{"dcgan s0", (dir / "a.csv")}, {"sagan s0", (dir / "b.csv")}},
+                                    (dir / "fd.png"), "train_minutes", "fd_fmnist", {.title = "FD"});
+  CHECK(drawn == !viz::gnuplot_program().empty());
+  if (drawn) CHECK(viz::load_png(dir / "fd.png").width == 800);
+  std::ifstream table_file(dir / "fd.csv");
+  const std::string table((std::istreambuf_iterator<char>(table_file)), std::istreambuf_iterator<char>());
+  CHECK(table ==
+        "train_minutes,dcgan s0,sagan s0\n0.5,300,\n1.0,200,\n0.8,,250\n1.6,,150\n");
+
+  auto message = [&](const std::vector<viz::RunCurve>& runs, const std::string& y) {
+    return error_of([&] { viz::plot_runs(runs, (dir / "x.png"), "train_minutes", y); });
+  };
+  const std::string a = (dir / "a.csv");
+  CHECK(message({}, "fd_fmnist") == "plot_runs: no runs to plot");
+  CHECK(message({{"x", a}, {"x", a}}, "fd_fmnist") == "plot_runs: two runs are labelled 'x'");
+  CHECK(message({{"a,b", a}}, "fd_fmnist").find("without commas") != std::string::npos);
+  CHECK(message({{"", a}}, "fd_fmnist").find("must be non-empty") != std::string::npos);
+  CHECK(message({{"x", a}}, "iw_nll").find("plot_runs: no column 'iw_nll' in '" + a + "'") == 0);
+  CHECK(message({{"x", (dir / "none.csv")}}, "fd_fmnist").find("plot_runs: cannot read") == 0);
+}
+
 TEST_CASE("viz: plot errors name the missing column or file") {
   TempDir dir("plot_errors");
   {

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -15,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "heed.h"
@@ -514,6 +517,35 @@ TEST_CASE("zoo: RunLog refuses metric names that would break the CSV") {
 }
 
 // ---- issue 15 ---------------------------------------------------------------------------------------------------
+
+TEST_CASE("zoo: TrainClock counts training time only, and a budget is over once it has passed") {
+  zoo::TrainClock unlimited;  // a budget of 0 minutes is no budget
+  unlimited.start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  CHECK(!unlimited.over());
+  CHECK(unlimited.minutes() > 0);
+
+  zoo::TrainClock clock(0.0005);  // 30 ms
+  CHECK(clock.minutes() == 0);
+  CHECK(!clock.over());
+  clock.start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  clock.stop();
+  const double stretch = clock.minutes();
+  CHECK(stretch >= 10.0 / 60000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(40));  // stopped: an evaluation, say, does not count
+  CHECK(clock.minutes() == stretch);
+  CHECK(!clock.over());
+  clock.start();
+  clock.start();  // a second start is no restart: the stretch goes on
+  std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  CHECK(clock.over());
+  clock.stop();
+  CHECK(clock.minutes() >= stretch + 25.0 / 60000);
+
+  CHECK_THROWS_WITH_AS(zoo::TrainClock(-1), doctest::Contains("TrainClock"), heed::Error);
+  CHECK_THROWS_AS(zoo::TrainClock(std::nan("")), heed::Error);
+}
 
 TEST_CASE("zoo: --threads has an upper bound (100000 crashed inside libgomp)") {
   TempDir dir("threads_max");
