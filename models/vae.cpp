@@ -11,7 +11,8 @@
 // Decoders return logits, and the loss takes them: the BCE of sigmoid outputs without ever taking log(0).
 //
 // --minutes M stops training after M minutes of training time (evaluation excluded): runs of different
-// architectures then compare at an equal wall-clock budget. Per epoch the run prints the train and test loss
+// architectures then compare at an equal wall-clock budget. --until-gain G trains to convergence: it stops once the
+// test loss has gained less than G nats an epoch over the last 3 epochs. Per epoch the run prints the train and test loss
 // (-ELBO per image) and train_minutes, and every --fd-every epochs FD-FMNIST; at the end the importance-weighted NLL
 // (Burda et al. 2016: -log (1/k) Σ p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), k = --iw-samples) and FD-FMNIST of
 // 10000 samples (models/zoo/judge.h). It draws samples.png, reconstructions.png (rows of test images, each above
@@ -32,7 +33,7 @@ using namespace heed;
 using distributions::Normal;
 
 struct Config {
-  std::string arch = "mlp", data_dir;
+  std::string arch = "mlp", data_dir, attn_at = "14,7";  // attn_at: conv-attn's resolutions with attention
   int64_t latent = 20, hidden = 400, d_model = 64, heads = 4;  // hidden: the MLP's width; d_model, heads: attn's
   int64_t train_images = 60000, test_images = 10000, iw_samples = 100, iw_images = 10000, fd_samples = 10000;
 };
@@ -84,28 +85,37 @@ struct ConvVAE : VAE {
   Tensor decode(const Tensor& z) override { return up2(relu(up1(relu(fc3(z)).reshape({-1, 64, 7, 7})))); }
 };
 
-// ConvVAE with a SelfAttention2d after every conv and transposed conv but the last: each pixel of the 14x14 and
-// 7x7 maps can draw on the whole image, where a 4x4 kernel sees its neighbours only.
+// ConvVAE with a SelfAttention2d at 14x14 and at 7x7 in each half (--attn-at 14,7; or at one of the two): each
+// pixel of those maps can draw on the whole image, where a 4x4 kernel sees its neighbours only.
 struct ConvAttnVAE : VAE {
   nn::Conv2d conv1{1, 32, 4, {.stride = 2, .padding = 1}}, conv2{32, 64, 4, {.stride = 2, .padding = 1}};
   nn::SelfAttention2d attn1{32}, attn2{64}, attn3{64}, attn4{32};  // 14x14 keys pooled to 7x7; 7x7 unpooled
   nn::Linear fc21, fc22, fc3;
   nn::ConvTranspose2d up1{64, 32, 4, {.stride = 2, .padding = 1}}, up2{32, 1, 4, {.stride = 2, .padding = 1}};
+  bool at14, at7;
   explicit ConvAttnVAE(const Config& c)
-      : fc21(64 * 7 * 7, c.latent), fc22(64 * 7 * 7, c.latent), fc3(c.latent, 64 * 7 * 7) {
-    register_module("conv1", conv1), register_module("attn1", attn1), register_module("conv2", conv2);
-    register_module("attn2", attn2), register_module("fc21", fc21), register_module("fc22", fc22);
-    register_module("fc3", fc3), register_module("attn3", attn3), register_module("up1", up1);
-    register_module("attn4", attn4), register_module("up2", up2);
+      : fc21(64 * 7 * 7, c.latent), fc22(64 * 7 * 7, c.latent), fc3(c.latent, 64 * 7 * 7),
+        at14(c.attn_at != "7"), at7(c.attn_at != "14") {
+    register_module("conv1", conv1), register_module("conv2", conv2), register_module("fc21", fc21);
+    register_module("fc22", fc22), register_module("fc3", fc3), register_module("up1", up1);
+    register_module("up2", up2);
+    if (at14) register_module("attn1", attn1), register_module("attn4", attn4);
+    if (at7) register_module("attn2", attn2), register_module("attn3", attn3);
   }
   Posterior encode(const Tensor& x) override {
-    Tensor h = attn1(relu(conv1(x)));                 // (B,32,14,14)
-    h = attn2(relu(conv2(h))).flatten(1);             // (B,64,7,7) -> (B,3136)
+    Tensor h = relu(conv1(x));  // (B,32,14,14)
+    if (at14) h = attn1(h);
+    h = relu(conv2(h));         // (B,64,7,7)
+    if (at7) h = attn2(h);
+    h = h.flatten(1);           // (B,3136)
     return {fc21(h), fc22(h)};
   }
   Tensor decode(const Tensor& z) override {
-    Tensor h = attn3(relu(fc3(z)).reshape({-1, 64, 7, 7}));  // (B,64,7,7)
-    return up2(attn4(relu(up1(h))));                           // (B,32,14,14) -> logits (B,1,28,28)
+    Tensor h = relu(fc3(z)).reshape({-1, 64, 7, 7});  // (B,64,7,7)
+    if (at7) h = attn3(h);
+    h = relu(up1(h));  // (B,32,14,14)
+    if (at14) h = attn4(h);
+    return up2(h);  // logits (B,1,28,28)
   }
 };
 
@@ -250,11 +260,14 @@ int main(int argc, char** argv) {
   cli.option("arch", "encoder and decoder: mlp, conv, attn or conv-attn", std::string("mlp"));
   cli.option("latent", "size of the latent code z", 20, 1);
   cli.option("iw-samples", "k, importance samples per test image for the final NLL", 100, 1);
+  cli.option("attn-at", "conv-attn: where to attend, 14,7 (both), 14 or 7 (a map's size)", std::string("14,7"));
   cli.option("iw-images", "the first this many test images for the final NLL", 10000, 1, 10000);
   cli.option("data", "the Fashion-MNIST folder (IDX files)", std::string("/usr/share/datasets/fashion-mnist"));
   cli.option("steps", "stop after this many optimizer steps in all (0: --epochs full epochs)", 0, 0);
   cli.option("minutes", "stop after this many minutes of training, evaluation excluded (0: no limit)", 0.0, 0.0);
   cli.option("fd-every", "FD-FMNIST of the samples every this many epochs too (0: only at the end)", 0, 0);
+  cli.option("until-gain", "stop once the test loss gains less than this many nats an epoch, over the last 3 "
+                           "(0: never; training to convergence)", 0.0, 0.0);
   cli.option("resume", "continue from this checkpoint.safetensors (same --arch, --latent, --seed)", std::string());
   cli.option("eval", "evaluate and draw after training (--eval=false: train and save the checkpoint only)", true);
   return zoo::main_guard("vae", [&] {
@@ -262,9 +275,14 @@ int main(int argc, char** argv) {
     Config c{.arch = cli.get<std::string>("arch"), .data_dir = cli.get<std::string>("data"),
              .latent = cli.get<int64_t>("latent"), .iw_samples = cli.get<int64_t>("iw-samples"),
              .iw_images = cli.get<int64_t>("iw-images")};
+    c.attn_at = cli.get<std::string>("attn-at");
+    cli.require(c.attn_at == "14,7" || c.attn_at == "14" || c.attn_at == "7",
+                "--attn-at must be 14,7, 14 or 7, got '" + c.attn_at + "'");
     cli.require(c.arch == "mlp" || c.arch == "conv" || c.arch == "attn" || c.arch == "conv-attn",
                 "--arch must be mlp, conv, attn or conv-attn, got '" + c.arch + "'");
     const int64_t fd_every = cli.get<int64_t>("fd-every");
+    const double until_gain = cli.get<double>("until-gain");
+    cli.require(until_gain == 0 || cli.get<bool>("eval"), "--until-gain needs the test loss: not with --eval=false");
     if (run.quick) {
       run.epochs = 1, c.train_images = 512, c.test_images = 500, c.iw_images = 200, c.fd_samples = 1000;
       c.iw_samples = std::min<int64_t>(c.iw_samples, 10);
@@ -306,6 +324,7 @@ int main(int argc, char** argv) {
       return ranks == 1 ? clock.over() : dist::all_reduce(clock.over() ? 1.0 : 0.0, dist::ReduceOp::Max) > 0;
     };
     Generator fd_gen(run.seed + 3);  // per-epoch FD-FMNIST samples: a stream apart from the final evaluation's
+    std::vector<double> test_losses;  // per epoch, for --until-gain
 
     // Epoch e's batch order is a function of (seed, e) alone, so a resumed run starts at batch step % per_epoch.
     for (int64_t epoch = step / per_epoch; step < steps && !out_of_time(); ++epoch) {
@@ -331,7 +350,14 @@ int main(int argc, char** argv) {
       clock.stop();
       bar.finish();
       zoo::Metrics row{{"train_loss", dist::all_reduce(bar.mean_loss(), dist::ReduceOp::Avg)}};
-      if (eval) row.emplace_back("test_loss", test_neg_elbo(vae, test, run.seed + 1));
+      if (eval) {
+        test_losses.push_back(test_neg_elbo(vae, test, run.seed + 1));
+        row.emplace_back("test_loss", test_losses.back());
+      }
+      // Converged: the mean gain of the last 3 epochs is below --until-gain (one epoch's gain is too noisy).
+      const size_t n = test_losses.size();
+      const bool converged = until_gain > 0 && n >= 4 && (test_losses[n - 4] - test_losses[n - 1]) / 3 < until_gain;
+      if (ranks == 1 ? converged : dist::all_reduce(converged ? 1.0 : 0.0, dist::ReduceOp::Max) > 0) steps = step;
       if (eval && fd_every > 0 && (epoch + 1) % fd_every == 0)
         row.emplace_back("fd_fmnist", zoo::fd_fmnist(sample_images(vae, c.fd_samples, c.latent, fd_gen),
                                                      {.data_dir = c.data_dir, .quick = run.quick}));
@@ -346,7 +372,8 @@ int main(int argc, char** argv) {
       Generator gen(run.seed + 2);  // evaluation draws from streams of its own, never from training's
       const double nll = mean_over(test.narrow(0, 0, c.iw_images), std::max<int64_t>(1, 4000 / c.iw_samples),
                                    [&](const Tensor& x) { return iw_nll(vae, x, c.iw_samples, gen); });
-      std::printf("vae: IW-NLL %.2f nats; now FD-FMNIST of %lld samples\n", nll, (long long)c.fd_samples);
+      std::printf("vae: IW-NLL %.2f nats (k = %lld, the first %lld test images); now FD-FMNIST of %lld samples\n", nll,
+                  (long long)c.iw_samples, (long long)c.iw_images, (long long)c.fd_samples);
       const double fd = zoo::fd_fmnist(sample_images(vae, c.fd_samples, c.latent, gen),
                                        {.data_dir = c.data_dir, .quick = run.quick});
       save_pictures(vae, c, test, log.dir(), gen);

@@ -7,12 +7,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -132,6 +134,59 @@ TEST_CASE("vae: --minutes stops at the budget, and --fd-every 1 scores every epo
   fs::remove_all(dir);
 }
 
+// Issue 21: conv-attn attends at 14x14 and 7x7, or at one of them: the blocks it holds are those, and no others.
+// Issue 21: --until-gain stops a run whose test loss has stopped gaining: with a threshold of 1000 nats an epoch,
+// as soon as there are 3 gains to average (after epoch 4), whatever the gains were.
+TEST_CASE("vae: --until-gain stops once the test loss gains less than that per epoch") {
+  const fs::path vae = zoo_program("vae");
+  if (!fs::exists(vae)) {
+    MESSAGE("skipped: " << vae << " is not built (HEED_BUILD_MODELS=OFF?)");
+    return;
+  }
+  const fs::path dir = scratch("vae_until_gain");
+  Result r = run(vae, "--quick --threads 1 --steps 40 --until-gain 1000 --out " + (dir / "big").string(), dir);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  nlohmann::json m = read_json(dir / "big" / "metrics.json");
+  CHECK(m["epochs"].size() == 4);
+  CHECK(m["final"]["steps"] == 16);
+  // Without --until-gain the same run trains all 10 epochs.
+  r = run(vae, "--quick --threads 1 --steps 40 --out " + (dir / "none").string(), dir);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  CHECK(read_json(dir / "none" / "metrics.json")["epochs"].size() == 10);
+  r = run(vae, "--quick --threads 1 --eval=false --until-gain 0.1 --out " + (dir / "noeval").string(), dir);
+  CHECK(r.exit_code == 2);
+  CHECK_MESSAGE(r.output.find("vae: --until-gain needs the test loss") != std::string::npos, r.output);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("vae: conv-attn --attn-at holds the attention blocks of the sizes asked for") {
+  const fs::path vae = zoo_program("vae");
+  if (!fs::exists(vae)) {
+    MESSAGE("skipped: " << vae << " is not built (HEED_BUILD_MODELS=OFF?)");
+    return;
+  }
+  const fs::path dir = scratch("vae_attn_at");
+  struct Case {
+    std::string at;
+    std::vector<std::string> blocks;  // attn1, attn4 at 14x14 (encoder, decoder); attn2, attn3 at 7x7
+  };
+  for (const Case& c : {Case{"14,7", {"attn1", "attn2", "attn3", "attn4"}}, Case{"14", {"attn1", "attn4"}},
+                        Case{"7", {"attn2", "attn3"}}}) {
+    INFO("--attn-at ", c.at);
+    const fs::path out = dir / std::to_string(c.blocks.size() + c.at.size());
+    Result r = run(vae, "--quick --threads 1 --steps 2 --eval=false --arch conv-attn --attn-at " + c.at + " --out " +
+                            out.string(), dir);
+    REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+    std::vector<std::string> held;
+    for (const auto& [name, t] : load((out / "checkpoint.safetensors").string()))
+      for (std::string block : {"attn1", "attn2", "attn3", "attn4"})
+        if (name.rfind("model." + block + ".gamma", 0) == 0) held.push_back(block);
+    std::sort(held.begin(), held.end());
+    CHECK(held == c.blocks);
+  }
+  fs::remove_all(dir);
+}
+
 TEST_CASE("vae: bad input is one line on stderr and exit code 2") {
   const fs::path vae = zoo_program("vae");
   if (!fs::exists(vae)) {
@@ -147,6 +202,7 @@ TEST_CASE("vae: bad input is one line on stderr and exit code 2") {
       {"--arch transformer" + out, "vae: --arch must be mlp, conv, attn or conv-attn, got 'transformer'"},
       {"--minutes -0.5" + out, "vae: --minutes must be >= 0, got -0.5"},
       {"--iw-images 0" + out, "vae: --iw-images must be in [1, 10000], got 0"},
+      {"--arch conv-attn --attn-at 28" + out, "vae: --attn-at must be 14,7, 14 or 7, got '28'"},
       {"--latent 0" + out, "vae: --latent must be >= 1, got 0"},
       {"--data " + (dir / "no_such_folder").string() + out, "vae: "},
       {"--out /proc/heed_cannot_write_here", "vae: --out '/proc/heed_cannot_write_here' cannot be created"},
