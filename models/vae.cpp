@@ -12,7 +12,8 @@
 //
 // --minutes M stops training after M minutes of training time (evaluation excluded): runs of different
 // architectures then compare at an equal wall-clock budget. --until-gain G trains to convergence: it stops once the
-// test loss has gained less than G nats an epoch over the last 3 epochs. Per epoch the run prints the train and test loss
+// test loss has gained less than G nats an epoch over the last 3 epochs. Per epoch the run prints the train and test
+// loss
 // (-ELBO per image) and train_minutes, and every --fd-every epochs FD-FMNIST; at the end the importance-weighted NLL
 // (Burda et al. 2016: -log (1/k) Σ p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), k = --iw-samples) and FD-FMNIST of
 // 10000 samples (models/zoo/judge.h). It draws samples.png, reconstructions.png (rows of test images, each above

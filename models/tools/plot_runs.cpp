@@ -1,12 +1,13 @@
 // plot_runs: several runs' curves in one picture, for comparing recipes at equal budgets. For example
 // FD-FMNIST against training minutes for two GAN recipes, from the metrics.csv each run wrote:
 //
-//   plot_runs --x train_minutes --y fd_fmnist --out gan_fd.png \
+//   plot_runs --x-column train_minutes --y-column fd_fmnist --out gan_fd.png \
 //       "dcgan s0=runs/gan_dcgan_s0/metrics.csv" "sagan s0=runs/gan_sagan_s0/metrics.csv"
 //
-// Each argument is LABEL=CSV; rows where the x or y cell is empty are skipped (steps.csv holds FD points only
-// on some rows). The table drawn goes beside the PNG (gan_fd.csv). viz::plot_runs does the work; this is its
-// command line. Exit codes as the zoo's: 0 done, 2 bad input (a missing file or column), 1 anything else.
+// Each argument is LABEL=CSV (the label ends at the first =); rows where the x or y cell is empty are skipped
+// (steps.csv holds FD points only on some rows). The table drawn goes beside the PNG (gan_fd.csv). viz::plot_runs does
+// the work; this is its command line. Exit codes as the zoo's: 0 done, 2 bad input (a missing file or column), 1
+// anything else.
 #include <cstdio>
 #include <cxxopts.hpp>
 #include <string>
@@ -21,8 +22,8 @@ int main(int argc, char** argv) {
   return zoo::main_guard("plot_runs", [&] {
     cxxopts::Options options("plot_runs", "Several runs' y column against their x column, in one picture");
     options.add_options()                                                             //
-        ("x", "the x column of every CSV", cxxopts::value<std::string>()->default_value("train_minutes"))  //
-        ("y", "the y column of every CSV", cxxopts::value<std::string>()->default_value("fd_fmnist"))      //
+        ("x-column", "the x column of every CSV", cxxopts::value<std::string>()->default_value("train_minutes"))  //
+        ("y-column", "the y column of every CSV", cxxopts::value<std::string>()->default_value("fd_fmnist"))      //
         ("out", "the PNG to write (the table goes beside it, as .csv)", cxxopts::value<std::string>())     //
         ("title", "the picture's title", cxxopts::value<std::string>()->default_value(""))                 //
         ("log-y", "a logarithmic y axis")                                                                   //
@@ -49,7 +50,7 @@ int main(int argc, char** argv) {
       runs.push_back({arg.substr(0, eq), arg.substr(eq + 1)});
     }
     const std::string png = args["out"].as<std::string>();
-    const bool drawn = viz::plot_runs(runs, png, args["x"].as<std::string>(), args["y"].as<std::string>(),
+    const bool drawn = viz::plot_runs(runs, png, args["x-column"].as<std::string>(), args["y-column"].as<std::string>(),
                                       {.title = args["title"].as<std::string>(), .log_y = args.count("log-y") > 0});
     std::printf("plot_runs: %s %s\n", drawn ? "drew" : "no gnuplot; wrote only the table for", png.c_str());
     return 0;
