@@ -12,8 +12,8 @@
 //
 // --minutes M stops training after M minutes of training time (evaluation excluded): runs of different
 // architectures then compare at an equal wall-clock budget. --until-gain G trains to convergence: it stops once the
-// test loss has gained less than G nats an epoch over the last 3 epochs. Per epoch the run prints the train and test
-// loss
+// best test loss has gained less than G nats an epoch over the last 5 epochs. Per epoch the run prints the train and
+// test loss
 // (-ELBO per image) and train_minutes, and every --fd-every epochs FD-FMNIST; at the end the importance-weighted NLL
 // (Burda et al. 2016: -log (1/k) Σ p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), k = --iw-samples) and FD-FMNIST of
 // 10000 samples (models/zoo/judge.h). It draws samples.png, reconstructions.png (rows of test images, each above
@@ -23,6 +23,8 @@
 // smaller evaluations (it prints which).
 // `mpirun -np P vae ...` (or `./run vae --np P ...`) trains the same model on P processes (dist/ddp.h): each
 // rank takes batch_size/P images of every batch, and rank 0 alone evaluates and writes.
+#include <algorithm>
+
 #include "data/data.h"
 #include "dist/ddp.h"
 #include "heed.h"  // tensor, autograd, nn, nn/optim, io/safetensors
@@ -267,7 +269,7 @@ int main(int argc, char** argv) {
   cli.option("steps", "stop after this many optimizer steps in all (0: --epochs full epochs)", 0, 0);
   cli.option("minutes", "stop after this many minutes of training, evaluation excluded (0: no limit)", 0.0, 0.0);
   cli.option("fd-every", "FD-FMNIST of the samples every this many epochs too (0: only at the end)", 0, 0);
-  cli.option("until-gain", "stop once the test loss gains less than this many nats an epoch, over the last 3 "
+  cli.option("until-gain", "stop once the best test loss gains less than this many nats an epoch, over the last 5 "
                            "(0: never; training to convergence)", 0.0, 0.0);
   cli.option("resume", "continue from this checkpoint.safetensors (same --arch, --latent, --seed)", std::string());
   cli.option("eval", "evaluate and draw after training (--eval=false: train and save the checkpoint only)", true);
@@ -355,9 +357,12 @@ int main(int argc, char** argv) {
         test_losses.push_back(test_neg_elbo(vae, test, run.seed + 1));
         row.emplace_back("test_loss", test_losses.back());
       }
-      // Converged: the mean gain of the last 3 epochs is below --until-gain (one epoch's gain is too noisy).
+      // Converged: over the last 5 epochs the best test loss improved by less than --until-gain nats an epoch.
+      // The best, not the last: one epoch's loss moves by more than 0.1 nats either way, and would stop a run early.
       const size_t n = test_losses.size();
-      const bool converged = until_gain > 0 && n >= 4 && (test_losses[n - 4] - test_losses[n - 1]) / 3 < until_gain;
+      const bool converged = until_gain > 0 && n >= 6 &&
+                             (*std::min_element(test_losses.begin(), test_losses.end() - 5) -
+                              *std::min_element(test_losses.begin(), test_losses.end())) / 5 < until_gain;
       if (ranks == 1 ? converged : dist::all_reduce(converged ? 1.0 : 0.0, dist::ReduceOp::Max) > 0) steps = step;
       if (eval && fd_every > 0 && (epoch + 1) % fd_every == 0)
         row.emplace_back("fd_fmnist", zoo::fd_fmnist(sample_images(vae, c.fd_samples, c.latent, fd_gen),

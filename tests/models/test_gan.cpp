@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -43,8 +44,10 @@ std::vector<double> csv_column(const fs::path& path, const std::string& column) 
   std::vector<double> values;
   while (std::getline(csv, line)) {
     std::istringstream row(line);
+    double value = NAN;  // also when the row ends before the column ("2,0.5,,": getline yields no last cell)
     for (int i = 0; std::getline(row, cell, ',') && i <= index; ++i)
-      if (i == index) values.push_back(cell.empty() ? NAN : std::stod(cell));
+      if (i == index && !cell.empty()) value = std::stod(cell);
+    values.push_back(value);
   }
   return values;
 }
@@ -159,12 +162,11 @@ TEST_CASE("gan: --fd-g-steps scores every N G steps, and --minutes stops at the 
   std::vector<double> fd = csv_column(dir / "points" / "steps.csv", "fd_fmnist");
   std::vector<double> g = csv_column(dir / "points" / "steps.csv", "g_steps");
   std::vector<double> minutes = csv_column(dir / "points" / "steps.csv", "train_minutes");
-  std::vector<double> points, at;
+  std::vector<double> points, at, when;  // when: the training minutes of each point, which never go back
   for (size_t i = 0; i < fd.size(); ++i)
-    if (!std::isnan(fd[i])) {
-      points.push_back(fd[i]), at.push_back(g[i]);
-      CHECK(minutes[i] > 0);
-    }
+    if (!std::isnan(fd[i])) points.push_back(fd[i]), at.push_back(g[i]), when.push_back(minutes[i]);
+  CHECK(std::is_sorted(when.begin(), when.end()));
+  for (double m : when) CHECK(m >= 0);
   CHECK(at == std::vector<double>{2, 4, 6});
   for (double v : points) CHECK((std::isfinite(v) && v > 0));
   nlohmann::json m = read_json(dir / "points" / "metrics.json");
