@@ -28,12 +28,13 @@ static const bool registered = register_ops({"neg", "exp", "log", "sqrt", "rsqrt
 static Tensor mask_like(const Tensor& m, const Tensor& x) { return kernels::cast(m, x.dtype()); }
 static Tensor scalar_like(double v, const Tensor& x) { return scalar_tensor(v, x.dtype()); }
 
-// A plain backward (no graph being recorded) of contiguous, same-shape float tensors can take one fused
+// A plain backward (no graph being recorded) of same-shape float tensors can take one fused
 // pass (tensor/kernels/activation.h) where the composite makes several; create_graph takes the composite,
 // whose own backward gives the second derivative. tests/autograd/test_engine.cpp checks the two agree.
+// A strided d or x (the gradient of a transposed view, say) is copied to contiguous first: one pass more,
+// still fewer than the composite's.
 static bool fusable(const Tensor& d, const Tensor& x) {
-  return !grad_enabled() && d.shape() == x.shape() && d.dtype() == x.dtype() && is_floating(x.dtype()) &&
-         d.is_contiguous() && x.is_contiguous();
+  return !grad_enabled() && d.shape() == x.shape() && d.dtype() == x.dtype() && is_floating(x.dtype());
 }
 
 // ---- unary -----------------------------------------------------------------------------------------------

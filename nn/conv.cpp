@@ -5,7 +5,12 @@
 // the window hangs over the padding). Output channel o at pixel l is then Σ_{c,i,j} W[o,c,i,j]·cols[(c,i,j), l],
 // i.e. the row W[o] (flattened to K) times column l: y = W (O,K) @ cols (K,L). The rows of cols are ordered
 // channel-major, so with groups the rows of group gi are the contiguous block gi·K .. (gi+1)·K - 1, and
-// viewing cols as (N, g, K, L) and W as (g, O/g, K) makes a grouped convolution one batched matmul.
+// viewing cols as (g, K, ·) and W as (g, O/g, K) makes a grouped convolution one batched matmul.
+//
+// The whole batch is one product: im2col lays the N images' columns side by side (Columns::Batched,
+// cols (K, N·L)), so W (O,K) @ cols is a single GEMM with N·L columns rather than N GEMMs with L each. With
+// L = 49 or 196, as in the small convolutions of the zoo, one wide GEMM keeps BLAS's kernels busy and splits
+// over threads; N narrow ones do neither. The price is one copy of the output, from (O, N, L) to (N, O, L).
 #include "nn/conv.h"
 
 #include <cmath>
@@ -51,9 +56,10 @@ static void check_input(const std::string& who, const Tensor& x, int64_t channel
 
 // ---- conv2d ---------------------------------------------------------------------------------------------
 // y = W ⋆ x + b   x: (N,C,H,W)  weight: (O, C/g, kh, kw)  bias: (O)  ->  y: (N,O,OH,OW)
-//   cols = im2col(x)                          (N, C·kh·kw, L)  viewed as (N, g, K, L)
-//   y    = W.view(g, O/g, K) @ cols           (N, g, O/g, L)   one GEMM per (image, group)
-// Backward (from matmul and im2col): dW = Σ_n dy @ cols^T, dcols = W^T @ dy, dx = col2im(dcols).
+//   cols = im2col(x, Batched)                 (C·kh·kw, N, L)  viewed as (g, K, N·L)
+//   z    = W.view(g, O/g, K) @ cols           (g, O/g, N·L)    one GEMM per group
+//   y    = z viewed (O, N, OH, OW), dims 0 and 1 swapped, + b    (N, O, OH, OW), contiguous
+// Backward (from matmul and im2col): dW = dz @ cols^T, dcols = W^T @ dz, dx = col2im(dcols).
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const ConvOptions& opt) {
   if (weight.dim() != 4)
     throw Error("conv2d: expected a 4-d weight (O, C/groups, kh, kw), got " + shape_str(weight.shape()));
@@ -70,21 +76,23 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   int64_t N = x.size(0), C = x.size(1), OH = win.out_h(x.size(2)), OW = win.out_w(x.size(3));
   int64_t K = C / g * k.h * k.w, L = OH * OW;
 
-  Tensor cols = heed::im2col(x, win).view({N, g, K, L});
-  Tensor y = matmul(weight.reshape({g, O / g, K}), cols).view({N, O, OH, OW});
-  return bias.defined() ? y + bias.view({O, 1, 1}) : y;
+  Tensor cols = heed::im2col(x, win, kernels::Columns::Batched).view({g, K, N * L});
+  Tensor z = matmul(weight.reshape({g, O / g, K}), cols).view({O, N, OH, OW}).permute({1, 0, 2, 3});
+  // Adding the bias writes a contiguous (N, O, OH, OW), as PyTorch returns; without one, a copy does.
+  return bias.defined() ? z + bias.view({O, 1, 1}) : z.contiguous();
 }
 
 // ---- conv_transpose2d ------------------------------------------------------------------------------------
 // The adjoint of conv2d: where conv2d gathers a window of input pixels into one output pixel, this scatters
 // each input pixel, weighted by the kernel, over a window of the output. With the conv2d of the same window
 // mapping (N,Cout,OH,OW) -> (N,Cin,H,W), this maps (N,Cin,H,W) -> (N,Cout,OH,OW):
-//   cols = W^T @ x    weight viewed (g, Cin/g, Cout/g·kh·kw), transposed;  x viewed (N, g, Cin/g, H·W)
-//                     -> (N, g, Cout/g·kh·kw, H·W) = (N, Cout·kh·kw, H·W): one column per input pixel
-//   y    = col2im(cols)                       (N, Cout, OH, OW), overlapping windows summed
-// Memory: the only full-size intermediate is cols; its backward is im2col(dy) (the column gradient, the
-// same size) followed by the two matmul gradients. No other copy is made: the transposed weight is a view
-// that BLAS reads with a transpose flag, and all the reshapes here are views of contiguous tensors.
+//   xb   = x as (g, Cin/g, N·H·W)              the images side by side in each channel's row (a copy)
+//   cols = W^T @ xb   weight viewed (g, Cin/g, Cout/g·kh·kw), transposed  -> (g, Cout/g·kh·kw, N·H·W)
+//                     = (Cout·kh·kw, N, H·W): one column per input pixel, one GEMM per group
+//   y    = col2im(cols, Batched)              (N, Cout, OH, OW), overlapping windows summed
+// Memory: the full-size intermediate is cols; its backward is im2col(dy) (the column gradient, the same
+// size) followed by the two matmul gradients. Besides it, only xb is a copy (the input's size): the
+// transposed weight is a view that BLAS reads with a transpose flag.
 Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const ConvTransposeOptions& opt) {
   if (weight.dim() != 4)
     throw Error("conv_transpose2d: expected a 4-d weight (Cin, Cout/groups, kh, kw), got " + shape_str(weight.shape()));
@@ -114,9 +122,10 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
                 " for input " + shape_str(x.shape()) + "; the padding " + tuple_str(opt.padding) + " is too large");
   int64_t KT = Cout / g * k.h * k.w;  // one output column per input pixel: Cout/g·kh·kw taps
 
-  Tensor wt = weight.reshape({g, Cin / g, KT}).mT();                           // (g, KT, Cin/g), a view
-  Tensor cols = matmul(wt, x.reshape({N, g, Cin / g, H * W})).view({N, g * KT, H * W});
-  Tensor y = heed::col2im(cols, Cout, OH, OW, win);
+  Tensor wt = weight.reshape({g, Cin / g, KT}).mT();  // (g, KT, Cin/g), a view
+  Tensor xb = x.reshape({N, g, Cin / g, H * W}).permute({1, 2, 0, 3}).reshape({g, Cin / g, N * H * W});
+  Tensor cols = matmul(wt, xb).view({g * KT, N, H * W});
+  Tensor y = heed::col2im(cols, Cout, OH, OW, win, kernels::Columns::Batched);
   return bias.defined() ? y + bias.view({Cout, 1, 1}) : y;
 }
 

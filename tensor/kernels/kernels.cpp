@@ -766,18 +766,21 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
 // The innermost loop runs over ox, so for stride 1 both sides are contiguous rows.
 //
 // window_map_ref is the plain loop, one bounds test per element. The fast path avoids the tests by working
-// on a zero-padded copy of one channel, (H + 2ph) × (W + 2pw): there every tap of every window is inside,
+// on zero-padded copies of a channel, (H + 2ph) × (W + 2pw): there every tap of every window is inside,
 // so the whole map for one channel is a single table of kh·kw·L offsets into the padded image, the same
 // for every channel and image. im2col is then a gather along the table (vectorised), col2im a scatter-add
 // along it. Small convolutions have 7×7 and 14×14 outputs, rows far too short for per-row work to pay
 // off, so the per-element bounds tests of the reference loop dominate there.
+//
+// Both take one image: `cols` points at its first column, and row r of its columns (r = (c·kh + i)·kw + j)
+// starts at cols + r·row_stride: L for Columns::PerImage, N·L for Columns::Batched.
 template <class T, bool kAdd>
-static void window_map_ref(T* img, T* cols, int64_t C, int64_t H, int64_t W, const Window2d& w) {
-  int64_t OH = w.out_h(H), OW = w.out_w(W), L = OH * OW;
+static void window_map_ref(T* img, T* cols, int64_t row_stride, int64_t C, int64_t H, int64_t W, const Window2d& w) {
+  int64_t OH = w.out_h(H), OW = w.out_w(W);
   for (int64_t c = 0; c < C; c++)
     for (int64_t i = 0; i < w.kh; i++)
       for (int64_t j = 0; j < w.kw; j++) {
-        T* row = cols + ((c * w.kh + i) * w.kw + j) * L;
+        T* row = cols + ((c * w.kh + i) * w.kw + j) * row_stride;
         for (int64_t oy = 0; oy < OH; oy++) {
           int64_t y = oy * w.sh - w.ph + i * w.dh;
           T* out = row + oy * OW;
@@ -799,8 +802,8 @@ static void window_map_ref(T* img, T* cols, int64_t C, int64_t H, int64_t W, con
       }
 }
 
-// The padded-image map: offset of tap (i, j) of output pixel (oy, ox) in the padded channel, for the
-// table row (i·kw + j)·L + oy·OW + ox, exactly the row order of cols.
+// The padded-image map: offset of tap (i, j) of output pixel (oy, ox) in the padded channel, at
+// (i·kw + j)·L + oy·OW + ox: row i·kw + j of one channel's columns, column oy·OW + ox.
 struct PaddedMap {
   int64_t Hp = 0, Wp = 0;
   std::vector<int32_t> offset;
@@ -818,42 +821,64 @@ static PaddedMap padded_map(int64_t H, int64_t W, const Window2d& w) {
   return m;
 }
 
-// One image. `pad` is scratch of Hp·Wp elements whose border is zero on entry and stays zero.
+// Channel c of images n0 .. n1-1, walking the columns row by row. `pad` is scratch for n1 - n0 padded
+// channels of Hp·Wp elements each, whose borders are zero on entry and on exit. Row t of channel c holds
+// tap t for every image, image n's L entries at n·image_stride: so a Batched row is read or written from
+// start to end, and the padded channels it meets stay in cache across the kh·kw rows.
 template <class T, bool kAdd>
-static void window_map_fast(T* img, T* cols, int64_t C, int64_t H, int64_t W, const Window2d& w, const PaddedMap& m,
-                            T* pad) {
-  const int64_t KL = (int64_t)m.offset.size();
-  const int32_t* off = m.offset.data();
-  for (int64_t c = 0; c < C; c++) {
-    T* ch = img + c * H * W;
-    T* col = cols + c * KL;
-    if constexpr (kAdd) {
-      // Scatter-add into the padded channel (taps overlap, so this stays a plain ordered loop), then add
-      // its interior back into the image; the border collects padding contributions and is cleared.
-      for (int64_t t = 0; t < KL; t++) pad[off[t]] += col[t];
-      for (int64_t y = 0; y < H; y++) {
-        T* prow = pad + (y + w.ph) * m.Wp + w.pw;
-        for (int64_t x = 0; x < W; x++) ch[y * W + x] += prow[x];
-      }
-      std::fill(pad, pad + m.Hp * m.Wp, T(0));
-    } else {
-      for (int64_t y = 0; y < H; y++) std::memcpy(pad + (y + w.ph) * m.Wp + w.pw, ch + y * W, W * sizeof(T));
-      for (int64_t t = 0; t < KL; t++) col[t] = pad[off[t]];  // a gather: vpgatherdd with AVX-512
+static void window_map_block(T* img, T* cols, int64_t row_stride, int64_t image_stride, int64_t C, int64_t H,
+                             int64_t W, const Window2d& w, const PaddedMap& m, T* pad, int64_t c, int64_t n0,
+                             int64_t n1) {
+  const int64_t taps = w.kh * w.kw, L = (int64_t)m.offset.size() / taps, plane = m.Hp * m.Wp;
+  auto interior = [&](int64_t n, int64_t y) { return pad + (n - n0) * plane + (y + w.ph) * m.Wp + w.pw; };
+  if constexpr (!kAdd)
+    for (int64_t n = n0; n < n1; n++)
+      for (int64_t y = 0; y < H; y++) std::memcpy(interior(n, y), img + ((n * C + c) * H + y) * W, W * sizeof(T));
+  for (int64_t t = 0; t < taps; t++) {
+    const int32_t* off = m.offset.data() + t * L;
+    T* row = cols + (c * taps + t) * row_stride;
+    for (int64_t n = n0; n < n1; n++) {
+      T* seg = row + n * image_stride;
+      T* p = pad + (n - n0) * plane;
+      if constexpr (kAdd)
+        for (int64_t l = 0; l < L; l++) p[off[l]] += seg[l];  // one tap's windows never overlap: no conflicts
+      else
+        for (int64_t l = 0; l < L; l++) seg[l] = p[off[l]];  // a gather: vpgatherdd with AVX-512
     }
   }
+  if constexpr (kAdd)
+    for (int64_t n = n0; n < n1; n++)
+      for (int64_t y = 0; y < H; y++) {
+        T* ch = img + ((n * C + c) * H + y) * W;
+        const T* prow = interior(n, y);
+        for (int64_t x = 0; x < W; x++) ch[x] += prow[x];
+      }
+  // Only the interior was written by im2col; col2im's scatter also reached the border.
+  if constexpr (kAdd) std::fill(pad, pad + (n1 - n0) * plane, T(0));
 }
 
-// im2col / col2im over N images, the fast or the reference map, images spread over threads.
+// im2col / col2im over N images, the fast or the reference map. Image n's columns start at column n·L of
+// a (K, N·L) matrix (Batched) or at matrix n of (N, K, L) (PerImage). The fast map works on blocks of
+// (channel, up to nb images), spread over threads, with nb padded channels of scratch per thread (about
+// 64 KB, at least one channel).
 template <class T, bool kAdd>
-static void window_map_images(T* img, T* cols, int64_t N, int64_t C, int64_t H, int64_t W, const Window2d& w,
-                              bool par) {
+static void window_map_images(T* img, T* cols, Columns layout, int64_t N, int64_t C, int64_t H, int64_t W,
+                              const Window2d& w, bool par) {
   const int64_t K = C * w.kh * w.kw, L = w.out_h(H) * w.out_w(W);
+  const bool batched = layout == Columns::Batched;
+  const int64_t row_stride = batched ? N * L : L, image_stride = batched ? L : K * L;
   if (!use_simd()) {
 #pragma omp parallel for schedule(static) if (par) num_threads(parallel_threads())
-    for (int64_t n = 0; n < N; n++) window_map_ref<T, kAdd>(img + n * C * H * W, cols + n * K * L, C, H, W, w);
+    for (int64_t n = 0; n < N; n++)
+      window_map_ref<T, kAdd>(img + n * C * H * W, cols + n * image_stride, row_stride, C, H, W, w);
     return;
   }
   const PaddedMap m = padded_map(H, W, w);
+  const char* op = kAdd ? "col2im" : "im2col";
+  const int64_t plane = checked_mul(op, m.Hp, m.Wp, "padded image size");
+  (void)checked_mul(op, plane, (int64_t)sizeof(T), "padded image bytes");
+  const int64_t nb = std::clamp<int64_t>((64 << 10) / (int64_t)sizeof(T) / plane, 1, std::max<int64_t>(N, 1));
+  const int64_t blocks = (N + nb - 1) / nb, items = C * blocks;
   ParallelGuard guard;  // a failed allocation inside the region would call std::terminate (tensor/parallel.h)
 #pragma omp parallel if (par) num_threads(parallel_threads())
   {
@@ -861,19 +886,20 @@ static void window_map_images(T* img, T* cols, int64_t N, int64_t C, int64_t H, 
     const bool ready = guard.run([&] {
       // Padding far beyond the image makes this scratch huge while the output stays small (a large stride).
       // nothrow new: a failure is ours to report (a sanitizer's operator new would abort instead of throwing).
-      const char* op = kAdd ? "col2im" : "im2col";
-      const int64_t n = checked_mul(op, m.Hp, m.Wp, "padded image size");
-      (void)checked_mul(op, n, (int64_t)sizeof(T), "padded image bytes");
-      pad.reset(new (std::nothrow) T[(size_t)n]);
+      pad.reset(new (std::nothrow) T[(size_t)(nb * plane)]);
       if (!pad)
         throw OutOfMemory(std::string(op) + ": out of memory allocating " + std::to_string(m.Hp) + "x" +
                           std::to_string(m.Wp) + " elements of scratch for the image padded by (" +
                           std::to_string(w.ph) + "," + std::to_string(w.pw) + ")");
-      std::fill(pad.get(), pad.get() + n, T(0));
+      std::fill(pad.get(), pad.get() + nb * plane, T(0));
     });
 #pragma omp for schedule(static)
-    for (int64_t n = 0; n < N; n++)
-      if (ready) window_map_fast<T, kAdd>(img + n * C * H * W, cols + n * K * L, C, H, W, w, m, pad.get());
+    for (int64_t item = 0; item < items; item++) {
+      if (!ready) continue;
+      const int64_t c = item / blocks, n0 = item % blocks * nb;
+      window_map_block<T, kAdd>(img, cols, row_stride, image_stride, C, H, W, w, m, pad.get(), c, n0,
+                                std::min(N, n0 + nb));
+    }
   }
   guard.rethrow();
 }
@@ -891,36 +917,39 @@ static void check_window(const char* name, const Window2d& w, int64_t H, int64_t
                 std::to_string(W) + " input");
 }
 
-Tensor im2col(const Tensor& x, const Window2d& w) {
+Tensor im2col(const Tensor& x, const Window2d& w, Columns layout) {
   if (x.dim() != 4) throw Error("im2col: expected (N,C,H,W), got " + shape_str(x.shape()));
   int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   check_window("im2col", w, H, W);
   Tensor xc = view::contiguous(x);
-  int64_t K = C * w.kh * w.kw, L = w.out_h(H) * w.out_w(W);
-  Tensor cols = empty({N, K, L}, x.dtype());
+  int64_t K = checked_mul("im2col", C, w.kh * w.kw, "rows of the columns"), L = w.out_h(H) * w.out_w(W);
+  Tensor cols = empty(layout == Columns::Batched ? Shape{K, N, L} : Shape{N, K, L}, x.dtype());
   dispatch_floating(x.dtype(), "im2col", [&](auto zero) {
     using T = decltype(zero);
     T* xp = xc.data_ptr<T>();
     T* cp = cols.data_ptr<T>();
-    window_map_images<T, false>(xp, cp, N, C, H, W, w, cols.numel() >= kParallelGrain && N > 1);
+    window_map_images<T, false>(xp, cp, layout, N, C, H, W, w, cols.numel() >= kParallelGrain && N > 1);
   });
   return cols;
 }
 
-Tensor col2im(const Tensor& cols, int64_t C, int64_t H, int64_t W, const Window2d& w) {
+Tensor col2im(const Tensor& cols, int64_t C, int64_t H, int64_t W, const Window2d& w, Columns layout) {
   check_window("col2im", w, H, W);
-  int64_t K = C * w.kh * w.kw, L = w.out_h(H) * w.out_w(W);
-  if (cols.dim() != 3 || cols.size(1) != K || cols.size(2) != L)
-    throw Error("col2im: expected (N," + std::to_string(K) + "," + std::to_string(L) + ") columns, got " +
-                shape_str(cols.shape()));
-  int64_t N = cols.size(0);
+  if (C < 0) throw Error("col2im: negative channel count " + std::to_string(C));
+  int64_t K = checked_mul("col2im", C, w.kh * w.kw, "rows of the columns"), L = w.out_h(H) * w.out_w(W);
+  const bool batched = layout == Columns::Batched;
+  if (cols.dim() != 3 || cols.size(batched ? 0 : 1) != K || cols.size(2) != L)
+    throw Error("col2im: expected " +
+                std::string(batched ? "(" + std::to_string(K) + ",N," : "(N," + std::to_string(K) + ",") +
+                std::to_string(L) + ") columns, got " + shape_str(cols.shape()));
+  int64_t N = cols.size(batched ? 1 : 0);
   Tensor cc = view::contiguous(cols);
   Tensor img = zeros({N, C, H, W}, cols.dtype());
   dispatch_floating(cols.dtype(), "col2im", [&](auto zero) {
     using T = decltype(zero);
     T* ip = img.data_ptr<T>();
     T* cp = cc.data_ptr<T>();
-    window_map_images<T, true>(ip, cp, N, C, H, W, w, cc.numel() >= kParallelGrain && N > 1);
+    window_map_images<T, true>(ip, cp, layout, N, C, H, W, w, cc.numel() >= kParallelGrain && N > 1);
   });
   return img;
 }

@@ -84,11 +84,19 @@ struct Window2d {
   int64_t out_h(int64_t h) const { return (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1; }
   int64_t out_w(int64_t w) const { return (w + 2 * pw - dw * (kw - 1) - 1) / sw + 1; }
 };
+/// Where im2col puts the columns of a batch of N images, with K = C*kh*kw rows and L = OH*OW columns each:
+///   PerImage  (N, K, L)  image after image, as PyTorch's unfold: one GEMM per image;
+///   Batched   (K, N, L)  the images side by side along every row, so that (K, N*L) is one matrix and a
+///                        convolution of the whole batch is one GEMM, W (O, K) @ cols (K, N*L).
+enum class Columns { PerImage, Batched };
 /// x (N,C,H,W) -> cols (N, C*kh*kw, OH*OW): column l holds the receptive field of output pixel l, zero
 /// where the window hangs over the padding. Then a convolution is one GEMM: W (O, C*kh*kw) @ cols.
-Tensor im2col(const Tensor& x, const Window2d& win);
-/// The adjoint of im2col: cols (N, C*kh*kw, OH*OW) -> (N,C,H,W), summing where windows overlap.
-Tensor col2im(const Tensor& cols, int64_t C, int64_t H, int64_t W, const Window2d& win);
+/// With Columns::Batched the same columns come out as (C*kh*kw, N, OH*OW).
+Tensor im2col(const Tensor& x, const Window2d& win, Columns layout = Columns::PerImage);
+/// The adjoint of im2col: cols (N, C*kh*kw, OH*OW), or (C*kh*kw, N, OH*OW) with Columns::Batched,
+/// -> (N,C,H,W), summing where windows overlap.
+Tensor col2im(const Tensor& cols, int64_t C, int64_t H, int64_t W, const Window2d& win,
+              Columns layout = Columns::PerImage);
 
 // ---- random fills (tensor/random.h holds the Philox generator) -----------------------------------------
 /// Uniform [0,1): element i of a contiguous t uses draw (start + i) of the generator's stream, so the
@@ -101,6 +109,7 @@ void fill_normal(const Tensor& t, Generator& gen);
 
 namespace heed {
 /// Differentiable im2col / col2im (autograd/ops_conv.cpp); the building blocks of nn's convolutions.
-Tensor im2col(const Tensor& x, const kernels::Window2d& win);
-Tensor col2im(const Tensor& cols, int64_t C, int64_t H, int64_t W, const kernels::Window2d& win);
+Tensor im2col(const Tensor& x, const kernels::Window2d& win, kernels::Columns layout = kernels::Columns::PerImage);
+Tensor col2im(const Tensor& cols, int64_t C, int64_t H, int64_t W, const kernels::Window2d& win,
+              kernels::Columns layout = kernels::Columns::PerImage);
 }  // namespace heed

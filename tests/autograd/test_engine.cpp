@@ -83,6 +83,16 @@ TEST_CASE("the fused first-order backwards of relu, leaky_relu and gelu agree wi
         CHECK(allclose(fast, composite, dt == float32 ? 1e-6 : 1e-12, dt == float32 ? 1e-6 : 1e-12));
       }
     }
+  // A strided gradient and a strided input (the gradient of a transposed view, as conv_transpose2d's input
+  // receives) take the fused path too, through contiguous copies.
+  for (DType dt : {float32, float64}) {
+    Tensor x = randn({37, 21}, dt).mT().requires_grad_(), d = randn({37, 21}, dt).mT();
+    for (int op = 0; op < 3; op++) {
+      auto f = [&] { return op == 0 ? relu(x) : op == 1 ? leaky_relu(x, 0.2) : gelu(x); };
+      CAPTURE(op);
+      CHECK(allclose(grad({f()}, {x}, {d}, false)[0], grad({f()}, {x}, {d}, true)[0].detach(), 1e-6, 1e-6));
+    }
+  }
 }
 
 TEST_CASE("views send their gradient back to the base") {

@@ -391,6 +391,22 @@ std::vector<Case> table() {
          return V{R({1, 2 * 2 * 2, 3 * 5})};
        },
        [](const V& x) { return col2im(x[0], 2, 4, 4, {.kh = 2, .kw = 2, .sh = 1, .sw = 1, .ph = 0, .pw = 1}); }},
+      {"im2col batched",
+       [] {
+         return V{R({2, 2, 5, 4})};
+       },
+       [](const V& x) {
+         return heed::im2col(x[0], {.kh = 3, .kw = 2, .sh = 2, .sw = 1, .ph = 1, .pw = 0, .dh = 1, .dw = 2},
+                       kernels::Columns::Batched);
+       }},
+      {"col2im batched",
+       [] {
+         return V{R({2 * 2 * 2, 2, 3 * 5})};
+       },
+       [](const V& x) {
+         return heed::col2im(x[0], 2, 4, 4, {.kh = 2, .kw = 2, .sh = 1, .sw = 1, .ph = 0, .pw = 1},
+                       kernels::Columns::Batched);
+       }},
       // the fused attention kernel (first order only: its backward is a raw kernel)
       {"flash_attention",
        [] {

@@ -314,7 +314,27 @@ TEST_CASE("im2col and col2im: the bounds-once fast path equals the per-element r
         Tensor d = randn(cols.shape(), dt);
         auto [img, img_ref] = fast_and_ref([&] { return kernels::col2im(d, s[1], s[2], s[3], w); });
         CHECK(close(img, img_ref, 0));
+        // Columns::Batched holds the same numbers as (K, N, L): PerImage's dims 0 and 1 swapped.
+        const auto batched = kernels::Columns::Batched;
+        auto [bcols, bcols_ref] = fast_and_ref([&] { return kernels::im2col(x, w, batched); });
+        CHECK(close(bcols, bcols_ref, 0));
+        CHECK(close(bcols, cols.permute({1, 0, 2}).contiguous(), 0));
+        Tensor bd = d.permute({1, 0, 2}).contiguous();
+        auto [bimg, bimg_ref] = fast_and_ref([&] { return kernels::col2im(bd, s[1], s[2], s[3], w, batched); });
+        CHECK(close(bimg, bimg_ref, 0));
+        CHECK(close(bimg, img, 0));
       }
+  // Many images of one small channel: the fast path works on blocks of images (window_map_images).
+  Tensor x = randn({300, 2, 5, 6}, float64);
+  kernels::Window2d w{.kh = 3, .kw = 3, .sh = 2, .sw = 1, .ph = 1, .pw = 2};
+  for (auto layout : {kernels::Columns::PerImage, kernels::Columns::Batched}) {
+    auto [cols, cols_ref] = fast_and_ref([&] { return kernels::im2col(x, w, layout); });
+    CHECK(close(cols, cols_ref, 0));
+    auto [img, img_ref] = fast_and_ref([&] { return kernels::col2im(cols, 2, 5, 6, w, layout); });
+    CHECK(close(img, img_ref, 0));
+  }
+  CHECK_THROWS_WITH_AS(kernels::col2im(zeros({3, 3, 12}), 1, 4, 5, {.kh = 2, .kw = 2}, kernels::Columns::Batched),
+                       "col2im: expected (4,N,12) columns, got (3,3,12)", Error);
 }
 
 TEST_CASE("indexing and joining against naive loops, and their errors") {
