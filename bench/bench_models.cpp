@@ -17,8 +17,31 @@ using namespace heed;
 using namespace heed::nn;
 using namespace heed::bench;
 
+// Resident memory now (from /proc) and the process's peak so far (getrusage), in MB.
+static double rss_now_mb() {
+  std::ifstream f("/proc/self/statm");
+  long pages_total = 0, pages_resident = 0;
+  f >> pages_total >> pages_resident;
+  return (double)pages_resident * 4096.0 / 1e6;
+}
+static double rss_peak_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return (double)u.ru_maxrss * 1024.0 / 1e6;
+}
+
+// Peak memory of a step workload, "peak RSS above baseline" as attn_long's: the process's peak resident
+// memory minus its resident memory when the benchmark function was first called, before the model was built
+// (bench/main.cpp has loaded OpenBLAS by then, as `import torch` has on PyTorch's side). It covers the
+// parameters, optimizer state, inputs and the step's own tensors, and means something only when the
+// benchmark runs alone in its process: bench/compare.py runs each workload so for its memory rows.
+static void report_peak_rss(benchmark::State& state, double rss_base) {
+  state.counters["peak_rss_above_base_MB"] = rss_peak_mb() - rss_base;
+}
+
 // ---- mha_step: MHA B16 T128 d256 h8, Adam ------------------------------------------------------------
 static void BM_mha_step(benchmark::State& state) {
+  static const double rss_base = rss_now_mb();
   manual_seed(0);
   const int64_t B = 16, T = 128, d = 256, h = 8;
   MultiheadAttention m(d, h, {.batch_first = true});
@@ -31,6 +54,7 @@ static void BM_mha_step(benchmark::State& state) {
     y.square().mean().backward();
     opt.step();
   }
+  report_peak_rss(state, rss_base);
 }
 BENCHMARK(BM_mha_step)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 
@@ -38,6 +62,7 @@ BENCHMARK(BM_mha_step)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.
 // struct VAE: bench/models.h
 
 static void BM_vae_step(benchmark::State& state) {
+  static const double rss_base = rss_now_mb();
   manual_seed(0);
   VAE m;
   optim::Adam opt(m.parameters(), {.lr = 1e-3});
@@ -53,11 +78,13 @@ static void BM_vae_step(benchmark::State& state) {
     loss.backward();
     opt.step();
   }
+  report_peak_rss(state, rss_base);
 }
 BENCHMARK(BM_vae_step)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 
 // ---- gan_step: MLP GAN on 28x28, B64, one D step and one G step --------------------------------------------
 static void BM_gan_step(benchmark::State& state) {
+  static const double rss_base = rss_now_mb();
   manual_seed(0);
   const int64_t B = 64, Z = 100;
   Sequential G, D;
@@ -78,6 +105,7 @@ static void BM_gan_step(benchmark::State& state) {
     binary_cross_entropy_with_logits(D(fake), ones_).backward();
     og.step();
   }
+  report_peak_rss(state, rss_base);
 }
 BENCHMARK(BM_gan_step)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 
@@ -85,6 +113,7 @@ BENCHMARK(BM_gan_step)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.
 // struct GPT: bench/models.h
 
 static void BM_gpt_step(benchmark::State& state) {
+  static const double rss_base = rss_now_mb();
   manual_seed(0);
   const int64_t B = 32, T = 64, d = 128, h = 4, L = 4, V = 96;
   GPT m(V, T, d, h, L);
@@ -95,11 +124,13 @@ static void BM_gpt_step(benchmark::State& state) {
     cross_entropy(m.forward(idx).reshape({-1, V}), tgt.reshape({-1})).backward();
     opt.step();
   }
+  report_peak_rss(state, rss_base);
 }
 BENCHMARK(BM_gpt_step)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 
 // ---- conv_ae_step: a small convolutional autoencoder on 28x28, B64 --------------------------------------------
 static void BM_conv_ae_step(benchmark::State& state) {
+  static const double rss_base = rss_now_mb();
   manual_seed(0);
   Sequential enc, dec;
   enc.add<Conv2d>(1, 32, 3, Conv2d::Config{.stride = 2, .padding = 1}), enc.add<ReLU>();
@@ -115,33 +146,18 @@ static void BM_conv_ae_step(benchmark::State& state) {
     mse_loss(dec(enc(x)), x).backward();
     opt.step();
   }
+  report_peak_rss(state, rss_base);
 }
 BENCHMARK(BM_conv_ae_step)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 
-// Resident memory now (from /proc) and the process's peak so far (getrusage), in MB.
-static double rss_now_mb() {
-  std::ifstream f("/proc/self/statm");
-  long pages_total = 0, pages_resident = 0;
-  f >> pages_total >> pages_resident;
-  return (double)pages_resident * 4096.0 / 1e6;
-}
-static double rss_peak_mb() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return (double)u.ru_maxrss * 1024.0 / 1e6;
-}
-
 // ---- attn_long: causal MHA at B1 T2048 d256 h8, forward + backward, no optimizer; peak memory ------------------
 static void BM_attn_long(benchmark::State& state) {
+  static const double rss_base = rss_now_mb();  // see report_peak_rss
   manual_seed(0);
   const int64_t T = 2048, d = 256, h = 8;
   MultiheadAttention m(d, h, {.batch_first = true});
   Tensor x = randn({1, T, d}).requires_grad_();
   int64_t peak = 0;
-  // The process peak counts only when this benchmark runs alone. The baseline is taken once, at the first
-  // call: Google Benchmark calls this function more than once, and by the second call the memory of the
-  // first (kept by heed's caching allocator, or by malloc) would already be in the baseline.
-  static const double rss_base = rss_now_mb();
   for (auto _ : state) {
     reset_peak_memory();
     int64_t base = memory_stats().current;
@@ -152,6 +168,6 @@ static void BM_attn_long(benchmark::State& state) {
     x.set_grad(Tensor());
   }
   state.counters["peak_tensor_MB"] = (double)peak / 1e6;
-  state.counters["peak_rss_above_base_MB"] = rss_peak_mb() - rss_base;
+  report_peak_rss(state, rss_base);
 }
 BENCHMARK(BM_attn_long)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);

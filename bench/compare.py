@@ -7,6 +7,8 @@ caller set one), then prints one table: workload, heed ms, PyTorch ms, heed/PyTo
 GFLOP/s and the share of the machine's peak.
 
 attn_long runs alone in its own processes on both sides, so that the process's peak RSS belongs to it.
+Then every model step runs once more alone on each side, for its peak RSS above the process's baseline:
+parameters, optimizer state, inputs and the step's tensors (--no-memory skips these runs).
 
 The machine is shared and noisy, and noise only ever adds time. So each side runs --rounds times (default
 3), alternating heed, PyTorch, heed, PyTorch, ..., and each workload keeps its fastest round on each side:
@@ -92,6 +94,7 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=3, help="alternating runs per side; the fastest counts")
     ap.add_argument("--json", help="also write the raw numbers here")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs of the model steps")
     args = ap.parse_args()
 
     # The kernel heed picks (or the user's), applied to both sides.
@@ -114,7 +117,12 @@ def main():
             keep_fastest(heed_long, run_heed(args.bench, env, "^BM_attn_long/")[1])
             keep_fastest(torch, run_torch(threads, env))
             keep_fastest(torch_long, run_torch(threads, env, "attn_long"))
-        raw[threads] = {"heed": {**heed, **heed_long}, "torch": {**torch, **torch_long}, "blas": summary}
+        heed_mem, torch_mem = {}, {}  # peak RSS above baseline, each step alone in a process of its own
+        for w in [] if args.no_memory else MODEL_WORKLOADS:
+            heed_mem[w] = run_heed(args.bench, env, f"^BM_{w}/")[1][f"BM_{w}"]["peak_rss_above_base_MB"]
+            torch_mem[w] = run_torch(threads, env, w)["peak_rss_above_base_mb"]
+        raw[threads] = {"heed": {**heed, **heed_long}, "torch": {**torch, **torch_long}, "blas": summary,
+                        "peak_rss_above_base_MB": {"heed": heed_mem, "torch": torch_mem}}
         peak, peak_how = machine_peak_gflops(threads)
         peaks.append(f"{threads} thread(s): {peak:.0f} GFLOP/s = {peak_how}")
         for n in (128, 512, 1024):
@@ -131,6 +139,8 @@ def main():
         rows.append((threads, "attn_long", ms(hl), torch_long["attn_long_ms"], None, None))
         rows.append((threads, "attn_long peak RSS above baseline (MB)", hl["peak_rss_above_base_MB"],
                      torch_long["peak_rss_above_base_mb"], None, None))
+        for w in heed_mem:
+            rows.append((threads, f"{w} peak RSS above baseline (MB)", heed_mem[w], torch_mem[w], None, None))
 
     spin = {k: env[k] for k in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY") if k in env}
     print(f"{summary}; PyTorch {raw[list(raw)[0]]['torch']['torch']} with OPENBLAS_CORETYPE={core}"

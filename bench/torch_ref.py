@@ -196,7 +196,7 @@ if __name__ == "__main__":
     for name, f in WORKLOADS.items():
         if args.only == name or (args.only is None and name != "attn_long"):
             out[f"{name}_ms"] = round(f(), 3)
-    if args.only == "attn_long":
-        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if args.only in WORKLOADS:  # alone in this process: its peak is the workload's
+        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6, 1)  # KiB -> MB
         out["peak_rss_above_base_mb"] = round(out["peak_rss_mb"] - base_rss_mb, 1)
     print(json.dumps(out) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
