@@ -134,13 +134,21 @@ Tensor gelu(const Tensor& x, bool tanh_approx) {
                     Tensor t = tanh(k * (x + c * x * x * x));
                     return Grads{d * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * (k * (1.0 + 3.0 * c * x * x)))};
                   });
-  return record("gelu", kernels::unary(U::GeluErf, x), {x}, [sx = SavedTensor(x)](const Tensor& d, const Tensor&) {
-    Tensor x = sx.get();
-    if (fusable(d, x)) return Grads{kernels::gelu_backward(d, x)};  // one pass
-    Tensor cdf = 0.5 * (1.0 + erf(x * M_SQRT1_2));
-    Tensor pdf = exp(-0.5 * x * x) * (0.5 * M_2_SQRTPI * M_SQRT1_2);  // 1/√(2π)
-    return Grads{d * (cdf + x * pdf)};
-  });
+  // The fused backward takes Φ(x) = out / x from the output instead of computing erf again. The lambda
+  // keeps the kernel's result: the output's storage without the graph (no cycle), and no extra memory when
+  // the next layer keeps the output for its own backward anyway. Should the output have been modified in
+  // place since, which PyTorch allows here, backward computes Φ(x) itself.
+  Tensor out = kernels::unary(U::GeluErf, x);
+  return record("gelu", out, {x},
+                [sx = SavedTensor(x), out, version = out.storage()->version](const Tensor& d, const Tensor&) {
+                  Tensor x = sx.get();
+                  if (fusable(d, x))  // one pass
+                    return Grads{out.storage()->version == version ? kernels::gelu_backward(d, x, out)
+                                                                   : kernels::gelu_backward(d, x)};
+                  Tensor cdf = 0.5 * (1.0 + erf(x * M_SQRT1_2));
+                  Tensor pdf = exp(-0.5 * x * x) * (0.5 * M_2_SQRTPI * M_SQRT1_2);  // 1/√(2π)
+                  return Grads{d * (cdf + x * pdf)};
+                });
 }
 
 // out = x σ(x);  dx = d σ(x) (1 + x (1 - σ(x)))

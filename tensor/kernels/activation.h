@@ -18,12 +18,14 @@ namespace heed::kernels {
 /// dx = dout where x > 0, else slope·dout (relu: slope 0). dout and x of one shape and floating dtype.
 Tensor relu_backward(const Tensor& dout, const Tensor& x, double slope);
 /// dx = dout (Φ(x) + x φ(x)): exact GELU, Φ the normal CDF, φ(x) = e^(-x²/2) / √(2π). dout and x as above;
-/// the SIMD rows unless use_simd() is off.
-Tensor gelu_backward(const Tensor& dout, const Tensor& x);
+/// the SIMD rows unless use_simd() is off. Given the forward's output out = x Φ(x), the SIMD rows take
+/// Φ(x) = out / x from it and compute no erf.
+Tensor gelu_backward(const Tensor& dout, const Tensor& x, const Tensor& out = Tensor());
 
 // ---- the row loops (float and double), on contiguous rows of n -------------------------------------------
 template <class T> void relu_backward_row(const T* dout, const T* x, T* dx, int64_t n, T slope);
 template <class T> void gelu_backward_ref(const T* dout, const T* x, T* dx, int64_t n);
 template <class T> void gelu_backward_simd(const T* dout, const T* x, T* dx, int64_t n);
+template <class T> void gelu_backward_from_output_simd(const T* dout, const T* x, const T* out, T* dx, int64_t n);
 
 }  // namespace heed::kernels

@@ -83,6 +83,17 @@ TEST_CASE("the fused first-order backwards of relu, leaky_relu and gelu agree wi
         CHECK(allclose(fast, composite, dt == float32 ? 1e-6 : 1e-12, dt == float32 ? 1e-6 : 1e-12));
       }
     }
+  // gelu's fused backward reads Φ(x) = out / x from its output; an output changed in place since (outside
+  // the graph) is not used, and the gradient still comes from x.
+  {
+    Tensor x = randn({1000}).requires_grad_(), d = randn({1000});
+    Tensor y = gelu(x);
+    {
+      NoGradGuard g;
+      y.mul_(3.0);
+    }
+    CHECK(allclose(grad({y}, {x}, {d}, false)[0], grad({gelu(x)}, {x}, {d}, true)[0].detach(), 1e-6, 1e-6));
+  }
   // A strided gradient and a strided input (the gradient of a transposed view, as conv_transpose2d's input
   // receives) take the fused path too, through contiguous copies.
   for (DType dt : {float32, float64}) {

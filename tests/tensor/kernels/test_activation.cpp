@@ -27,9 +27,12 @@ void check_rows(int64_t n) {
     std::vector<T> got = kernels::relu_backward(d, x, slope).template to_vector<T>();
     for (int64_t i = 0; i < n; i++) CHECK(got[i] == (xv[i] > 0 ? dv[i] : dv[i] * (T)slope));
   }
-  std::vector<T> ref(n), fast(n);
+  std::vector<T> ref(n), fast(n), from_out(n);
+  Tensor y = gelu(x);  // the forward's output, for the row loop that takes Φ(x) = y / x
+  std::vector<T> yv = y.to_vector<T>();
   kernels::gelu_backward_ref<T>(dv.data(), xv.data(), ref.data(), n);
   kernels::gelu_backward_simd<T>(dv.data(), xv.data(), fast.data(), n);
+  kernels::gelu_backward_from_output_simd<T>(dv.data(), xv.data(), yv.data(), from_out.data(), n);
   for (int64_t i = 0; i < n; i++) {
     CAPTURE(i);
     // the definition, in double: d (Φ(x) + x φ(x))
@@ -37,13 +40,47 @@ void check_rows(int64_t n) {
                                                                                         std::sqrt(2 * M_PI));
     CHECK(std::fabs(ref[i] - want) <= 8 * ulp * (1 + std::fabs(want)));
     CHECK(std::fabs(fast[i] - ref[i]) <= 16 * ulp * (1 + std::fabs(ref[i])));
+    CHECK(std::fabs(from_out[i] - ref[i]) <= 16 * ulp * (1 + std::fabs(ref[i])));
   }
   // The Tensor-level call on each level is exactly its row loop.
   kernels::set_use_simd(false);
   CHECK(kernels::gelu_backward(d, x).template to_vector<T>() == ref);
+  CHECK(kernels::gelu_backward(d, x, y).template to_vector<T>() == ref);
   kernels::set_use_simd(true);
   CHECK(kernels::gelu_backward(d, x).template to_vector<T>() == fast);
+  CHECK(kernels::gelu_backward(d, x, y).template to_vector<T>() == from_out);
 }
+
+// Where y / x cannot stand for Φ(x): x = ±0 (0/0) and subnormal x (y lost bits), x far below 0 (y and the
+// gradient underflow), ±inf (NaN on both sides, as in PyTorch: inf · 0), NaN.
+template <class T>
+void check_from_output_edges() {
+  const T inf = std::numeric_limits<T>::infinity(), sub = std::numeric_limits<T>::denorm_min();
+  std::vector<T> xv = {T(0), -T(0), sub, -sub, T(1e-30), T(-1e-30), T(-20), T(-40), T(-1e4), T(3), T(1e4)};
+  const int64_t n = (int64_t)xv.size();
+  Tensor x = from_vector(xv), y = gelu(x);
+  std::vector<T> yv = y.to_vector<T>(), dv(n, T(1.5)), ref(n), got(n);
+  kernels::gelu_backward_ref<T>(dv.data(), xv.data(), ref.data(), n);
+  kernels::gelu_backward_from_output_simd<T>(dv.data(), xv.data(), yv.data(), got.data(), n);
+  const double ulp = std::numeric_limits<T>::epsilon();
+  for (int64_t i = 0; i < n; i++) {
+    CAPTURE(xv[i]);
+    CHECK(std::fabs(got[i] - ref[i]) <= 16 * ulp * (1 + std::fabs(ref[i])));
+  }
+  std::vector<T> nv = {inf, -inf, std::numeric_limits<T>::quiet_NaN()}, nd(3, T(1)), nout(3);
+  std::vector<T> ny = gelu(from_vector(nv)).template to_vector<T>();
+  kernels::gelu_backward_from_output_simd<T>(nd.data(), nv.data(), ny.data(), nout.data(), 3);
+  for (T v : nout) CHECK(std::isnan(v));
+}
+
+}  // namespace
+
+TEST_CASE("kernels activation: gelu's backward from its output at 0, subnormals, the tails, inf and NaN") {
+  check_from_output_edges<float>();
+  check_from_output_edges<double>();
+}
+
+namespace {
 
 }  // namespace
 
