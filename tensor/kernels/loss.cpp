@@ -3,9 +3,8 @@
 // of binary cross-entropy) make about ten passes with a temporary each.
 #include "tensor/kernels/loss.h"
 
-#include "tensor/parallel.h"
-
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <string>
 
@@ -22,9 +21,10 @@ constexpr int64_t kParallelGrain = 32768;
 constexpr double kLogFloor = -100.0;
 
 // loss[i] for contiguous p, y. The logs are taken by simd.h on chunks of 512 that stay in L1, after the
-// range check has copied p and 1-p there.
+// range check has copied p and 1-p there. Returns the index of the first p outside [0, 1] (then stops), or
+// n when there is none: the caller throws, outside any parallel region.
 template <class T>
-static void bce_forward_loop(const T* p, const T* y, T* out, int64_t n) {
+static int64_t bce_forward_loop(const T* p, const T* y, T* out, int64_t n) {
   constexpr int64_t kRow = 512;
   T lp[kRow], lq[kRow];
   const bool fast = use_simd();
@@ -32,9 +32,7 @@ static void bce_forward_loop(const T* p, const T* y, T* out, int64_t n) {
     const int64_t m = std::min(kRow, n - i0);
     for (int64_t k = 0; k < m; k++) {
       const T v = p[i0 + k];
-      if (!(v >= 0 && v <= 1))
-        throw Error("binary_cross_entropy: input value " + std::to_string(v) + " at index " + std::to_string(i0 + k) +
-                    " is not a probability in [0,1] (for logits use binary_cross_entropy_with_logits)");
+      if (!(v >= 0 && v <= 1)) return i0 + k;
       lp[k] = v, lq[k] = T(1) - v;
     }
     if (fast) {
@@ -50,6 +48,7 @@ static void bce_forward_loop(const T* p, const T* y, T* out, int64_t n) {
       out[i0 + k] = -(yk * std::max(lp[k], floor) + (T(1) - yk) * std::max(lq[k], floor));
     }
   }
+  return n;
 }
 
 template <class T>
@@ -62,12 +61,38 @@ static void bce_backward_loop(const T* p, const T* y, const T* d, T* dp, int64_t
   }
 }
 
+// f(begin, end) over [0, n) in chunks of kBceChunk, spread over threads when n is large. Every element is
+// independent, so the split changes no result.
+constexpr int64_t kBceChunk = 8192;
+template <class F>
+static void for_bce_chunks(int64_t n, F f) {
+  const int64_t chunks = (n + kBceChunk - 1) / kBceChunk;
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain) num_threads(parallel_threads())
+  for (int64_t c = 0; c < chunks; c++) f(c * kBceChunk, std::min(n, (c + 1) * kBceChunk));
+}
+
 Tensor binary_cross_entropy_forward(const Tensor& p_in, const Tensor& y_in) {
   Tensor p = p_in.contiguous(), y = y_in.contiguous();
   Tensor loss = empty(p.shape(), p.dtype());
   dispatch_floating(p.dtype(), "binary_cross_entropy", [&](auto zero) {
     using T = decltype(zero);
-    bce_forward_loop<T>(p.data_ptr<T>(), y.data_ptr<T>(), loss.data_ptr<T>(), p.numel());
+    const T* pp = p.data_ptr<T>();
+    const T* yp = y.data_ptr<T>();
+    T* lp = loss.data_ptr<T>();
+    // The first bad index over all chunks: each chunk stops at its own first, so the smallest is the first.
+    const int64_t n = p.numel();
+    std::atomic<int64_t> bad{n};
+    for_bce_chunks(n, [&](int64_t lo, int64_t hi) {
+      const int64_t at = lo + bce_forward_loop<T>(pp + lo, yp + lo, lp + lo, hi - lo);
+      if (at == hi) return;
+      int64_t seen = bad.load();
+      while (at < seen && !bad.compare_exchange_weak(seen, at)) {
+      }
+    });
+    if (bad.load() < n)
+      throw Error("binary_cross_entropy: input value " + std::to_string(pp[bad.load()]) + " at index " +
+                  std::to_string(bad.load()) +
+                  " is not a probability in [0,1] (for logits use binary_cross_entropy_with_logits)");
   });
   return loss;
 }
@@ -76,7 +101,13 @@ Tensor binary_cross_entropy_backward(const Tensor& dout, const Tensor& p_in, con
   Tensor p = p_in.contiguous(), y = y_in.contiguous(), d = dout.contiguous(), dp = empty(p.shape(), p.dtype());
   dispatch_floating(p.dtype(), "binary_cross_entropy backward", [&](auto zero) {
     using T = decltype(zero);
-    bce_backward_loop<T>(p.data_ptr<T>(), y.data_ptr<T>(), d.data_ptr<T>(), dp.data_ptr<T>(), p.numel());
+    const T* pp = p.data_ptr<T>();
+    const T* yp = y.data_ptr<T>();
+    const T* gp = d.data_ptr<T>();
+    T* out = dp.data_ptr<T>();
+    for_bce_chunks(p.numel(), [&](int64_t lo, int64_t hi) {
+      bce_backward_loop<T>(pp + lo, yp + lo, gp + lo, out + lo, hi - lo);
+    });
   });
   return dp;
 }

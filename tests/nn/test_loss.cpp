@@ -415,6 +415,14 @@ TEST_CASE("nn loss: bad input is a heed::Error naming the loss and the shapes or
 
   CHECK_THROWS_WITH_AS(nn::binary_cross_entropy(tensor({0.5, 1.5}), tensor({0.0, 1.0})),
                        doctest::Contains("input value 1.500000 at index 1 is not a probability"), Error);
+  {
+    // Large enough to be split over threads: the message names the first bad value, whichever thread met one.
+    Tensor p = full({200000}, 0.5);
+    p.narrow(0, 150001, 1).fill_(-2.0);
+    p.narrow(0, 120000, 1).fill_(3.0);
+    CHECK_THROWS_WITH_AS(nn::binary_cross_entropy(p, zeros({200000})),
+                         doctest::Contains("input value 3.000000 at index 120000 is not a probability"), Error);
+  }
   CHECK_THROWS_WITH_AS(nn::binary_cross_entropy(full({2, 3}, 0.5), zeros({2, 3}), {.weight = ones({2})}),
                        doctest::Contains("weight (2) does not broadcast to the input's shape (2,3)"), Error);
   CHECK_THROWS_AS(nn::binary_cross_entropy_with_logits(zeros({2, 3}), zeros({2, 3}), {.pos_weight = ones({4})}), Error);

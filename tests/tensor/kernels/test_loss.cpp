@@ -13,9 +13,9 @@
 
 using namespace heed;
 
-TEST_CASE("kernels loss: binary cross-entropy against its definition (sizes 1, 7, 17, 1023; both levels)") {
+TEST_CASE("kernels loss: binary cross-entropy against its definition (sizes 1, 7, 17, 1023, 70001; both levels)") {
   for (DType dt : {float32, float64})
-    for (int64_t n : {1, 7, 17, 1023})
+    for (int64_t n : {1, 7, 17, 1023, 70001})  // 70001: chunks over threads, and a short last chunk
       for (bool simd : {true, false}) {
         CAPTURE(n);
         CAPTURE(simd);
