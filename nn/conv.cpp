@@ -56,7 +56,7 @@ static void check_input(const std::string& who, const Tensor& x, int64_t channel
 
 // ---- conv2d ---------------------------------------------------------------------------------------------
 // y = W ⋆ x + b   x: (N,C,H,W)  weight: (O, C/g, kh, kw)  bias: (O)  ->  y: (N,O,OH,OW)
-//   cols = im2col(x, Batched)                 (C·kh·kw, N, L)  viewed as (g, K, N·L)
+//   cols = im2col(x, Batched)                 (C·kh·kw, N, L)  viewed as (g, K, N·L); for 1x1, x permuted
 //   z    = W.view(g, O/g, K) @ cols           (g, O/g, N·L)    one GEMM per group
 //   y    = z viewed (O, N, OH, OW), dims 0 and 1 swapped, + b    (N, O, OH, OW), contiguous
 // Backward (from matmul and im2col): dW = dz @ cols^T, dcols = W^T @ dz, dx = col2im(dcols).
@@ -76,7 +76,12 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   int64_t N = x.size(0), C = x.size(1), OH = win.out_h(x.size(2)), OW = win.out_w(x.size(3));
   int64_t K = C / g * k.h * k.w, L = OH * OW;
 
-  Tensor cols = heed::im2col(x, win, kernels::Columns::Batched).view({g, K, N * L});
+  // A 1x1 window with stride 1 and no padding (SAGAN's query, key and value projections) reads every pixel
+  // once: its columns are x itself with the channels brought to the front, (C, N, L), a copy of whole
+  // rows of L pixels instead of im2col's gather.
+  const bool pointwise = k.h == 1 && k.w == 1 && win.sh == 1 && win.sw == 1 && win.ph == 0 && win.pw == 0;
+  Tensor cols = pointwise ? x.reshape({N, C, L}).permute({1, 0, 2}).reshape({g, K, N * L})
+                          : heed::im2col(x, win, kernels::Columns::Batched).view({g, K, N * L});
   Tensor z = matmul(weight.reshape({g, O / g, K}), cols).view({O, N, OH, OW}).permute({1, 0, 2, 3});
   // Adding the bias writes a contiguous (N, O, OH, OW), as PyTorch returns; without one, a copy does.
   return bias.defined() ? z + bias.view({O, 1, 1}) : z.contiguous();

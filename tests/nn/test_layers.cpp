@@ -245,6 +245,11 @@ std::vector<Case> table() {
          conv_plain->bias = v[2];
          return (*conv_plain)(v[0]);
        }},
+      {"Conv2d 1x1 groups 2 (the pointwise path)",
+       [] {
+         return V{R({2, 4, 3, 2}), R({6, 2, 1, 1}), R({6})};
+       },
+       [=](const V& v) { return nn::conv2d(v[0], v[1], v[2], {.groups = 2}); }},
       {"ConvTranspose2d stride 2 padding 1 output_padding 1 groups 2",
        [] {
          return V{R({1, 4, 3, 3}), R({4, 3, 3, 3}), R({6})};
@@ -520,6 +525,11 @@ TEST_CASE("nn conv2d matches the naive loops on odd shapes, grouped, strided, pa
       {2, 3, 7, 5, 4, 3, 2, {}},
       {1, 6, 9, 8, 9, 3, 3, {.stride = {2, 1}, .padding = {1, 2}, .dilation = {1, 2}, .groups = 3}},
       {3, 2, 17, 7, 2, 5, 1, {.stride = 3, .padding = 2, .dilation = 1, .groups = 2}},
+      // 1x1: the pointwise path (x permuted, no im2col), plain and grouped; then 1x1 windows it must not take
+      {2, 6, 5, 4, 4, 1, 1, {}},
+      {3, 6, 4, 3, 9, 1, 1, {.groups = 3}},
+      {2, 3, 5, 6, 4, 1, 1, {.stride = 2}},
+      {2, 3, 4, 4, 2, 1, 1, {.padding = 1}},
   };
   for (const Geo& q : geos) {
     INFO("x (", q.N, ",", q.C, ",", q.H, ",", q.W, ") weight (", q.O, ",", q.C / q.o.groups, ",", q.kh, ",", q.kw, ")");
