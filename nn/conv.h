@@ -6,10 +6,11 @@
 //
 // All of them are composites of three differentiable ops: im2col, col2im (autograd/ops_conv.cpp) and
 // matmul. im2col lays each receptive field out as a column, so a convolution is one matrix multiply
-// (W (O,K) @ cols (K,L)), which runs at BLAS speed; a transposed convolution is the adjoint (W^T @ x, then
-// col2im adds the columns back into an image); pooling is a max or a mean down each column. Their
-// backward passes, and the backward of those (double backward: WGAN-GP's gradient penalty through a
-// convolutional critic), come from the three primitives with no hand-written gradient.
+// (W (O,K) @ cols (K,L)), which runs at BLAS speed; the convolutions lay the whole batch's columns side by
+// side (cols (K, N·L)), so it is one multiply for the batch. A transposed convolution is the adjoint
+// (W^T @ x, then col2im adds the columns back into an image); pooling is a max or a mean down each
+// column. Their backward passes, and the backward of those (double backward: WGAN-GP's gradient penalty
+// through a convolutional critic), come from the three primitives with no hand-written gradient.
 //
 //   nn::Conv2d conv(1, 32, 3, {.stride = 2, .padding = 1});    // (N,1,28,28) -> (N,32,14,14)
 //   nn::ConvTranspose2d up(32, 1, 4, {.stride = 2, .padding = 1});  // (N,32,14,14) -> (N,1,28,28)
